@@ -1,0 +1,7 @@
+"""ide-backend: one Docker container per workspace, driven by a browser IDE over JSON and websockets."""
+
+from .app import create_app
+from .settings import Settings
+
+__version__ = "0.1.0"
+__all__ = ["Settings", "__version__", "create_app"]

@@ -1,0 +1,118 @@
+"""The six POST endpoints of /api/v1/containers: validate with a model, call the service, answer JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from ..errors import BadRequest, ValidationFailed
+from ..models import ExecRequest, StartRequest, SyncRequest, ThemeRequest, WorkspaceRef
+from ..workspaces import WorkspaceService
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _service(request: Request) -> WorkspaceService:
+    service: WorkspaceService = request.app.state.service
+    return service
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    """The body as `model`, or a 400 (not JSON) / 422 (wrong shape, naming each field) that a person can act on."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"The request body is not valid JSON ({exc}); send a JSON object") from exc
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"The request body must be a JSON object, not {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors(include_url=False, include_input=False)]
+        fields = sorted({str(err["loc"][0]) for err in exc.errors() if err["loc"]})
+        raise ValidationFailed("Invalid request: " + "; ".join(problems), fields=fields) from exc
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "is required"
+    return f"{where} {message}" if message.startswith("is ") else f"{where}: {message}"
+
+
+def ok(message: str | None = None, **payload: Any) -> JSONResponse:
+    body: dict[str, Any] = {"success": True}
+    if message is not None:
+        body["message"] = message
+    for key, value in payload.items():
+        body[key] = value.model_dump(by_alias=True) if isinstance(value, BaseModel) else value
+    return JSONResponse(body)
+
+
+async def start(request: Request) -> JSONResponse:
+    body = await parse(request, StartRequest)
+    outcome = await _service(request).start(body, body.files)
+    return ok("Container started successfully", data=outcome.info)
+
+
+async def stop(request: Request) -> JSONResponse:
+    body = await parse(request, WorkspaceRef)
+    outcome = await _service(request).stop(body)
+    message = "Container stopped successfully" if outcome.changed else "Container was already stopped"
+    return ok(message, data=outcome.info)
+
+
+async def status(request: Request) -> JSONResponse:
+    body = await parse(request, WorkspaceRef)
+    info, password = await _service(request).status(body)
+    return ok("Container status retrieved successfully", data={**info.model_dump(by_alias=True), "password": password})
+
+
+async def exec_command(request: Request) -> JSONResponse:
+    body = await parse(request, ExecRequest)
+    result = await _service(request).exec(body)
+    return ok(**result.model_dump(by_alias=True))
+
+
+async def sync(request: Request) -> JSONResponse:
+    body = await parse(request, SyncRequest)
+    outcome = await _service(request).sync(body, body.files, body.clean)
+    message = "Files synced successfully" if outcome.changed or not body.clean else "Workspace cleaned successfully"
+    return ok(message, data=outcome.info)
+
+
+async def vscode_theme(request: Request) -> JSONResponse:
+    body = await parse(request, ThemeRequest)
+    await _service(request).set_theme(body, body.theme)
+    return ok(theme=body.theme)
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness plus whether the Docker engine answers; no token needed, tells nothing about workspaces."""
+    service = _service(request)
+    try:
+        await service.runtime.ping()
+        docker = "ok"
+    except Exception as exc:
+        docker = getattr(exc, "message", str(exc))
+    return JSONResponse({"success": True, "status": "ok", "docker": docker})
+
+
+def routes() -> list[BaseRoute]:
+    prefix = "/api/v1/containers"
+    return [
+        Route("/healthz", health, methods=["GET"]),
+        Route(f"{prefix}/start", start, methods=["POST"]),
+        Route(f"{prefix}/stop", stop, methods=["POST"]),
+        Route(f"{prefix}/status", status, methods=["POST"]),
+        Route(f"{prefix}/exec", exec_command, methods=["POST"]),
+        Route(f"{prefix}/sync", sync, methods=["POST"]),
+        Route(f"{prefix}/vscode-theme", vscode_theme, methods=["POST"]),
+    ]

@@ -1,0 +1,75 @@
+"""create_app(settings): the Starlette application, its middleware, error handlers and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .api import AuthMiddleware, BodyLimitMiddleware, routes
+from .errors import IDEError
+from .runtime import DockerRuntime
+from .settings import Settings
+from .store import Store
+from .workspaces import WorkspaceService
+
+log = logging.getLogger(__name__)
+
+
+async def _ide_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IDEError)
+    if exc.status_code >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.message)
+    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: f"No such endpoint: {request.url.path}", 405: f"{request.method} is not allowed here"}
+    message = messages.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"success": False, "message": message, "code": "http_error"}, status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"success": False, "message": "Internal error; the server log has the details", "code": "internal_error"},
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The application; event-loop-bound resources (DB, Docker client) are opened in its lifespan."""
+    token, _ = settings.ensure_token()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = Store(settings.resolved_database_url())
+        await store.connect()
+        runtime = DockerRuntime(settings.docker_host, settings.docker_timeout)
+        app.state.service = WorkspaceService(settings, store, runtime)
+        try:
+            await runtime.ping()
+        except IDEError as exc:
+            log.warning("Docker is not reachable yet: %s", exc.message)
+        try:
+            yield
+        finally:
+            await runtime.close()
+            await store.disconnect()
+
+    return Starlette(
+        routes=routes(),
+        middleware=[
+            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            Middleware(AuthMiddleware, token=token),
+        ],
+        exception_handlers={IDEError: _ide_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )

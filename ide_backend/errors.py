@@ -1,0 +1,92 @@
+"""One exception tree for the whole backend, and the one place that turns it into a JSON answer.
+
+    IDEError (500, "internal_error")
+     +-- BadRequest (400, "bad_request")
+     |    +-- InvalidPath (400, "invalid_path")
+     +-- ValidationFailed (422, "validation_error")
+     +-- Unauthorized (401, "unauthorized")
+     +-- NotFound (404, "not_found")
+     +-- Conflict (409, "conflict")
+     |    +-- NotRunning (409, "not_running")
+     +-- PayloadTooLarge (413, "payload_too_large")
+     +-- RuntimeUnavailable (503, "runtime_unavailable")
+     +-- RuntimeFailure (502, "runtime_error")
+     +-- StoreUnavailable (503, "store_unavailable")
+
+Foreign errors (aiodocker, aiohttp, the database) are translated into this tree where they are raised: the runtime
+and the store. Routes only ever see these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IDEError(Exception):
+    """Base of every error the API answers with; `message` is meant for a person."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"success": False, "message": self.message, "code": self.code}
+        body.update(self.details)
+        return body
+
+
+class BadRequest(IDEError):
+    status_code = 400
+    code = "bad_request"
+
+
+class InvalidPath(BadRequest):
+    code = "invalid_path"
+
+
+class ValidationFailed(IDEError):
+    status_code = 422
+    code = "validation_error"
+
+
+class Unauthorized(IDEError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(IDEError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(IDEError):
+    status_code = 409
+    code = "conflict"
+
+
+class NotRunning(Conflict):
+    code = "not_running"
+
+
+class PayloadTooLarge(IDEError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class RuntimeUnavailable(IDEError):
+    status_code = 503
+    code = "runtime_unavailable"
+
+
+class RuntimeFailure(IDEError):
+    status_code = 502
+    code = "runtime_error"
+
+
+class StoreUnavailable(IDEError):
+    status_code = 503
+    code = "store_unavailable"

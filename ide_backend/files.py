@@ -1,0 +1,207 @@
+"""Workspace file sets: parse the shapes clients send, check every path, and pack them as one tar archive.
+
+Accepted shapes of a `files` map (keys are workspace-relative paths, or names inside a tree):
+  {"a.txt": "text"}                                          UTF-8 text
+  {"a.bin": {"content": "...", "encoding": "base64", "mode": 420}}
+  {"src": {"directory": {"a.js": {"file": {"contents": "..."}}}}}   the nested tree browser IDEs send
+Nothing here touches Docker: a rejected file set fails before anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidPath, PayloadTooLarge, ValidationFailed
+
+MAX_FILES = 10_000
+MAX_PATH_CHARS = 1024
+MAX_NAME_BYTES = 255
+MAX_DEPTH = 64
+DEFAULT_FILE_MODE = 0o644
+DEFAULT_DIR_MODE = 0o755
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # normalised, workspace-relative, no leading slash
+    data: bytes
+    mode: int
+
+
+@dataclass(frozen=True)
+class FileSet:
+    files: tuple[FileEntry, ...]
+    dirs: tuple[str, ...]  # directories asked for explicitly (empty tree nodes)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(f.data) for f in self.files)
+
+    def ancestors(self) -> list[str]:
+        """Every directory that must exist for this set, parents before children."""
+        needed: set[str] = set(self.dirs)
+        for path in [f.path for f in self.files] + list(self.dirs):
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                needed.add("/".join(parts[:depth]))
+        return sorted(needed, key=lambda p: (p.count("/"), p))
+
+
+def normalize_path(raw: object, *, where: str = "files") -> str:
+    """Check one workspace-relative path and return its normal form, or raise InvalidPath naming it."""
+    if not isinstance(raw, str):
+        raise InvalidPath(f"{where}: a path must be a string", path=repr(raw))
+    shown = raw if len(raw) <= 200 else raw[:200] + "..."
+    if raw == "":
+        raise InvalidPath(f"{where}: a path must not be empty", path=shown)
+    if len(raw) > MAX_PATH_CHARS:
+        raise InvalidPath(f"{where}: path is longer than {MAX_PATH_CHARS} characters", path=shown)
+    if "\x00" in raw:
+        raise InvalidPath(f"{where}: path {shown!r} contains a NUL byte", path=shown)
+    if "\\" in raw:
+        raise InvalidPath(f"{where}: path {shown!r} contains '\\'; use '/' between folders", path=shown)
+    if raw.startswith("/"):
+        raise InvalidPath(f"{where}: path {shown!r} is absolute; give it relative to the workspace folder", path=shown)
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidPath(f"{where}: path {shown!r} leaves the workspace ('..' is not allowed)", path=shown)
+    if not parts:
+        raise InvalidPath(f"{where}: path {shown!r} names the workspace itself, not a file in it", path=shown)
+    if len(parts) > MAX_DEPTH:
+        raise InvalidPath(f"{where}: path {shown!r} is nested deeper than {MAX_DEPTH} folders", path=shown)
+    for part in parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise InvalidPath(f"{where}: a name in {shown!r} is longer than {MAX_NAME_BYTES} bytes", path=shown)
+        if any(ord(ch) < 0x20 for ch in part):
+            raise InvalidPath(f"{where}: path {shown!r} contains control characters", path=shown)
+    return "/".join(parts)
+
+
+def _decode_content(path: str, spec: Mapping[str, Any]) -> tuple[bytes, int]:
+    unknown = set(spec) - {"content", "contents", "encoding", "mode"}
+    if unknown:
+        raise ValidationFailed(f"files[{path!r}]: unknown keys {sorted(unknown)}", path=path)
+    content = spec.get("content", spec.get("contents"))
+    encoding = spec.get("encoding", "utf-8")
+    mode = spec.get("mode", DEFAULT_FILE_MODE)
+    if not isinstance(content, str):
+        raise ValidationFailed(f"files[{path!r}].content must be a string", path=path)
+    if encoding not in ("utf-8", "utf8", "base64"):
+        raise ValidationFailed(f"files[{path!r}].encoding must be 'utf-8' or 'base64'", path=path)
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ValidationFailed(
+            f"files[{path!r}].mode must be permission bits between 0 and 511 (0o777), e.g. 420 for 0o644",
+            path=path,
+        )
+    if encoding == "base64":
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationFailed(f"files[{path!r}].content is not valid base64", path=path) from exc
+    else:
+        try:
+            data = content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationFailed(f"files[{path!r}].content is not valid UTF-8 text", path=path) from exc
+    return data, mode
+
+
+def _walk(prefix: str, tree: Mapping[str, Any], files: list[FileEntry], dirs: list[str], *, flat: bool) -> None:
+    for key, value in tree.items():
+        if not flat and ("/" in key or key in ("", ".", "..")):
+            raise InvalidPath(f"files: {key!r} in the tree under {prefix or '/'!r} must be a plain name", path=key)
+        path = normalize_path(f"{prefix}/{key}" if prefix else key)
+        if isinstance(value, str):
+            try:
+                files.append(FileEntry(path, value.encode("utf-8"), DEFAULT_FILE_MODE))
+            except UnicodeEncodeError as exc:
+                raise ValidationFailed(f"files[{path!r}] is not valid UTF-8 text", path=path) from exc
+        elif isinstance(value, Mapping) and "directory" in value and len(value) == 1:
+            sub = value["directory"]
+            if not isinstance(sub, Mapping):
+                raise ValidationFailed(f"files[{path!r}].directory must be an object", path=path)
+            dirs.append(path)
+            _walk(path, sub, files, dirs, flat=False)
+        elif isinstance(value, Mapping) and "file" in value and len(value) == 1:
+            if not isinstance(value["file"], Mapping):
+                raise ValidationFailed(f"files[{path!r}].file must be an object", path=path)
+            files.append(FileEntry(path, *_decode_content(path, value["file"])))
+        elif isinstance(value, Mapping) and ("content" in value or "contents" in value):
+            files.append(FileEntry(path, *_decode_content(path, value)))
+        else:
+            raise ValidationFailed(
+                f"files[{path!r}] must be a string, an object with 'content', or a tree node "
+                "({'file': {'contents': ...}} or {'directory': {...}})",
+                path=path,
+            )
+        if len(files) + len(dirs) > MAX_FILES:
+            raise PayloadTooLarge(f"files: more than {MAX_FILES} entries in one request; split it up")
+
+
+def parse_files(raw: object) -> FileSet:
+    """Turn a client's `files` value into a checked FileSet; raise before anything is written."""
+    if not isinstance(raw, Mapping):
+        raise ValidationFailed("files must be an object mapping paths to contents")
+    files: list[FileEntry] = []
+    dirs: list[str] = []
+    _walk("", raw, files, dirs, flat=True)
+    seen: dict[str, str] = {}
+    for entry in files:
+        if entry.path in seen:
+            raise InvalidPath(f"files: {entry.path!r} is given more than once", path=entry.path)
+        seen[entry.path] = "file"
+    for d in dirs:
+        if seen.get(d) == "file":
+            raise InvalidPath(f"files: {d!r} is given both as a file and as a folder", path=d)
+        seen.setdefault(d, "dir")
+    fileset = FileSet(tuple(files), tuple(dict.fromkeys(dirs)))
+    for ancestor in fileset.ancestors():
+        if seen.get(ancestor) == "file":
+            raise InvalidPath(f"files: {ancestor!r} is a file and also a folder of other files", path=ancestor)
+    return fileset
+
+
+@dataclass(frozen=True)
+class DirState:
+    """What the workspace already has at a directory path (from the runtime's stat); None when absent."""
+
+    mode: int
+    mtime: float
+
+
+def build_tar(
+    fileset: FileSet,
+    *,
+    uid: int,
+    gid: int,
+    existing_dirs: Mapping[str, DirState] | None = None,
+) -> bytes:
+    """Pack the set as one tar: every ancestor folder first (so the engine refuses to write through a link that
+    appeared after our check), then the files. Existing folders keep their mode and mtime."""
+    existing_dirs = existing_dirs or {}
+    now = time.time()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in fileset.ancestors():
+            info = tarfile.TarInfo(path)
+            info.type = tarfile.DIRTYPE
+            state = existing_dirs.get(path)
+            info.mode = state.mode if state else DEFAULT_DIR_MODE
+            info.mtime = int(state.mtime if state else now)
+            info.uid, info.gid = uid, gid
+            tar.addfile(info)
+        for entry in fileset.files:
+            info = tarfile.TarInfo(entry.path)
+            info.size = len(entry.data)
+            info.mode = entry.mode
+            info.mtime = int(now)
+            info.uid, info.gid = uid, gid
+            tar.addfile(info, io.BytesIO(entry.data))
+    return buf.getvalue()

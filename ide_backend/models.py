@@ -1,0 +1,109 @@
+"""Request and response models: the edge of the system, where every input is checked before it goes further."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic.alias_generators import to_camel
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Linux refuses one argv string longer than this (MAX_ARG_STRLEN).
+MAX_COMMAND_CHARS = 100_000
+
+
+def _check_id(value: str) -> str:
+    if not re.match(ID_PATTERN, value) or value.endswith("."):
+        raise ValueError("must be 1-63 characters of letters, digits, '_', '-' or '.', starting with a letter or digit")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _check_env(value: dict[str, str]) -> dict[str, str]:
+    for name, item in value.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"variable name {name!r} must be letters, digits and '_', not starting with a digit")
+        if "\x00" in item:
+            raise ValueError(f"value of {name} must not contain NUL characters")
+    return value
+
+
+def _check_theme(value: str) -> str:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+WorkspaceIdStr = Annotated[StrictStr, AfterValidator(_check_id)]
+CommandStr = Annotated[StrictStr, Field(min_length=1, max_length=MAX_COMMAND_CHARS), AfterValidator(_no_nul)]
+EnvMap = Annotated[dict[StrictStr, StrictStr], Field(max_length=256), AfterValidator(_check_env)]
+ThemeStr = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_check_theme)]
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are ignored so clients can evolve."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class WorkspaceRef(_Model):
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+
+
+class StartRequest(WorkspaceRef):
+    # Validated and normalised by ide_backend.files, which knows the accepted shapes.
+    files: dict[str, Any] | None = None
+
+
+class ExecRequest(WorkspaceRef):
+    command: CommandStr
+    cwd: Annotated[StrictStr, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
+    env: EnvMap | None = None
+    timeout: Annotated[float, Field(gt=0)] | None = None
+
+
+class SyncRequest(WorkspaceRef):
+    files: dict[str, Any]
+    clean: StrictBool = False
+
+
+class ThemeRequest(WorkspaceRef):
+    theme: ThemeStr
+
+
+class ContainerInfo(_Model):
+    """What the API tells about a workspace's container: Docker's live state merged with our record."""
+
+    id: str | None
+    name: str
+    project_id: str
+    workspace_id: str
+    image: str
+    status: str
+    running: bool
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    workspace_dir: str
+    volume: str
+    ports: dict[str, int] = Field(default_factory=dict)
+    theme: str | None = None
+
+
+class ExecResult(_Model):
+    output: str
+    error: str
+    exit_code: int
+    timed_out: bool = False
+    truncated: bool = False
+    duration_ms: float = 0.0

@@ -1,0 +1,101 @@
+"""The container runtime seam: what the workspace service needs from an engine, and the values it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one workspace container."""
+
+    name: str
+    image: str
+    volume: str
+    labels: Mapping[str, str]
+    env: Mapping[str, str]
+    user: str
+    workdir: str
+    mount_path: str
+    publish_ports: Sequence[int]
+    memory_bytes: int
+    nano_cpus: int
+    pids_limit: int
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """Docker's live view of one container."""
+
+    id: str
+    name: str
+    image: str
+    status: str
+    running: bool
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    oom_killed: bool
+    ports: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """One path inside a container, not following a final symlink."""
+
+    mode: int  # permission bits
+    mtime: float
+    is_dir: bool
+    is_symlink: bool
+    link_target: str
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    timed_out: bool
+    truncated: bool
+
+
+class Runtime(Protocol):
+    """A container engine as the workspace service uses it. Errors are ide_backend.errors types."""
+
+    async def ping(self) -> None: ...
+
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
+
+    async def inspect(self, name_or_id: str) -> ContainerState | None: ...
+
+    async def create(self, spec: ContainerSpec) -> ContainerState: ...
+
+    async def start(self, container_id: str) -> None: ...
+
+    async def stop(self, container_id: str, timeout: int) -> None: ...
+
+    async def remove(self, container_id: str) -> None: ...
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        user: str,
+        workdir: str,
+        env: Mapping[str, str],
+        timeout: float,
+        output_cap: int,
+    ) -> ExecOutput: ...
+
+    async def stat_paths(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]: ...
+
+    async def put_archive(self, container_id: str, dest: str, data: bytes) -> None: ...
+
+    async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None: ...
+
+    async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None: ...

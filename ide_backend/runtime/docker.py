@@ -1,0 +1,347 @@
+"""The Docker runtime over one shared aiodocker client. The only module that speaks Docker, and the one place
+where Docker's errors become ours."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.exceptions import DockerError
+
+from ..errors import BadRequest, Conflict, IDEError, NotFound, RuntimeFailure, RuntimeUnavailable
+from .base import ContainerSpec, ContainerState, ExecOutput, PathStat
+
+log = logging.getLogger(__name__)
+
+# Go's os.FileMode type bits, as Docker reports them in a path stat.
+_MODE_DIR = 1 << 31
+_MODE_SYMLINK = 1 << 27
+# The capabilities a workspace keeps: Docker's defaults minus raw sockets, device nodes, chroot and the like.
+_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
+# Kills every process that inherited one exec's marker: a fixed script, the marker passed as an argument.
+_KILL_MARKED = (
+    'for d in /proc/[0-9]*; do if tr "\\0" "\\n" < "$d/environ" 2>/dev/null | grep -qx "IDE_EXEC_ID=$1"; '
+    'then kill -9 "${d#/proc/}" 2>/dev/null; fi; done; exit 0'
+)
+# Empties the folder given as $1, making read-only folders writable first (links are not followed).
+_EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
+_STAT_CONCURRENCY = 16
+
+
+class DockerRuntime:
+    """Implements ide_backend.runtime.base.Runtime against a Docker engine."""
+
+    def __init__(self, docker_host: str = "", timeout: float = 30.0) -> None:
+        self._timeout = timeout
+        self._docker = aiodocker.Docker(
+            url=docker_host or None,
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
+        )
+        self.host = docker_host or self._docker.docker_host
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Translate what aiodocker and aiohttp raise into our error tree, naming what we were doing."""
+        try:
+            yield
+        except IDEError:
+            raise
+        except DockerError as exc:
+            message = str(exc.message).strip() or "no details given"
+            if exc.status == 404:
+                raise NotFound(f"Docker could not find it while {doing}: {message}") from exc
+            if exc.status == 409:
+                raise Conflict(f"Docker refused while {doing}: {message}") from exc
+            if exc.status == 900 or exc.status >= 502:
+                raise self._unavailable(doing, message) from exc
+            raise RuntimeFailure(f"Docker failed while {doing}: {message}") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unavailable(doing, str(exc) or type(exc).__name__) from exc
+
+    def _unavailable(self, doing: str, detail: str) -> RuntimeUnavailable:
+        return RuntimeUnavailable(
+            f"The Docker engine did not answer while {doing} ({detail}). Check that dockerd is running and "
+            f"reachable at {self.host} (scripts/docker-engine.sh starts one), then retry.",
+            hint="start the Docker engine or fix IDE_DOCKER_HOST",
+        )
+
+    async def ping(self) -> None:
+        with self._errors("checking the engine"):
+            await self._docker.version()
+
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        with self._errors(f"creating volume {name}"):
+            await self._docker.volumes.create({"Name": name, "Labels": dict(labels)})  # type: ignore[no-untyped-call]
+
+    async def inspect(self, name_or_id: str) -> ContainerState | None:
+        try:
+            with self._errors("inspecting the container"):
+                data = await self._docker.containers.container(name_or_id).show()
+        except NotFound:
+            return None
+        return _state(data)
+
+    async def create(self, spec: ContainerSpec) -> ContainerState:
+        """Create the container, or return the one that already carries this name (another process won)."""
+        config = _container_config(spec)
+        try:
+            with self._errors(f"creating container {spec.name}"):
+                await self._docker.containers.create(config, name=spec.name)
+        except Conflict:
+            log.info("container %s already exists; using it", spec.name)
+        state = await self.inspect(spec.name)
+        if state is None:
+            raise RuntimeFailure(f"Container {spec.name} vanished right after it was created; retry the start")
+        return state
+
+    async def start(self, container_id: str) -> None:
+        with self._errors("starting the container"):
+            await self._docker.containers.container(container_id).start()
+
+    async def stop(self, container_id: str, timeout: int) -> None:
+        with self._errors("stopping the container"):
+            await self._docker.containers.container(container_id).stop(
+                t=timeout, timeout=aiohttp.ClientTimeout(total=timeout + self._timeout)
+            )
+
+    async def remove(self, container_id: str) -> None:
+        with self._errors("removing the container"):
+            await self._docker.containers.container(container_id).delete(force=True, v=False)
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        user: str,
+        workdir: str,
+        env: Mapping[str, str],
+        timeout: float,
+        output_cap: int,
+    ) -> ExecOutput:
+        """Run argv, keep stdout and stderr apart (each capped), kill the whole process tree on timeout."""
+        marker = uuid.uuid4().hex
+        container = self._docker.containers.container(container_id)
+        with self._errors("creating the exec"):
+            execution = await container.exec(
+                list(argv),
+                stdout=True,
+                stderr=True,
+                user=user,
+                workdir=workdir,
+                environment={**env, "IDE_EXEC_ID": marker},
+            )
+        out, err = bytearray(), bytearray()
+        truncated = timed_out = False
+        with self._errors("running the command"):
+            async with execution.start(detach=False, timeout=aiohttp.ClientTimeout(connect=self._timeout)) as stream:
+                try:
+                    async with asyncio.timeout(timeout):
+                        while (message := await stream.read_out()) is not None:
+                            buf = out if message.stream == 1 else err
+                            room = output_cap - len(buf)
+                            if room > 0:
+                                buf += message.data[:room]
+                            if len(message.data) > room:
+                                truncated = True
+                except TimeoutError:
+                    timed_out = True
+                    await self._kill_marked(container_id, user, marker)
+            exit_code = await self._exit_code(execution, timed_out)
+        if exit_code == 126 and out.startswith(b"OCI runtime exec failed"):
+            # The engine could not start the process at all (a missing folder, most often): not the command's fault.
+            detail = out.decode("utf-8", "replace").strip()
+            raise BadRequest(
+                f"The command could not be started: {detail}", hint="check cwd and that the program exists"
+            )
+        return ExecOutput(bytes(out), bytes(err), exit_code, timed_out, truncated)
+
+    async def _kill_marked(self, container_id: str, user: str, marker: str) -> None:
+        container = self._docker.containers.container(container_id)
+        with self._errors("stopping a command that ran out of time"):
+            killer = await container.exec(["sh", "-c", _KILL_MARKED, "ide-kill", marker], user=user)
+            async with killer.start(detach=False) as stream:
+                while await stream.read_out() is not None:
+                    pass
+
+    async def _exit_code(self, execution: Any, timed_out: bool) -> int:
+        deadline = time.monotonic() + 2.0
+        while True:
+            info = await execution.inspect()
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            if time.monotonic() > deadline:
+                # Killed with SIGKILL, or still unwinding: report it the way a shell would.
+                return 137 if timed_out else -1
+            await asyncio.sleep(0.02)
+
+    async def stat_paths(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]:
+        """Stat each absolute path (not following a final symlink); None where nothing exists."""
+        limit = asyncio.Semaphore(_STAT_CONCURRENCY)
+
+        async def one(path: str) -> tuple[str, PathStat | None]:
+            async with limit:
+                return path, await self._stat(container_id, path)
+
+        return dict(await asyncio.gather(*(one(p) for p in paths)))
+
+    async def _stat(self, container_id: str, path: str) -> PathStat | None:
+        # Docker answers HEAD with an empty body, which aiodocker's error path cannot parse: ask the session.
+        url = self._docker._canonicalize_url(f"containers/{container_id}/archive")
+        with self._errors(f"looking at {path}"):
+            async with self._docker.session.head(url, params={"path": path}) as response:
+                if response.status == 404:
+                    return None
+                if response.status >= 400:
+                    raise DockerError(response.status, f"stat of {path} failed")
+                header = response.headers.get("X-Docker-Container-Path-Stat", "")
+        stat = json.loads(base64.b64decode(header))
+        mode = int(stat["mode"])
+        return PathStat(
+            mode=mode & 0o7777,
+            mtime=_parse_time(stat.get("mtime")) or 0.0,
+            is_dir=bool(mode & _MODE_DIR),
+            is_symlink=bool(mode & _MODE_SYMLINK),
+            link_target=stat.get("linkTarget", ""),
+        )
+
+    async def put_archive(self, container_id: str, dest: str, data: bytes) -> None:
+        """Extract one tar at dest; the engine refuses to turn a folder into a file or a link into a folder."""
+        with self._errors("writing files"):
+            async with self._docker._query(
+                f"containers/{container_id}/archive",
+                method="PUT",
+                data=data,
+                headers={"content-type": "application/x-tar"},
+                params={"path": dest, "noOverwriteDirNonDir": "true"},
+            ):
+                pass
+
+    async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None:
+        """The bytes of one regular file, or None when it does not exist or is not a regular file."""
+        try:
+            with self._errors(f"reading {path}"):
+                archive = await self._docker.containers.container(container_id).get_archive(path)
+        except NotFound:
+            return None
+        with archive:
+            member = archive.next()
+            if member is None or not member.isreg():
+                return None
+            if member.size > max_bytes:
+                raise Conflict(f"{path} is larger than {max_bytes} bytes; refusing to load it")
+            handle = archive.extractfile(member)
+            return handle.read() if handle else None
+
+    async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None:
+        """Delete everything below the workspace folder, in the container if it runs, else in a helper."""
+        argv = ["sh", "-c", _EMPTY_DIR, "ide-empty", spec.mount_path]
+        if container.running:
+            # As the workspace user: a root exec in a container whose user is not root has no capabilities.
+            result = await self.exec(
+                container.id, argv, user=spec.user, workdir="/", env={}, timeout=300, output_cap=64 * 1024
+            )
+            code, detail = result.exit_code, result.stderr.decode("utf-8", "replace")
+        else:
+            code, detail = await self._run_helper(spec, argv)
+        if code != 0:
+            raise RuntimeFailure(f"Emptying the workspace failed (exit {code}): {detail.strip()[:500]}")
+
+    async def _run_helper(self, spec: ContainerSpec, argv: list[str]) -> tuple[int, str]:
+        """Run argv in a short-lived container of the workspace image with the volume mounted, no network."""
+        config = _container_config(spec)
+        config.update(Cmd=argv, User="0:0", Env=[], ExposedPorts={}, Labels={**spec.labels, "ide-backend.helper": "1"})
+        config["HostConfig"].update(NetworkMode="none", PortBindings={})
+        with self._errors("running a helper container"):
+            helper = await self._docker.containers.create(config, name=f"{spec.name}-helper-{uuid.uuid4().hex[:8]}")
+            try:
+                await helper.start()
+                result = await helper.wait(timeout=aiohttp.ClientTimeout(total=300))
+                logs = await helper.log(stdout=True, stderr=True)
+            finally:
+                await helper.delete(force=True)
+        return int(result.get("StatusCode", -1)), "".join(logs)
+
+
+def _container_config(spec: ContainerSpec) -> dict[str, Any]:
+    ports: dict[str, dict[str, str]] = {f"{p}/tcp": {} for p in spec.publish_ports}
+    return {
+        "Image": spec.image,
+        "Hostname": "workspace",
+        "User": spec.user,
+        "WorkingDir": spec.workdir,
+        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "Labels": dict(spec.labels),
+        "ExposedPorts": ports,
+        "HostConfig": {
+            "Init": True,
+            "Mounts": [{"Type": "volume", "Source": spec.volume, "Target": spec.mount_path}],
+            "Memory": spec.memory_bytes,
+            "MemorySwap": spec.memory_bytes,
+            "NanoCpus": spec.nano_cpus,
+            "PidsLimit": spec.pids_limit,
+            "SecurityOpt": ["no-new-privileges:true"],
+            "CapDrop": ["ALL"],
+            "CapAdd": list(_CAPS),
+            # Published on loopback only: the backend proxies, nothing is exposed on a public interface.
+            "PortBindings": {key: [{"HostIp": "127.0.0.1", "HostPort": ""}] for key in ports},
+            "RestartPolicy": {"Name": "no"},
+        },
+    }
+
+
+def _parse_time(value: Any) -> float | None:
+    """Seconds since the epoch from Docker's RFC 3339 time (nanoseconds cut to what Python parses)."""
+    if not isinstance(value, str) or not value or value.startswith("0001-"):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _iso(value: Any) -> str | None:
+    """Docker's timestamp, or None for its zero time."""
+    if not value or not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    return value
+
+
+def _state(data: Mapping[str, Any]) -> ContainerState:
+    state = data.get("State", {})
+    ports: dict[str, int] = {}
+    for key, bindings in (data.get("NetworkSettings", {}).get("Ports") or {}).items():
+        for binding in bindings or []:
+            if binding.get("HostPort"):
+                ports[key.split("/")[0]] = int(binding["HostPort"])
+                break
+    running = bool(state.get("Running"))
+    return ContainerState(
+        id=data["Id"],
+        name=data.get("Name", "").lstrip("/"),
+        image=data.get("Config", {}).get("Image", ""),
+        status=state.get("Status", "unknown"),
+        running=running,
+        created_at=_iso(data.get("Created")),
+        started_at=_iso(state.get("StartedAt")),
+        finished_at=_iso(state.get("FinishedAt")),
+        exit_code=None if running else state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        ports=ports,
+        labels=dict(data.get("Config", {}).get("Labels") or {}),
+    )

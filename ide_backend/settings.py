@@ -1,0 +1,71 @@
+"""One Settings object, read from `IDE_*` environment variables (and CLI flags), built once and passed down."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "ide-backend"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can tune. Every field can be set as `IDE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="IDE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # Empty means a SQLite file `ide-backend.db` in data_dir; otherwise a `databases` URL
+    # (sqlite:///path or postgresql://user:pass@host/db).
+    database_url: str = ""
+    # Empty means: generate one at start-up and print the URL that carries it.
+    api_token: str = ""
+
+    docker_host: str = ""  # empty: DOCKER_HOST or the local socket
+    docker_timeout: float = Field(default=30.0, gt=0)  # seconds for one Docker API call (exec streams aside)
+    instance: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+    workspace_image: str = "ide-backend/workspace:latest"
+    workspace_user: str = "coder"
+    workspace_uid: int = 1000
+    workspace_gid: int = 1000
+    workspace_home: str = "/home/coder"
+    workspace_dir: str = "/workspace"
+    # Container ports published on 127.0.0.1 (random host ports); 8080 is where code-server listens.
+    publish_ports: list[int] = Field(default_factory=lambda: [8080])
+
+    memory_limit_mb: int = Field(default=2048, ge=16)
+    cpu_limit: float = Field(default=2.0, gt=0)
+    pids_limit: int = Field(default=512, ge=16)
+    stop_timeout: int = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL on stop
+
+    exec_default_timeout: float = Field(default=300.0, gt=0)
+    exec_max_timeout: float = Field(default=3600.0, gt=0)
+    exec_output_cap: int = Field(default=10 * 1024 * 1024, ge=1024)  # bytes kept per stream
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    @field_validator("workspace_dir", "workspace_home")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") == "":
+            raise ValueError("must be an absolute path below /")
+        return value.rstrip("/")
+
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the configured one or the default SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'ide-backend.db'}"
+
+    def ensure_token(self) -> tuple[str, bool]:
+        """The API token, generating one when none is configured. Returns (token, generated)."""
+        if self.api_token:
+            return self.api_token, False
+        self.api_token = secrets.token_urlsafe(24)
+        return self.api_token, True

@@ -1,0 +1,39 @@
+"""Versioned schema: each migration is applied once, in order, and recorded in schema_migrations.
+
+Add a migration by appending to MIGRATIONS; never edit one that has shipped. The SQL is plain and portable
+(SQLite and PostgreSQL both run it as written).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """
+            CREATE TABLE workspaces (
+                project_id TEXT NOT NULL,
+                workspace_id TEXT NOT NULL,
+                container_name TEXT NOT NULL,
+                container_id TEXT,
+                volume_name TEXT NOT NULL,
+                image TEXT NOT NULL,
+                password TEXT NOT NULL,
+                theme TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (project_id, workspace_id)
+            )
+            """,
+        ],
+    ),
+]
+
+CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL
+)
+"""
+
+LATEST = MIGRATIONS[-1][0]

@@ -1,0 +1,137 @@
+"""The async store over `databases`: the only module that runs SQL. Returns dataclasses, never rows."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from databases import Database
+
+from ..errors import StoreUnavailable
+from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
+from .tables import schema_migrations, workspaces
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    project_id: str
+    workspace_id: str
+    container_name: str
+    container_id: str | None
+    volume_name: str
+    image: str
+    password: str
+    theme: str | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def new(cls, **fields: Any) -> WorkspaceRecord:
+        """A record not stored yet, stamped now."""
+        now = _now()
+        return cls(**fields, created_at=now, updated_at=now)
+
+    @classmethod
+    def _from_row(cls, row: Mapping[str, Any]) -> WorkspaceRecord:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+class Store:
+    """Workspace records in SQLite (default) or PostgreSQL, chosen by URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.backend = urlsplit(url).scheme.split("+")[0]
+        self._db = Database(url)
+
+    async def connect(self) -> None:
+        if self.backend == "sqlite":
+            path = self.url.split(":///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with self._errors("connecting to the database"):
+            await self._db.connect()
+            await self.migrate()
+
+    async def disconnect(self) -> None:
+        await self._db.disconnect()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Every driver error (sqlite3, asyncpg, OS) becomes StoreUnavailable with what we were doing."""
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.warning("database error while %s: %s", doing, exc)
+            raise StoreUnavailable(
+                f"The database failed while {doing}: {exc}. Check that it is reachable and writable, then retry."
+            ) from exc
+
+    async def migrate(self) -> int:
+        """Apply pending migrations in order; returns the schema version now in force."""
+        await self._db.execute(CREATE_VERSION_TABLE)
+        applied = {row["version"] for row in await self._db.fetch_all(sa.select(schema_migrations.c.version))}
+        for version, statements in MIGRATIONS:
+            if version in applied:
+                continue
+            async with self._db.transaction():
+                for statement in statements:
+                    await self._db.execute(statement)
+                await self._db.execute(schema_migrations.insert().values(version=version, applied_at=_now()))
+            log.info("database schema migrated to version %d", version)
+        return max([v for v, _ in MIGRATIONS] + [int(v) for v in applied])
+
+    async def schema_version(self) -> int:
+        with self._errors("reading the schema version"):
+            value = await self._db.fetch_val(sa.select(sa.func.max(schema_migrations.c.version)))
+        return int(value or 0)
+
+    async def get(self, project_id: str, workspace_id: str) -> WorkspaceRecord | None:
+        query = workspaces.select().where(
+            workspaces.c.project_id == project_id, workspaces.c.workspace_id == workspace_id
+        )
+        with self._errors("reading a workspace"):
+            row = await self._db.fetch_one(query)
+        return WorkspaceRecord._from_row(row._mapping) if row else None
+
+    async def create(self, record: WorkspaceRecord) -> WorkspaceRecord:
+        """Insert the record unless one exists; either way return the stored one (first writer wins)."""
+        values = {name: getattr(record, name) for name in WorkspaceRecord.__dataclass_fields__}
+        try:
+            with self._errors("saving a workspace"):
+                await self._db.execute(workspaces.insert().values(**values))
+        except StoreUnavailable:
+            existing = await self.get(record.project_id, record.workspace_id)
+            if existing is None:
+                raise
+            return existing
+        return record
+
+    async def update(self, project_id: str, workspace_id: str, **values: Any) -> None:
+        query = (
+            workspaces.update()
+            .where(workspaces.c.project_id == project_id, workspaces.c.workspace_id == workspace_id)
+            .values(**values, updated_at=_now())
+        )
+        with self._errors("updating a workspace"):
+            await self._db.execute(query)
+
+    async def all(self) -> list[WorkspaceRecord]:
+        with self._errors("listing workspaces"):
+            rows = await self._db.fetch_all(workspaces.select())
+        return [WorkspaceRecord._from_row(row._mapping) for row in rows]

@@ -1,0 +1,30 @@
+"""The tables, as SQLAlchemy Core objects; the DDL that creates them lives in store.migrations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("workspace_id", sa.Text, primary_key=True),
+    sa.Column("container_name", sa.Text, nullable=False),
+    sa.Column("container_id", sa.Text, nullable=True),
+    sa.Column("volume_name", sa.Text, nullable=False),
+    sa.Column("image", sa.Text, nullable=False),
+    sa.Column("password", sa.Text, nullable=False),
+    sa.Column("theme", sa.Text, nullable=True),
+    # ISO 8601 UTC text: the same on SQLite and PostgreSQL, and sorts correctly.
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Text, nullable=False),
+)

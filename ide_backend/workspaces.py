@@ -1,0 +1,306 @@
+"""The workspace service: start, stop, status, exec, sync and theme for one (projectId, workspaceId) each.
+
+It owns the rules: one container per workspace (a per-workspace lock here, a deterministic container name in
+Docker so other processes cannot create a second), files checked before anything is written, and the record in the
+store kept in step with what Docker has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Conflict, InvalidPath, NotFound, NotRunning, ValidationFailed
+from .files import DirState, FileEntry, FileSet, build_tar, normalize_path, parse_files
+from .models import ContainerInfo, ExecRequest, ExecResult, WorkspaceRef
+from .runtime import ContainerSpec, ContainerState, PathStat, Runtime
+from .settings import Settings
+from .store import Store, WorkspaceRecord
+from .vscode import SETTINGS_PATH, set_theme
+
+log = logging.getLogger(__name__)
+
+LABEL_PREFIX = "ide-backend"
+MAX_SETTINGS_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a lifecycle call did, for the route to word its answer."""
+
+    info: ContainerInfo
+    changed: bool
+
+
+class WorkspaceService:
+    """Drives the runtime and the store for every workspace; the routes call only this."""
+
+    def __init__(self, settings: Settings, store: Store, runtime: Runtime) -> None:
+        self.settings = settings
+        self.store = store
+        self.runtime = runtime
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # -- naming -------------------------------------------------------------------------------------------
+
+    def labels(self, ref: WorkspaceRef) -> dict[str, str]:
+        return {
+            f"{LABEL_PREFIX}.instance": self.settings.instance,
+            f"{LABEL_PREFIX}.project": ref.project_id,
+            f"{LABEL_PREFIX}.workspace": ref.workspace_id,
+        }
+
+    def names(self, ref: WorkspaceRef) -> tuple[str, str]:
+        """Container and volume names: readable, and unique per (instance, project, workspace) via a digest."""
+        key = f"{self.settings.instance}\0{ref.project_id}\0{ref.workspace_id}".encode()
+        digest = hashlib.sha256(key).hexdigest()[:10]
+        base = f"ide-{self.settings.instance}-{ref.project_id}-{ref.workspace_id}-{digest}"
+        return base, f"{base}-data"
+
+    def _spec(self, ref: WorkspaceRef, record: WorkspaceRecord) -> ContainerSpec:
+        s = self.settings
+        return ContainerSpec(
+            name=record.container_name,
+            image=record.image,
+            volume=record.volume_name,
+            labels=self.labels(ref),
+            env={"PASSWORD": record.password, "WORKSPACE_DIR": s.workspace_dir},
+            user=f"{s.workspace_uid}:{s.workspace_gid}",
+            workdir=s.workspace_dir,
+            mount_path=s.workspace_dir,
+            publish_ports=s.publish_ports,
+            memory_bytes=s.memory_limit_mb * 1024 * 1024,
+            nano_cpus=int(s.cpu_limit * 1e9),
+            pids_limit=s.pids_limit,
+        )
+
+    def _lock(self, ref: WorkspaceRef) -> asyncio.Lock:
+        return self._locks.setdefault((ref.project_id, ref.workspace_id), asyncio.Lock())
+
+    # -- records and containers -----------------------------------------------------------------------------
+
+    async def _require(self, ref: WorkspaceRef) -> WorkspaceRecord:
+        record = await self.store.get(ref.project_id, ref.workspace_id)
+        if record is None:
+            raise NotFound(
+                f"Workspace {ref.project_id}/{ref.workspace_id} does not exist; create it with /api/v1/containers/start"
+            )
+        return record
+
+    async def _record(self, ref: WorkspaceRef) -> WorkspaceRecord:
+        record = await self.store.get(ref.project_id, ref.workspace_id)
+        if record is not None:
+            return record
+        container_name, volume_name = self.names(ref)
+        return await self.store.create(
+            WorkspaceRecord.new(
+                project_id=ref.project_id,
+                workspace_id=ref.workspace_id,
+                container_name=container_name,
+                container_id=None,
+                volume_name=volume_name,
+                image=self.settings.workspace_image,
+                password=secrets.token_urlsafe(18),
+                theme=None,
+            )
+        )
+
+    async def _ensure_container(self, ref: WorkspaceRef, record: WorkspaceRecord) -> tuple[ContainerState, bool]:
+        """The workspace's container, created (not started) when Docker has none. Returns (state, created)."""
+        state = await self.runtime.inspect(record.container_name)
+        created = False
+        if state is None:
+            spec = self._spec(ref, record)
+            await self.runtime.ensure_volume(record.volume_name, self.labels(ref))
+            state = await self.runtime.create(spec)
+            created = True
+            log.info("created container %s for %s/%s", state.name, ref.project_id, ref.workspace_id)
+        owner = state.labels.get(f"{LABEL_PREFIX}.project"), state.labels.get(f"{LABEL_PREFIX}.workspace")
+        if owner != (ref.project_id, ref.workspace_id):
+            raise Conflict(f"A container named {record.container_name} exists but is not this workspace's")
+        if state.id != record.container_id:
+            await self.store.update(ref.project_id, ref.workspace_id, container_id=state.id)
+        if created and record.theme:
+            await self._write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
+        return state, created
+
+    def _info(self, ref: WorkspaceRef, record: WorkspaceRecord, state: ContainerState | None) -> ContainerInfo:
+        return ContainerInfo(
+            id=state.id if state else None,
+            name=record.container_name,
+            project_id=ref.project_id,
+            workspace_id=ref.workspace_id,
+            image=state.image if state else record.image,
+            status=state.status if state else "removed",
+            running=bool(state and state.running),
+            created_at=state.created_at if state else None,
+            started_at=state.started_at if state else None,
+            finished_at=state.finished_at if state else None,
+            exit_code=state.exit_code if state else None,
+            oom_killed=bool(state and state.oom_killed),
+            workspace_dir=self.settings.workspace_dir,
+            volume=record.volume_name,
+            ports=dict(state.ports) if state else {},
+            theme=record.theme,
+        )
+
+    # -- the six operations ---------------------------------------------------------------------------------
+
+    async def start(self, ref: WorkspaceRef, files: Mapping[str, Any] | None) -> Outcome:
+        """Create the container if missing, start it if stopped, then write `files` into the workspace."""
+        fileset = parse_files(files) if files else None
+        async with self._lock(ref):
+            record = await self._record(ref)
+            state, changed = await self._ensure_container(ref, record)
+            if not state.running:
+                await self.runtime.start(state.id)
+                changed = True
+                log.info("started %s/%s", ref.project_id, ref.workspace_id)
+            if fileset is not None:
+                await self._write(state.id, self.settings.workspace_dir, fileset)
+            after = await self.runtime.inspect(state.id)
+            record = await self._require(ref)
+        return Outcome(self._info(ref, record, after), changed)
+
+    async def stop(self, ref: WorkspaceRef) -> Outcome:
+        record = await self._require(ref)
+        async with self._lock(ref):
+            state = await self.runtime.inspect(record.container_name)
+            changed = bool(state and state.running)
+            if state is not None and state.running:
+                await self.runtime.stop(state.id, self.settings.stop_timeout)
+                state = await self.runtime.inspect(state.id)
+                log.info("stopped %s/%s", ref.project_id, ref.workspace_id)
+        return Outcome(self._info(ref, record, state), changed)
+
+    async def status(self, ref: WorkspaceRef) -> tuple[ContainerInfo, str]:
+        record = await self._require(ref)
+        state = await self.runtime.inspect(record.container_name)
+        return self._info(ref, record, state), record.password
+
+    async def exec(self, request: ExecRequest) -> ExecResult:
+        """Run `sh -c command` as the workspace user in the workspace folder (or `cwd`)."""
+        s = self.settings
+        timeout = request.timeout if request.timeout is not None else s.exec_default_timeout
+        if timeout > s.exec_max_timeout:
+            raise ValidationFailed(f"timeout: must be at most {s.exec_max_timeout:g} seconds", field="timeout")
+        workdir = self._workdir(request.cwd)
+        record = await self._require(request)
+        state = await self.runtime.inspect(record.container_name)
+        if state is None or not state.running:
+            raise NotRunning(
+                f"Workspace {request.project_id}/{request.workspace_id} is not running; "
+                "start it with /api/v1/containers/start first"
+            )
+        began = time.perf_counter()
+        try:
+            result = await self.runtime.exec(
+                state.id,
+                ["sh", "-c", request.command],
+                user=f"{s.workspace_uid}:{s.workspace_gid}",
+                workdir=workdir,
+                env=request.env or {},
+                timeout=timeout,
+                output_cap=s.exec_output_cap,
+            )
+        except Conflict as exc:  # the container stopped between our inspect and the exec
+            raise NotRunning(f"Workspace {request.project_id}/{request.workspace_id} stopped: {exc.message}") from exc
+        return ExecResult(
+            output=result.stdout.decode("utf-8", "replace"),
+            error=result.stderr.decode("utf-8", "replace"),
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            truncated=result.truncated,
+            duration_ms=round((time.perf_counter() - began) * 1000, 2),
+        )
+
+    def _workdir(self, cwd: str | None) -> str:
+        """The exec's folder: `cwd` below the workspace folder, or an absolute path as given (normalised)."""
+        base = self.settings.workspace_dir
+        if cwd is None:
+            return base
+        root, rest = ("/", cwd.lstrip("/")) if cwd.startswith("/") else (base + "/", cwd)
+        if all(part in ("", ".") for part in rest.split("/")):
+            return root.rstrip("/") or "/"
+        return root + normalize_path(rest, where="cwd")
+
+    async def sync(self, ref: WorkspaceRef, files: Mapping[str, Any], clean: bool) -> Outcome:
+        """Write `files` as one archive (after emptying the workspace when `clean`), running or stopped."""
+        fileset = parse_files(files)
+        record = await self._require(ref)
+        async with self._lock(ref):
+            state, _ = await self._ensure_container(ref, record)
+            if clean:
+                await self.runtime.empty_dir(state, self._spec(ref, record))
+            if fileset.files or fileset.dirs:
+                await self._write(state.id, self.settings.workspace_dir, fileset)
+            after = await self.runtime.inspect(state.id)
+        return Outcome(self._info(ref, record, after), bool(fileset.files or fileset.dirs))
+
+    async def set_theme(self, ref: WorkspaceRef, theme: str) -> None:
+        """Set workbench.colorTheme in the user's VS Code settings, keeping the rest; remember it for re-creation."""
+        record = await self._require(ref)
+        async with self._lock(ref):
+            state, created = await self._ensure_container(ref, record)
+            home = self.settings.workspace_home
+            existing = (
+                None
+                if created
+                else await self.runtime.read_file(state.id, f"{home}/{SETTINGS_PATH}", MAX_SETTINGS_BYTES)
+            )
+            await self._write(state.id, home, _settings_file(existing, theme))
+            await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
+
+    # -- writing files safely -------------------------------------------------------------------------------
+
+    async def _write(self, container_id: str, base: str, fileset: FileSet) -> None:
+        """Write the set below `base` in one archive, refusing any path that goes through a symlink or a file."""
+        existing = await self._check_tree(container_id, base, fileset)
+        s = self.settings
+        data = build_tar(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
+        await self.runtime.put_archive(container_id, base, data)
+
+    async def _check_tree(self, container_id: str, base: str, fileset: FileSet) -> dict[str, DirState]:
+        """Look at what already stands at each folder and file of the set, shallow to deep, and only below
+        folders that exist: a new tree costs one round of stats. Returns the existing folders' state."""
+        targets = {entry.path for entry in fileset.files}
+        wanted = fileset.ancestors() + sorted(targets)
+        by_depth: dict[int, list[str]] = {}
+        for path in wanted:
+            by_depth.setdefault(path.count("/"), []).append(path)
+        existing: dict[str, DirState] = {}
+        found: dict[str, PathStat] = {}
+        for depth in sorted(by_depth):
+            level = [p for p in by_depth[depth] if depth == 0 or p.rsplit("/", 1)[0] in existing]
+            if not level:
+                continue
+            stats = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in level])
+            for path in level:
+                stat = stats[f"{base}/{path}"]
+                if stat is not None:
+                    found[path] = stat
+                    if stat.is_dir and not stat.is_symlink and path not in targets:
+                        existing[path] = DirState(stat.mode, stat.mtime)
+        for path, stat in found.items():
+            if path in targets:
+                if stat.is_dir and not stat.is_symlink:
+                    raise Conflict(f"{path!r} is a folder in the workspace; it cannot be replaced by a file", path=path)
+            elif stat.is_symlink:
+                raise InvalidPath(
+                    f"{path!r} is a symbolic link (to {stat.link_target!r}); files are never written through "
+                    "links, write to the real folder instead",
+                    path=path,
+                )
+            elif not stat.is_dir:
+                raise Conflict(f"{path!r} is a file in the workspace, so nothing can be written below it", path=path)
+        return existing
+
+
+def _settings_file(existing: bytes | None, theme: str) -> FileSet:
+    return FileSet((FileEntry(SETTINGS_PATH, set_theme(existing, theme), 0o644),), ())

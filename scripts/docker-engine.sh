@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers on this machine: install docker.io when root and missing, start dockerd when
+# nothing answers. Safe to run again: every step is skipped when already done.
+set -euo pipefail
+
+DOCKER=/usr/bin/docker
+log() { printf '[docker-engine] %s\n' "$*" >&2; }
+
+if "$DOCKER" info >/dev/null 2>&1; then
+    log "engine already answering"
+    exit 0
+fi
+
+if ! command -v dockerd >/dev/null 2>&1 || [ ! -x "$DOCKER" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        log "Docker is not installed and this is not root: install docker.io (or Docker Engine) first"
+        exit 1
+    fi
+    log "installing docker.io"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq docker.io >/dev/null
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    log "no Docker engine answers and only root can start dockerd here"
+    exit 1
+fi
+
+log "starting dockerd"
+mkdir -p /var/log
+nohup dockerd >/var/log/ide-backend-dockerd.log 2>&1 &
+for _ in $(seq 1 60); do
+    if "$DOCKER" info >/dev/null 2>&1; then
+        log "engine up"
+        exit 0
+    fi
+    sleep 0.5
+done
+log "dockerd did not answer within 30 s; see /var/log/ide-backend-dockerd.log"
+tail -n 20 /var/log/ide-backend-dockerd.log >&2 || true
+exit 1
