@@ -126,6 +126,11 @@ class WorkspaceService:
             raise Conflict(f"A container named {record.container_name} exists but is not this workspace's")
         if state.id != record.container_id:
             await self.store.update(ref.project_id, ref.workspace_id, container_id=state.id)
+        adopted_password = state.env.get("PASSWORD")
+        if adopted_password and adopted_password != record.password:
+            # A container from an earlier run (or another backend on this store's instance) is the truth:
+            # code-server inside it already uses that password.
+            await self.store.update(ref.project_id, ref.workspace_id, password=adopted_password)
         if created and record.theme:
             await self._write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
         return state, created

@@ -29,10 +29,12 @@ _MODE_DIR = 1 << 31
 _MODE_SYMLINK = 1 << 27
 # The capabilities a workspace keeps: Docker's defaults minus raw sockets, device nodes, chroot and the like.
 _CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
-# Kills every process that inherited one exec's marker: a fixed script, the marker passed as an argument.
+# Kills every process that inherited one exec's marker: a fixed script, the marker passed as an argument. All are
+# stopped first, so none can react (a shell running on after its child died) before all are killed.
 _KILL_MARKED = (
-    'for d in /proc/[0-9]*; do if tr "\\0" "\\n" < "$d/environ" 2>/dev/null | grep -qx "IDE_EXEC_ID=$1"; '
-    'then kill -9 "${d#/proc/}" 2>/dev/null; fi; done; exit 0'
+    'p=""; for d in /proc/[0-9]*; do if tr "\\0" "\\n" < "$d/environ" 2>/dev/null | grep -qx "IDE_EXEC_ID=$1"; '
+    'then p="$p ${d#/proc/}"; fi; done; [ -z "$p" ] && exit 0; '
+    "kill -STOP $p 2>/dev/null; kill -KILL $p 2>/dev/null; exit 0"
 )
 # Empties the folder given as $1, making read-only folders writable first (links are not followed).
 _EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
@@ -344,4 +346,5 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
         oom_killed=bool(state.get("OOMKilled")),
         ports=ports,
         labels=dict(data.get("Config", {}).get("Labels") or {}),
+        env=dict(item.split("=", 1) for item in data.get("Config", {}).get("Env") or [] if "=" in item),
     )

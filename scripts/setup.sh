@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything ide-backend needs on this machine, skipping what is already done:
+# the Docker engine (installed and started when root), the images, and a virtualenv at .venv with the package.
+#   scripts/setup.sh          for running the server
+#   scripts/setup.sh --test   also the test tools and a local PostgreSQL for the PostgreSQL tests
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+WITH_TEST=0
+[ "${1:-}" = "--test" ] && WITH_TEST=1
+
+scripts/docker-engine.sh
+scripts/build-images.sh
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    "$PY" -m venv .venv
+fi
+stamp=".venv/.ide-installed-$(sha256sum pyproject.toml | cut -c1-16)-$WITH_TEST"
+if [ ! -f "$stamp" ]; then
+    log "installing Python dependencies"
+    extras=""
+    [ "$WITH_TEST" = 1 ] && extras="[test]"
+    .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
+    rm -f .venv/.ide-installed-*
+    touch "$stamp"
+fi
+
+if [ "$WITH_TEST" = 1 ]; then
+    scripts/postgres.sh
+fi
+log "ready"

@@ -1,0 +1,85 @@
+"""The file-set parser and tar builder on their own: every accepted shape and every refused path."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from ide_backend.errors import IDEError, InvalidPath, PayloadTooLarge, ValidationFailed
+from ide_backend.files import MAX_FILES, DirState, build_tar, normalize_path, parse_files
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("a.txt", "a.txt"), ("./a/./b", "a/b"), ("a//b/", "a/b"), ("%2e%2e/x", "%2e%2e/x"), ("é/✓", "é/✓")],
+)
+def test_normal_paths(raw: str, expected: str) -> None:
+    assert normalize_path(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "/abs", "../x", "a/../../x", "a/..", "a\x00", "a\\b", ".", "./", "a\nb"])
+def test_refused_paths(raw: str) -> None:
+    with pytest.raises(InvalidPath):
+        normalize_path(raw)
+
+
+def test_shapes_parse_to_the_same_entries() -> None:
+    fileset = parse_files(
+        {
+            "plain.txt": "p",
+            "b64.bin": {"content": "AAE=", "encoding": "base64", "mode": 0o600},
+            "tree": {"directory": {"x.js": {"file": {"contents": "x"}}, "empty": {"directory": {}}}},
+        }
+    )
+    files = {f.path: (f.data, f.mode) for f in fileset.files}
+    assert files == {"plain.txt": (b"p", 0o644), "b64.bin": (b"\x00\x01", 0o600), "tree/x.js": (b"x", 0o644)}
+    assert set(fileset.dirs) == {"tree", "tree/empty"}
+    assert fileset.ancestors() == ["tree", "tree/empty"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"a": "1", "./a": "2"},
+        {"a": "1", "a/b": "2"},
+        {"a": {"directory": {}}, "a/": "x"},
+    ],
+)
+def test_conflicting_entries(raw: dict[str, object]) -> None:
+    with pytest.raises(InvalidPath):
+        parse_files(raw)
+
+
+def test_bad_specs() -> None:
+    for raw in ({"a": None}, {"a": {"content": "x", "extra": 1}}, {"a": {"content": "x", "mode": True}}):
+        with pytest.raises(ValidationFailed):
+            parse_files(raw)
+
+
+def test_too_many_files() -> None:
+    with pytest.raises(PayloadTooLarge):
+        parse_files({f"f{i}": "" for i in range(MAX_FILES + 1)})
+
+
+def test_tar_puts_folders_first_with_existing_state_kept() -> None:
+    fileset = parse_files({"a/b/c.txt": "c", "a/d.txt": "d"})
+    data = build_tar(fileset, uid=1000, gid=1000, existing_dirs={"a": DirState(0o700, 1_000_000)})
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+    assert [(m.name, m.isdir()) for m in members] == [
+        ("a", True),
+        ("a/b", True),
+        ("a/b/c.txt", False),
+        ("a/d.txt", False),
+    ]
+    assert members[0].mode == 0o700 and members[0].mtime == 1_000_000
+    assert members[1].mode == 0o755
+    assert all(m.uid == 1000 and m.gid == 1000 for m in members)
+
+
+def test_errors_carry_status_and_json() -> None:
+    error: IDEError = InvalidPath("nope", path="x")
+    assert error.status_code == 400
+    assert error.to_json() == {"success": False, "message": "nope", "code": "invalid_path", "path": "x"}
