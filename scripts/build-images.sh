@@ -7,6 +7,8 @@
 #   IDE_EXTRA_CA_DIR      a folder of extra CA certificates (*.crt) to trust inside the images, for hosts behind a
 #                         TLS-intercepting proxy; none by default
 #   IDE_FORCE_REBUILD=1   rebuild even when the inputs did not change
+# Arguments:
+#   --backend             also build the backend's own image (ide-backend/server:latest) from the root Dockerfile
 set -euo pipefail
 
 DOCKER=/usr/bin/docker
@@ -62,5 +64,19 @@ build_image() {
     log "built $tag"
 }
 
+build_backend() {
+    mkdir -p "$ROOT/build/ca"
+    rm -f "$ROOT"/build/ca/*.crt
+    if [ -n "${IDE_EXTRA_CA_DIR:-}" ]; then
+        find "$IDE_EXTRA_CA_DIR" -maxdepth 1 -name '*.crt' -exec cp {} "$ROOT/build/ca/" \;
+    fi
+    log "building ide-backend/server:latest"
+    "$DOCKER" build -q -t ide-backend/server:latest "$ROOT" >/dev/null
+    log "built ide-backend/server:latest"
+}
+
 ensure_base
 build_image "$WORKSPACE_IMAGE" "$ROOT/images/workspace"
+if [ "${1:-}" = "--backend" ]; then
+    build_backend
+fi
