@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from .api import AuthMiddleware, BodyLimitMiddleware, routes
 from .errors import IDEError
+from .events import EventBus
 from .runtime import DockerRuntime
 from .settings import Settings
 from .store import Store
@@ -53,14 +54,18 @@ def create_app(settings: Settings) -> Starlette:
         store = Store(settings.resolved_database_url())
         await store.connect()
         runtime = DockerRuntime(settings.docker_host, settings.docker_timeout)
-        app.state.service = WorkspaceService(settings, store, runtime)
+        service = WorkspaceService(settings, store, runtime, EventBus())
+        app.state.service = service
+        app.state.token = token
         try:
             await runtime.ping()
         except IDEError as exc:
             log.warning("Docker is not reachable yet: %s", exc.message)
+        await service.startup()
         try:
             yield
         finally:
+            await service.shutdown()
             await runtime.close()
             await store.disconnect()
 

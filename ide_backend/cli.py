@@ -45,5 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ide-backend: API token (send as 'Authorization: Bearer ...'): {token}", file=sys.stderr, flush=True)
     else:
         print(f"ide-backend: serving on {url} (token from IDE_API_TOKEN)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        proxy_headers=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=30,
+    )
     return 0

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     exec_output_cap: int = Field(default=10 * 1024 * 1024, ge=1024)  # bytes kept per stream
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
+    # Websocket processes: replay buffer per process, how long one lives with nobody attached, how long a finished
+    # one is kept for late attaches, and the most output one process may send.
+    process_buffer_bytes: int = Field(default=1024 * 1024, ge=1024)
+    process_detached_ttl: float = Field(default=300.0, gt=0)
+    process_finished_ttl: float = Field(default=300.0, gt=0)
+    process_output_cap: int = Field(default=4 * 1024**3, ge=1024)
+
     @field_validator("workspace_dir", "workspace_home")
     @classmethod
     def _absolute(cls, value: str) -> str:

@@ -8,6 +8,7 @@ store kept in step with what Docker has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -16,10 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Conflict, InvalidPath, NotFound, NotRunning, ValidationFailed
+from .errors import Conflict, IDEError, InvalidPath, NotFound, NotRunning, ValidationFailed
+from .events import EventBus
 from .files import DirState, FileEntry, FileSet, build_tar, normalize_path, parse_files
 from .models import ContainerInfo, ExecRequest, ExecResult, WorkspaceRef
-from .runtime import ContainerSpec, ContainerState, PathStat, Runtime
+from .processes import Outbox, Process, ProcessManager
+from .protocol import ExecMessage
+from .runtime import ContainerSpec, ContainerState, PathStat, Runtime, RuntimeEvent
 from .settings import Settings
 from .store import Store, WorkspaceRecord
 from .vscode import SETTINGS_PATH, set_theme
@@ -41,11 +45,36 @@ class Outcome:
 class WorkspaceService:
     """Drives the runtime and the store for every workspace; the routes call only this."""
 
-    def __init__(self, settings: Settings, store: Store, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, store: Store, runtime: Runtime, bus: EventBus) -> None:
         self.settings = settings
         self.store = store
         self.runtime = runtime
+        self.bus = bus
+        self.processes = ProcessManager(
+            buffer_limit=settings.process_buffer_bytes,
+            output_cap=settings.process_output_cap,
+            detached_ttl=settings.process_detached_ttl,
+            finished_ttl=settings.process_finished_ttl,
+            end_reason=self._end_reason,
+        )
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._stopping: set[tuple[str, str]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        """Start the background work: the process reaper and the engine event watcher."""
+        self.processes.start()
+        self._watcher = asyncio.create_task(self._watch_engine(), name="engine-events")
+
+    async def shutdown(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.processes.close()
+
+    def _publish(self, ref: WorkspaceRef, status: str, **details: Any) -> None:
+        self.bus.publish(ref.project_id, ref.workspace_id, status, source="api", **details)
 
     # -- naming -------------------------------------------------------------------------------------------
 
@@ -116,6 +145,7 @@ class WorkspaceService:
         state = await self.runtime.inspect(record.container_name)
         created = False
         if state is None:
+            self._publish(ref, "creating")
             spec = self._spec(ref, record)
             await self.runtime.ensure_volume(record.volume_name, self.labels(ref))
             state = await self.runtime.create(spec)
@@ -164,6 +194,7 @@ class WorkspaceService:
             record = await self._record(ref)
             state, changed = await self._ensure_container(ref, record)
             if not state.running:
+                self._publish(ref, "starting")
                 await self.runtime.start(state.id)
                 changed = True
                 log.info("started %s/%s", ref.project_id, ref.workspace_id)
@@ -171,6 +202,7 @@ class WorkspaceService:
                 await self._write(state.id, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
             record = await self._require(ref)
+        self._publish_state(ref, after)
         return Outcome(self._info(ref, record, after), changed)
 
     async def stop(self, ref: WorkspaceRef) -> Outcome:
@@ -179,9 +211,16 @@ class WorkspaceService:
             state = await self.runtime.inspect(record.container_name)
             changed = bool(state and state.running)
             if state is not None and state.running:
-                await self.runtime.stop(state.id, self.settings.stop_timeout)
+                self._publish(ref, "stopping")
+                key = (ref.project_id, ref.workspace_id)
+                self._stopping.add(key)
+                try:
+                    await self.runtime.stop(state.id, self.settings.stop_timeout)
+                finally:
+                    self._stopping.discard(key)
                 state = await self.runtime.inspect(state.id)
                 log.info("stopped %s/%s", ref.project_id, ref.workspace_id)
+        self._publish_state(ref, state)
         return Outcome(self._info(ref, record, state), changed)
 
     async def status(self, ref: WorkspaceRef) -> tuple[ContainerInfo, str]:
@@ -241,11 +280,13 @@ class WorkspaceService:
         record = await self._require(ref)
         async with self._lock(ref):
             state, _ = await self._ensure_container(ref, record)
+            self._publish(ref, "syncing")
             if clean:
                 await self.runtime.empty_dir(state, self._spec(ref, record))
             if fileset.files or fileset.dirs:
                 await self._write(state.id, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
+        self._publish_state(ref, after)
         return Outcome(self._info(ref, record, after), bool(fileset.files or fileset.dirs))
 
     async def set_theme(self, ref: WorkspaceRef, theme: str) -> None:
@@ -261,6 +302,107 @@ class WorkspaceService:
             )
             await self._write(state.id, home, _settings_file(existing, theme))
             await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
+
+    # -- processes over the websocket ------------------------------------------------------------------------
+
+    async def open_process(self, message: ExecMessage, outbox: Outbox) -> Process:
+        """Start an exec whose output streams to `outbox` (and to whoever attaches later)."""
+        s = self.settings
+        self.processes.check_free(message.id)
+        if message.timeout is not None and message.timeout > s.exec_max_timeout:
+            raise ValidationFailed(f"timeout: must be at most {s.exec_max_timeout:g} seconds", field="timeout")
+        workdir = self._workdir(message.cwd)
+        record = await self._require(WorkspaceRef(project_id=message.project_id, workspace_id=message.workspace_id))
+        state = await self.runtime.inspect(record.container_name)
+        if state is None or not state.running:
+            raise NotRunning(f"Workspace {message.project_id}/{message.workspace_id} is not running; start it first")
+        env = dict(message.env or {})
+        if message.tty:
+            env.setdefault("TERM", "xterm-256color")
+        session = await self.runtime.open_exec(
+            state.id,
+            ["sh", "-c", message.command],
+            user=f"{s.workspace_uid}:{s.workspace_gid}",
+            workdir=workdir,
+            env=env,
+            tty=message.tty,
+            stdin=True,
+        )
+        process = self.processes.add(
+            message.id, message.project_id, message.workspace_id, session, message.timeout, outbox
+        )
+        if message.tty:
+            await session.resize(message.cols, message.rows)
+        return process
+
+    async def _end_reason(self, container_id: str) -> str | None:
+        """Why a process's stream ended, when its container is the reason."""
+        try:
+            state = await self.runtime.inspect(container_id)
+        except IDEError:
+            return "runtime_unavailable"
+        if state is None:
+            return "container_removed"
+        if state.running:
+            return None
+        return "oom_killed" if state.oom_killed else "container_stopped"
+
+    # -- status events ----------------------------------------------------------------------------------------
+
+    def _publish_state(self, ref: WorkspaceRef, state: ContainerState | None) -> None:
+        if state is None:
+            self._publish(ref, "removed")
+        elif state.running:
+            self._publish(ref, "running")
+        else:
+            self._publish(ref, "exited", exitCode=state.exit_code)
+
+    async def status_event(self, ref: WorkspaceRef) -> dict[str, Any]:
+        """The workspace's status now, as a status event (sent first to a new subscriber)."""
+        record = await self._require(ref)
+        state = await self.runtime.inspect(record.container_name)
+        status = "removed" if state is None else ("running" if state.running else "exited")
+        event: dict[str, Any] = {
+            "type": "status",
+            "projectId": ref.project_id,
+            "workspaceId": ref.workspace_id,
+            "status": status,
+            "source": "snapshot",
+        }
+        if state is not None and not state.running:
+            event["exitCode"] = state.exit_code
+        return event
+
+    async def _watch_engine(self) -> None:
+        """Follow the engine's container events for this instance and publish them; re-subscribe after a break."""
+        labels = {f"{LABEL_PREFIX}.instance": self.settings.instance}
+        backoff = 0.5
+        while True:
+            try:
+                async for event in self.runtime.events(labels):
+                    backoff = 0.5
+                    self._on_engine_event(event)
+            except IDEError as exc:
+                log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _on_engine_event(self, event: RuntimeEvent) -> None:
+        if not event.project_id or not event.workspace_id:
+            return
+        key = (event.project_id, event.workspace_id)
+        publish = self.bus.publish
+        if event.action == "start":
+            publish(*key, "running", source="docker")
+        elif event.action == "oom":
+            publish(*key, "oom", source="docker")
+        elif event.action == "die":
+            status = "exited" if key in self._stopping else "died"
+            publish(*key, status, source="docker", exitCode=event.exit_code)
+            self.processes.workspace_ended(*key, "container_stopped")
+        elif event.action == "destroy":
+            publish(*key, "removed", source="docker")
+            self.processes.workspace_ended(*key, "container_removed")
 
     # -- writing files safely -------------------------------------------------------------------------------
 

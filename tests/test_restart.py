@@ -92,7 +92,9 @@ def test_serve_generates_and_prints_a_token_when_none_is_set(tmp_path: Path) -> 
         url = f"http://127.0.0.1:{port}/api/v1/containers/status"
         for _ in range(100):
             try:
-                response = httpx.post(url, json={"projectId": "x", "workspaceId": "y"}, headers={"Authorization": f"Bearer {token}"})
+                response = httpx.post(
+                    url, json={"projectId": "x", "workspaceId": "y"}, headers={"Authorization": f"Bearer {token}"}
+                )
                 break
             except httpx.ConnectError:
                 time.sleep(0.1)

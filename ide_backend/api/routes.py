@@ -8,11 +8,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from ..errors import BadRequest, ValidationFailed
 from ..models import ExecRequest, StartRequest, SyncRequest, ThemeRequest, WorkspaceRef
 from ..workspaces import WorkspaceService
+from .websocket import websocket_endpoint
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -115,4 +116,5 @@ def routes() -> list[BaseRoute]:
         Route(f"{prefix}/exec", exec_command, methods=["POST"]),
         Route(f"{prefix}/sync", sync, methods=["POST"]),
         Route(f"{prefix}/vscode-theme", vscode_theme, methods=["POST"]),
+        WebSocketRoute("/api/v1/ws", websocket_endpoint),
     ]

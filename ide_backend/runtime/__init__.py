@@ -1,6 +1,15 @@
 """The container runtime: a Protocol the service depends on, and its Docker implementation."""
 
-from .base import ContainerSpec, ContainerState, ExecOutput, PathStat, Runtime
+from .base import ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, Runtime, RuntimeEvent
 from .docker import DockerRuntime
 
-__all__ = ["ContainerSpec", "ContainerState", "DockerRuntime", "ExecOutput", "PathStat", "Runtime"]
+__all__ = [
+    "ContainerSpec",
+    "ContainerState",
+    "DockerRuntime",
+    "ExecOutput",
+    "ExecSession",
+    "PathStat",
+    "Runtime",
+    "RuntimeEvent",
+]

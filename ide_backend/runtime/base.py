@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +64,27 @@ class ExecOutput:
     truncated: bool
 
 
+class ExecSession(Protocol):
+    """One live exec: read() chunks as (1 stdout / 2 stderr, bytes) until None, then exit_code()."""
+
+    container_id: str
+    tty: bool
+
+    async def read(self) -> tuple[int, bytes] | None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    async def resize(self, cols: int, rows: int) -> None: ...
+
+    async def signal(self, name: str) -> None: ...
+
+    async def exit_code(self, *, killed: bool = False) -> int | None: ...
+
+    async def close(self) -> None: ...
+
+
 class Runtime(Protocol):
     """A container engine as the workspace service uses it. Errors are ide_backend.errors types."""
 
@@ -80,6 +101,20 @@ class Runtime(Protocol):
     async def stop(self, container_id: str, timeout: int) -> None: ...
 
     async def remove(self, container_id: str) -> None: ...
+
+    def open_exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        user: str,
+        workdir: str,
+        env: Mapping[str, str],
+        tty: bool = False,
+        stdin: bool = False,
+    ) -> Awaitable[ExecSession]: ...
+
+    def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...
 
     async def exec(
         self,
@@ -100,3 +135,14 @@ class Runtime(Protocol):
     async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None: ...
 
     async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None: ...
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """A container event from the engine, for one of our workspaces."""
+
+    project_id: str
+    workspace_id: str
+    action: str  # start, die, oom, kill, stop, destroy, ...
+    container_id: str
+    exit_code: int | None = None

@@ -9,9 +9,8 @@ import contextlib
 import json
 import logging
 import re
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +18,10 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from ..errors import BadRequest, Conflict, IDEError, NotFound, RuntimeFailure, RuntimeUnavailable
-from .base import ContainerSpec, ContainerState, ExecOutput, PathStat
+from ..errors import BadRequest, Conflict, NotFound, RuntimeFailure
+from .base import ContainerSpec, ContainerState, ExecOutput, PathStat, RuntimeEvent
+from .errors import translate_errors, unavailable
+from .session import STDERR, STDOUT, DockerExecSession
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ _MODE_DIR = 1 << 31
 _MODE_SYMLINK = 1 << 27
 # The capabilities a workspace keeps: Docker's defaults minus raw sockets, device nodes, chroot and the like.
 _CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
-# Kills every process that inherited one exec's marker: a fixed script, the marker passed as an argument. All are
-# stopped first, so none can react (a shell running on after its child died) before all are killed.
-_KILL_MARKED = (
-    'p=""; for d in /proc/[0-9]*; do if tr "\\0" "\\n" < "$d/environ" 2>/dev/null | grep -qx "IDE_EXEC_ID=$1"; '
-    'then p="$p ${d#/proc/}"; fi; done; [ -z "$p" ] && exit 0; '
-    "kill -STOP $p 2>/dev/null; kill -KILL $p 2>/dev/null; exit 0"
-)
 # Empties the folder given as $1, making read-only folders writable first (links are not followed).
 _EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
 _STAT_CONCURRENCY = 16
@@ -55,31 +49,8 @@ class DockerRuntime:
     async def close(self) -> None:
         await self._docker.close()
 
-    @contextlib.contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """Translate what aiodocker and aiohttp raise into our error tree, naming what we were doing."""
-        try:
-            yield
-        except IDEError:
-            raise
-        except DockerError as exc:
-            message = str(exc.message).strip() or "no details given"
-            if exc.status == 404:
-                raise NotFound(f"Docker could not find it while {doing}: {message}") from exc
-            if exc.status == 409:
-                raise Conflict(f"Docker refused while {doing}: {message}") from exc
-            if exc.status == 900 or exc.status >= 502:
-                raise self._unavailable(doing, message) from exc
-            raise RuntimeFailure(f"Docker failed while {doing}: {message}") from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._unavailable(doing, str(exc) or type(exc).__name__) from exc
-
-    def _unavailable(self, doing: str, detail: str) -> RuntimeUnavailable:
-        return RuntimeUnavailable(
-            f"The Docker engine did not answer while {doing} ({detail}). Check that dockerd is running and "
-            f"reachable at {self.host} (scripts/docker-engine.sh starts one), then retry.",
-            hint="start the Docker engine or fix IDE_DOCKER_HOST",
-        )
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return translate_errors(doing, self.host)
 
     async def ping(self) -> None:
         with self._errors("checking the engine"):
@@ -124,6 +95,37 @@ class DockerRuntime:
         with self._errors("removing the container"):
             await self._docker.containers.container(container_id).delete(force=True, v=False)
 
+    async def open_exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        user: str,
+        workdir: str,
+        env: Mapping[str, str],
+        tty: bool = False,
+        stdin: bool = False,
+    ) -> DockerExecSession:
+        """Start argv and return the live session; every process it starts carries a marker in its environment,
+        so signals and timeouts reach the whole tree."""
+        marker = uuid.uuid4().hex
+        container = self._docker.containers.container(container_id)
+        with self._errors("creating the exec"):
+            execution = await container.exec(
+                list(argv),
+                stdout=True,
+                stderr=True,
+                stdin=stdin,
+                tty=tty,
+                user=user,
+                workdir=workdir,
+                environment={**env, "IDE_EXEC_ID": marker},
+            )
+        stream = execution.start(detach=False, timeout=aiohttp.ClientTimeout(connect=self._timeout))
+        with self._errors("starting the exec"):
+            await stream.__aenter__()
+        return DockerExecSession(self._docker, self.host, container_id, execution, stream, marker, user, tty)
+
     async def exec(
         self,
         container_id: str,
@@ -135,61 +137,59 @@ class DockerRuntime:
         timeout: float,
         output_cap: int,
     ) -> ExecOutput:
-        """Run argv, keep stdout and stderr apart (each capped), kill the whole process tree on timeout."""
-        marker = uuid.uuid4().hex
-        container = self._docker.containers.container(container_id)
-        with self._errors("creating the exec"):
-            execution = await container.exec(
-                list(argv),
-                stdout=True,
-                stderr=True,
-                user=user,
-                workdir=workdir,
-                environment={**env, "IDE_EXEC_ID": marker},
-            )
-        out, err = bytearray(), bytearray()
+        """Run argv to the end, stdout and stderr apart (each capped); on timeout kill the whole process tree."""
+        session = await self.open_exec(container_id, argv, user=user, workdir=workdir, env=env)
+        buffers = {STDOUT: bytearray(), STDERR: bytearray()}
         truncated = timed_out = False
-        with self._errors("running the command"):
-            async with execution.start(detach=False, timeout=aiohttp.ClientTimeout(connect=self._timeout)) as stream:
-                try:
-                    async with asyncio.timeout(timeout):
-                        while (message := await stream.read_out()) is not None:
-                            buf = out if message.stream == 1 else err
-                            room = output_cap - len(buf)
-                            if room > 0:
-                                buf += message.data[:room]
-                            if len(message.data) > room:
-                                truncated = True
-                except TimeoutError:
-                    timed_out = True
-                    await self._kill_marked(container_id, user, marker)
-            exit_code = await self._exit_code(execution, timed_out)
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    while (chunk := await session.read()) is not None:
+                        buf = buffers[chunk[0]]
+                        room = output_cap - len(buf)
+                        if room > 0:
+                            buf += chunk[1][:room]
+                        if len(chunk[1]) > room:
+                            truncated = True
+            except TimeoutError:
+                timed_out = True
+                await session.signal("KILL")
+            exit_code = await session.exit_code(killed=timed_out)
+        finally:
+            await session.close()
+        out, err = bytes(buffers[STDOUT]), bytes(buffers[STDERR])
         if exit_code == 126 and out.startswith(b"OCI runtime exec failed"):
             # The engine could not start the process at all (a missing folder, most often): not the command's fault.
             detail = out.decode("utf-8", "replace").strip()
             raise BadRequest(
                 f"The command could not be started: {detail}", hint="check cwd and that the program exists"
             )
-        return ExecOutput(bytes(out), bytes(err), exit_code, timed_out, truncated)
+        return ExecOutput(out, err, -1 if exit_code is None else exit_code, timed_out, truncated)
 
-    async def _kill_marked(self, container_id: str, user: str, marker: str) -> None:
-        container = self._docker.containers.container(container_id)
-        with self._errors("stopping a command that ran out of time"):
-            killer = await container.exec(["sh", "-c", _KILL_MARKED, "ide-kill", marker], user=user)
-            async with killer.start(detach=False) as stream:
-                while await stream.read_out() is not None:
-                    pass
-
-    async def _exit_code(self, execution: Any, timed_out: bool) -> int:
-        deadline = time.monotonic() + 2.0
-        while True:
-            info = await execution.inspect()
-            if not info.get("Running") and info.get("ExitCode") is not None:
-                return int(info["ExitCode"])
-            if time.monotonic() > deadline:
-                # Killed with SIGKILL, or still unwinding: report it the way a shell would.
-                return 137 if timed_out else -1
-            await asyncio.sleep(0.02)
+    async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
+        """Container events for containers carrying `labels`, as they happen. Ends (raising RuntimeUnavailable)
+        when the engine goes away; the caller subscribes again."""
+        filters = {"type": ["container"], "label": [f"{k}={v}" for k, v in labels.items()]}
+        with self._errors("following engine events"):
+            async with self._docker._query(
+                "events",
+                params={"filters": json.dumps(filters)},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None, connect=self._timeout),
+            ) as response:
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    attrs = event.get("Actor", {}).get("Attributes", {})
+                    code = attrs.get("exitCode")
+                    yield RuntimeEvent(
+                        project_id=attrs.get("ide-backend.project", ""),
+                        workspace_id=attrs.get("ide-backend.workspace", ""),
+                        action=str(event.get("Action", "")).split(":", 1)[0],
+                        container_id=event.get("Actor", {}).get("ID", ""),
+                        exit_code=int(code) if code is not None and str(code).lstrip("-").isdigit() else None,
+                    )
+        raise unavailable("following engine events", "the event stream ended", self.host)
 
     async def stat_paths(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]:
         """Stat each absolute path (not following a final symlink); None where nothing exists."""

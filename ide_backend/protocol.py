@@ -1,0 +1,181 @@
+"""The websocket protocol: every message type, client to server and server to client, as pydantic models.
+
+Client messages form a discriminated union on "type"; docs/protocol.md documents each with an example, and a test
+checks every example there against these models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
+from pydantic.alias_generators import to_camel
+
+from .models import CommandStr, EnvMap, WorkspaceIdStr
+
+ProcessId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Cols = Annotated[StrictInt, Field(ge=1, le=1000)]
+Rows = Annotated[StrictInt, Field(ge=1, le=1000)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# -- client to server --------------------------------------------------------------------------------------
+
+
+class ExecMessage(_Message):
+    type: Literal["exec"]
+    id: ProcessId
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+    command: CommandStr
+    tty: StrictBool = False
+    cols: Cols = 80
+    rows: Rows = 24
+    cwd: Annotated[StrictStr, Field(max_length=4096)] | None = None
+    env: EnvMap | None = None
+    timeout: Annotated[float, Field(gt=0)] | None = None
+
+
+class StdinMessage(_Message):
+    type: Literal["stdin"]
+    id: ProcessId
+    data: Annotated[StrictStr, Field(max_length=1024 * 1024)]
+
+
+class ResizeMessage(_Message):
+    type: Literal["resize"]
+    id: ProcessId
+    cols: Cols
+    rows: Rows
+
+
+class SignalMessage(_Message):
+    type: Literal["signal"]
+    id: ProcessId
+    signal: Literal["SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"]
+
+
+class CloseStdinMessage(_Message):
+    type: Literal["close_stdin"]
+    id: ProcessId
+
+
+class SubscribeMessage(_Message):
+    type: Literal["subscribe"]
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+
+
+class UnsubscribeMessage(_Message):
+    type: Literal["unsubscribe"]
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+
+
+class AttachMessage(_Message):
+    type: Literal["attach"]
+    id: ProcessId
+    since: Annotated[StrictInt, Field(ge=0)] = 0
+
+
+class DetachMessage(_Message):
+    type: Literal["detach"]
+    id: ProcessId
+
+
+class PingMessage(_Message):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    ExecMessage
+    | StdinMessage
+    | ResizeMessage
+    | SignalMessage
+    | CloseStdinMessage
+    | SubscribeMessage
+    | UnsubscribeMessage
+    | AttachMessage
+    | DetachMessage
+    | PingMessage,
+    Field(discriminator="type"),
+]
+client_message = TypeAdapter[ClientMessage](ClientMessage)
+
+
+# -- server to client --------------------------------------------------------------------------------------
+
+
+class StartedMessage(_Message):
+    type: Literal["started"]
+    id: str
+
+
+class OutputMessage(_Message):
+    type: Literal["stdout", "stderr"]
+    id: str
+    seq: int
+    data: str
+
+
+class ExitMessage(_Message):
+    type: Literal["exit"]
+    id: str
+    exit_code: int | None
+    timed_out: bool = False
+    truncated: bool = False
+    reason: str | None = None
+
+
+class StatusMessage(_Message):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    type: Literal["status"]
+    project_id: str
+    workspace_id: str
+    status: Literal["creating", "starting", "running", "syncing", "stopping", "exited", "died", "oom", "removed"]
+    source: Literal["api", "docker", "snapshot"] | None = None
+    exit_code: int | None = None
+    missed: int | None = None
+
+
+class SubscribedMessage(_Message):
+    type: Literal["subscribed", "unsubscribed"]
+    project_id: str
+    workspace_id: str
+
+
+class AttachedMessage(_Message):
+    type: Literal["attached"]
+    id: str
+    first_seq: int
+    next_seq: int
+    running: bool
+
+
+class ErrorMessage(_Message):
+    type: Literal["error"]
+    id: str | None = None
+    code: str
+    message: str
+
+
+class PongMessage(_Message):
+    type: Literal["pong"]
+
+
+ServerMessage = Annotated[
+    StartedMessage
+    | OutputMessage
+    | ExitMessage
+    | StatusMessage
+    | SubscribedMessage
+    | AttachedMessage
+    | ErrorMessage
+    | PongMessage,
+    Field(discriminator="type"),
+]
+server_message = TypeAdapter[ServerMessage](ServerMessage)

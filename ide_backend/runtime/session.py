@@ -1,0 +1,116 @@
+"""One live exec in a container: its output stream, stdin, terminal size, signals and exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from .errors import translate_errors
+
+# Signals every process that inherited one exec's marker: a fixed script; the marker and the signal name (from a
+# fixed list) are passed as arguments. For KILL all are stopped first, so none can react (a shell running on after
+# its child died) before all are gone.
+_SIGNAL_MARKED = (
+    'p=""; for d in /proc/[0-9]*; do if tr "\\0" "\\n" < "$d/environ" 2>/dev/null | grep -qx "IDE_EXEC_ID=$1"; '
+    'then p="$p ${d#/proc/}"; fi; done; [ -z "$p" ] && exit 0; '
+    '[ "$2" = KILL ] && kill -STOP $p 2>/dev/null; kill -s "$2" $p 2>/dev/null; exit 0'
+)
+ALLOWED_SIGNALS = frozenset({"INT", "TERM", "KILL", "HUP", "QUIT", "USR1", "USR2"})
+STDOUT, STDERR = 1, 2
+
+
+class DockerExecSession:
+    """Created by DockerRuntime.open_exec. read() until None, then exit_code()."""
+
+    def __init__(
+        self,
+        docker: aiodocker.Docker,
+        host: str,
+        container_id: str,
+        execution: Any,
+        stream: Any,
+        marker: str,
+        user: str,
+        tty: bool,
+    ) -> None:
+        self._docker = docker
+        self._host = host
+        self.container_id = container_id
+        self._execution = execution
+        self._stream = stream
+        self.marker = marker
+        self._user = user
+        self.tty = tty
+        self._closed = False
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next chunk as (1 for stdout / 2 for stderr, bytes), or None at the end of the stream."""
+        with translate_errors("reading command output", self._host):
+            message = await self._stream.read_out()
+        if message is None:
+            return None
+        return (STDOUT if self.tty else int(message.stream)), bytes(message.data)
+
+    async def write(self, data: bytes) -> None:
+        with translate_errors("writing to the command's input", self._host):
+            await self._stream.write_in(data)
+
+    async def close_stdin(self) -> None:
+        """Half-close the connection: the process reads end-of-file, its output keeps flowing."""
+        response = self._stream._resp
+        transport = response.connection.transport if response is not None and response.connection else None
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Set the terminal size; retried briefly, since the engine refuses until the process exists."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                with translate_errors("resizing the terminal", self._host):
+                    await self._execution.resize(h=rows, w=cols)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+
+    async def signal(self, name: str) -> None:
+        """Send a signal (INT, TERM, KILL, ...) to every process the command started."""
+        name = name.removeprefix("SIG")
+        if name not in ALLOWED_SIGNALS:
+            raise ValueError(f"signal {name} is not allowed")
+        container = self._docker.containers.container(self.container_id)
+        with translate_errors(f"sending SIG{name}", self._host):
+            sender = await container.exec(
+                ["sh", "-c", _SIGNAL_MARKED, "ide-signal", self.marker, name], user=self._user
+            )
+            async with sender.start(detach=False, timeout=aiohttp.ClientTimeout(total=30)) as stream:
+                while await stream.read_out() is not None:
+                    pass
+
+    async def exit_code(self, *, killed: bool = False) -> int | None:
+        """The exit code once the process is gone; None if the engine cannot tell (the container vanished)."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                with translate_errors("reading the exit code", self._host):
+                    info = await self._execution.inspect()
+            except Exception:
+                return None
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            if time.monotonic() > deadline:
+                return 137 if killed else None
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await self._stream.close()
