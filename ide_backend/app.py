@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> Starlette:
         service = WorkspaceService(settings, store, runtime, EventBus())
         app.state.service = service
         app.state.token = token
+        app.state.connections = set()
         try:
             await runtime.ping()
         except IDEError as exc:

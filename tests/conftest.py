@@ -90,6 +90,7 @@ def start_server(tmp: Path, *, instance: str | None = None, **env_overrides: str
         "IDE_STOP_TIMEOUT": "1",
         "IDE_MEMORY_LIMIT_MB": "512",
         "IDE_PIDS_LIMIT": "256",
+        "IDE_PROCESS_DETACHED_TTL": "3",
         **env_overrides,
     }
     tmp.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, TypeVar
 
@@ -106,10 +107,22 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "status": "ok", "docker": docker})
 
 
+async def stats(request: Request) -> JSONResponse:
+    """Counts that show leaks: live processes, status subscriptions, open websockets, asyncio tasks."""
+    service = _service(request)
+    return ok(
+        processes=service.processes.running_count(),
+        subscriptions=service.bus.subscriber_count(),
+        websockets=len(request.app.state.connections),
+        tasks=len(asyncio.all_tasks()),
+    )
+
+
 def routes() -> list[BaseRoute]:
     prefix = "/api/v1/containers"
     return [
         Route("/healthz", health, methods=["GET"]),
+        Route("/api/v1/stats", stats, methods=["GET"]),
         Route(f"{prefix}/start", start, methods=["POST"]),
         Route(f"{prefix}/stop", stop, methods=["POST"]),
         Route(f"{prefix}/status", status, methods=["POST"]),

@@ -223,4 +223,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _refuse(websocket)
         return
     await websocket.accept()
-    await Connection(websocket, service).run()
+    connection = Connection(websocket, service)
+    connections: set[Connection] = websocket.app.state.connections
+    connections.add(connection)
+    try:
+        await connection.run()
+    finally:
+        connections.discard(connection)
