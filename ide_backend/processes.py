@@ -131,7 +131,7 @@ class Process:
             self.detached_since = time.monotonic()
 
 
-ReasonLookup = Callable[[str], Awaitable[str | None]]
+ReasonLookup = Callable[[str, int | None], Awaitable[str | None]]
 
 
 class ProcessManager:
@@ -234,7 +234,7 @@ class ProcessManager:
         exit_code = await process.session.exit_code(killed=timed_out or process.ending_reason is not None)
         reason = process.ending_reason
         if reason is None and not timed_out:
-            reason = await self._end_reason(process.session.container_id)
+            reason = await self._end_reason(process.session.container_id, exit_code)
         await process.session.close()
         process.finish(exit_code, timed_out=timed_out, reason=reason)
 

@@ -335,17 +335,22 @@ class WorkspaceService:
             await session.resize(message.cols, message.rows)
         return process
 
-    async def _end_reason(self, container_id: str) -> str | None:
-        """Why a process's stream ended, when its container is the reason."""
-        try:
-            state = await self.runtime.inspect(container_id)
-        except IDEError:
-            return "runtime_unavailable"
-        if state is None:
-            return "container_removed"
-        if state.running:
-            return None
-        return "oom_killed" if state.oom_killed else "container_stopped"
+    async def _end_reason(self, container_id: str, exit_code: int | None) -> str | None:
+        """Why a process's stream ended, when its container is the reason. A process killed by a signal may have
+        died with its container a moment before the engine reports the container stopped: look again briefly."""
+        deadline = time.monotonic() + (1.5 if exit_code is None or exit_code >= 128 else 0.0)
+        while True:
+            try:
+                state = await self.runtime.inspect(container_id)
+            except IDEError:
+                return "runtime_unavailable"
+            if state is None:
+                return "container_removed"
+            if not state.running:
+                return "oom_killed" if state.oom_killed else "container_stopped"
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
 
     # -- status events ----------------------------------------------------------------------------------------
 
