@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .api import AuthMiddleware, BodyLimitMiddleware, routes
 from .errors import IDEError
@@ -45,6 +48,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+def _index(path: Path) -> Callable[[Request], Awaitable[Response]]:
+    present = path.is_file()
+
+    async def index(request: Request) -> Response:
+        if not present:
+            return JSONResponse({"success": False, "message": f"The demo page is missing ({path})"}, status_code=404)
+        return FileResponse(path, headers={"cache-control": "no-cache"})
+
+    return index
+
+
 def create_app(settings: Settings) -> Starlette:
     """The application; event-loop-bound resources (DB, Docker client) are opened in its lifespan."""
     token, _ = settings.ensure_token()
@@ -70,8 +84,13 @@ def create_app(settings: Settings) -> Starlette:
             await runtime.close()
             await store.disconnect()
 
+    pages = [
+        Route("/", _index(settings.static_dir / "index.html"), methods=["GET"]),
+        Mount("/static", StaticFiles(directory=settings.static_dir, check_dir=False), name="static"),
+        Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
+    ]
     return Starlette(
-        routes=routes(),
+        routes=routes() + pages,
         middleware=[
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
             Middleware(AuthMiddleware, token=token),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ide-backend: API token (send as 'Authorization: Bearer ...'): {token}", file=sys.stderr, flush=True)
     else:
         print(f"ide-backend: serving on {url} (token from IDE_API_TOKEN)", file=sys.stderr, flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -55,4 +56,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=30,
     )
+    # uvicorn has configured its loggers by now; the filter keeps `?token=` out of access lines.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactTokens())
+    uvicorn.Server(config).run()
     return 0
+
+
+class RedactTokens(logging.Filter):
+    """Replaces the value of every `token=` in a log record's arguments (request lines carry the query)."""
+
+    _pattern = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._pattern.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = self._pattern.sub(r"\1[redacted]", record.msg)
+        return True

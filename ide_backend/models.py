@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -77,6 +77,23 @@ class SyncRequest(WorkspaceRef):
 
 class ThemeRequest(WorkspaceRef):
     theme: ThemeStr
+
+
+PathStr = Annotated[StrictStr, Field(max_length=4096)]
+
+
+class FilesListRequest(WorkspaceRef):
+    path: PathStr = ""
+    depth: Annotated[StrictInt, Field(ge=1, le=20)] = 1
+    limit: Annotated[StrictInt, Field(ge=1, le=50_000)] = 5000
+
+
+class FilesReadRequest(WorkspaceRef):
+    path: PathStr
+
+
+class FilesDeleteRequest(WorkspaceRef):
+    paths: Annotated[list[PathStr], Field(min_length=1, max_length=1000)]
 
 
 class ContainerInfo(_Model):

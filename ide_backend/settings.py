@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_REPO = Path(__file__).resolve().parent.parent
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "ide-backend"
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
     exec_max_timeout: float = Field(default=3600.0, gt=0)
     exec_output_cap: int = Field(default=10 * 1024 * 1024, ge=1024)  # bytes kept per stream
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    # The demo page (static/) and the front-end packages it loads (node_modules/, from scripts/frontend.sh).
+    static_dir: Path = _REPO / "static"
+    vendor_dir: Path = _REPO / "node_modules"
 
     # Websocket processes: replay buffer per process, how long one lives with nobody attached, how long a finished
     # one is kept for late attaches, and the most output one process may send.

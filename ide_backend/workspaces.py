@@ -17,13 +17,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Conflict, IDEError, InvalidPath, NotFound, NotRunning, ValidationFailed
+from .errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
 from .events import EventBus
-from .files import DirState, FileEntry, FileSet, build_tar, normalize_path, parse_files
-from .models import ContainerInfo, ExecRequest, ExecResult, WorkspaceRef
+from .fileops import Entry, FileContent, WorkspaceFiles
+from .files import FileEntry, FileSet, normalize_path, parse_files
+from .models import (
+    ContainerInfo,
+    ExecRequest,
+    ExecResult,
+    FilesDeleteRequest,
+    FilesListRequest,
+    FilesReadRequest,
+    WorkspaceRef,
+)
 from .processes import Outbox, Process, ProcessManager
 from .protocol import ExecMessage
-from .runtime import ContainerSpec, ContainerState, PathStat, Runtime, RuntimeEvent
+from .runtime import ContainerSpec, ContainerState, Runtime, RuntimeEvent
 from .settings import Settings
 from .store import Store, WorkspaceRecord
 from .vscode import SETTINGS_PATH, set_theme
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "ide-backend"
 MAX_SETTINGS_BYTES = 1024 * 1024
+MAX_READ_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class WorkspaceService:
             finished_ttl=settings.process_finished_ttl,
             end_reason=self._end_reason,
         )
+        self.files = WorkspaceFiles(runtime, settings)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._stopping: set[tuple[str, str]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -162,7 +173,7 @@ class WorkspaceService:
             # code-server inside it already uses that password.
             await self.store.update(ref.project_id, ref.workspace_id, password=adopted_password)
         if created and record.theme:
-            await self._write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
+            await self.files.write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
         return state, created
 
     def _info(self, ref: WorkspaceRef, record: WorkspaceRecord, state: ContainerState | None) -> ContainerInfo:
@@ -199,7 +210,7 @@ class WorkspaceService:
                 changed = True
                 log.info("started %s/%s", ref.project_id, ref.workspace_id)
             if fileset is not None:
-                await self._write(state.id, self.settings.workspace_dir, fileset)
+                await self.files.write(state.id, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
             record = await self._require(ref)
         self._publish_state(ref, after)
@@ -284,7 +295,7 @@ class WorkspaceService:
             if clean:
                 await self.runtime.empty_dir(state, self._spec(ref, record))
             if fileset.files or fileset.dirs:
-                await self._write(state.id, self.settings.workspace_dir, fileset)
+                await self.files.write(state.id, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
         self._publish_state(ref, after)
         return Outcome(self._info(ref, record, after), bool(fileset.files or fileset.dirs))
@@ -300,8 +311,35 @@ class WorkspaceService:
                 if created
                 else await self.runtime.read_file(state.id, f"{home}/{SETTINGS_PATH}", MAX_SETTINGS_BYTES)
             )
-            await self._write(state.id, home, _settings_file(existing, theme))
+            await self.files.write(state.id, home, _settings_file(existing, theme))
             await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
+
+    # -- browsing files -----------------------------------------------------------------------------------------
+
+    async def _running(self, ref: WorkspaceRef, doing: str) -> ContainerState:
+        record = await self._require(ref)
+        state = await self.runtime.inspect(record.container_name)
+        if state is None or not state.running:
+            raise NotRunning(f"Workspace {ref.project_id}/{ref.workspace_id} is not running; start it to {doing}")
+        return state
+
+    async def list_files(self, request: FilesListRequest) -> tuple[list[Entry], bool]:
+        path = "" if request.path.strip("/.") == "" else normalize_path(request.path, where="path")
+        state = await self._running(request, "list its files")
+        return await self.files.listing(state, path, request.depth, request.limit)
+
+    async def read_file(self, request: FilesReadRequest) -> FileContent:
+        path = normalize_path(request.path, where="path")
+        record = await self._require(request)
+        state, _ = await self._ensure_container(request, record)
+        return await self.files.read(state.id, path, MAX_READ_BYTES)
+
+    async def delete_files(self, request: FilesDeleteRequest) -> list[str]:
+        paths = [normalize_path(p, where="paths") for p in request.paths]
+        async with self._lock(request):
+            state = await self._running(request, "delete files")
+            await self.files.delete(state, paths)
+        return paths
 
     # -- processes over the websocket ------------------------------------------------------------------------
 
@@ -408,50 +446,6 @@ class WorkspaceService:
         elif event.action == "destroy":
             publish(*key, "removed", source="docker")
             self.processes.workspace_ended(*key, "container_removed")
-
-    # -- writing files safely -------------------------------------------------------------------------------
-
-    async def _write(self, container_id: str, base: str, fileset: FileSet) -> None:
-        """Write the set below `base` in one archive, refusing any path that goes through a symlink or a file."""
-        existing = await self._check_tree(container_id, base, fileset)
-        s = self.settings
-        data = build_tar(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
-        await self.runtime.put_archive(container_id, base, data)
-
-    async def _check_tree(self, container_id: str, base: str, fileset: FileSet) -> dict[str, DirState]:
-        """Look at what already stands at each folder and file of the set, shallow to deep, and only below
-        folders that exist: a new tree costs one round of stats. Returns the existing folders' state."""
-        targets = {entry.path for entry in fileset.files}
-        wanted = fileset.ancestors() + sorted(targets)
-        by_depth: dict[int, list[str]] = {}
-        for path in wanted:
-            by_depth.setdefault(path.count("/"), []).append(path)
-        existing: dict[str, DirState] = {}
-        found: dict[str, PathStat] = {}
-        for depth in sorted(by_depth):
-            level = [p for p in by_depth[depth] if depth == 0 or p.rsplit("/", 1)[0] in existing]
-            if not level:
-                continue
-            stats = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in level])
-            for path in level:
-                stat = stats[f"{base}/{path}"]
-                if stat is not None:
-                    found[path] = stat
-                    if stat.is_dir and not stat.is_symlink and path not in targets:
-                        existing[path] = DirState(stat.mode, stat.mtime)
-        for path, stat in found.items():
-            if path in targets:
-                if stat.is_dir and not stat.is_symlink:
-                    raise Conflict(f"{path!r} is a folder in the workspace; it cannot be replaced by a file", path=path)
-            elif stat.is_symlink:
-                raise InvalidPath(
-                    f"{path!r} is a symbolic link (to {stat.link_target!r}); files are never written through "
-                    "links, write to the real folder instead",
-                    path=path,
-                )
-            elif not stat.is_dir:
-                raise Conflict(f"{path!r} is a file in the workspace, so nothing can be written below it", path=path)
-        return existing
 
 
 def _settings_file(existing: bytes | None, theme: str) -> FileSet:

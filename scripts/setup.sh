@@ -29,7 +29,14 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
+scripts/frontend.sh
+
 if [ "$WITH_TEST" = 1 ]; then
     scripts/postgres.sh
+    if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
+        log "installing chromium (for the page tests)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+    fi
 fi
 log "ready"

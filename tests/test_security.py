@@ -44,3 +44,18 @@ def test_password_never_reaches_the_log(
     api("stop", ref)
     api("start", ref)
     assert password not in server.log()
+
+
+def test_token_never_reaches_the_log(server: Server) -> None:
+    from websockets.sync.client import connect
+
+    from .conftest import TOKEN
+
+    with server.client(token=None) as anonymous:
+        anonymous.get(f"/?token={TOKEN}")
+    with connect(f"{server.url.replace('http', 'ws')}/api/v1/ws?token={TOKEN}") as ws:
+        ws.send('{"type": "ping"}')
+        assert ws.recv(timeout=10) == '{"type": "pong"}'
+    log = server.log()
+    assert "token=[redacted]" in log
+    assert TOKEN not in log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,7 +13,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from ..errors import BadRequest, ValidationFailed
-from ..models import ExecRequest, StartRequest, SyncRequest, ThemeRequest, WorkspaceRef
+from ..models import (
+    ExecRequest,
+    FilesDeleteRequest,
+    FilesListRequest,
+    FilesReadRequest,
+    StartRequest,
+    SyncRequest,
+    ThemeRequest,
+    WorkspaceRef,
+)
 from ..workspaces import WorkspaceService
 from .websocket import websocket_endpoint
 
@@ -96,6 +106,22 @@ async def vscode_theme(request: Request) -> JSONResponse:
     return ok(theme=body.theme)
 
 
+async def files_list(request: Request) -> JSONResponse:
+    body = await parse(request, FilesListRequest)
+    entries, truncated = await _service(request).list_files(body)
+    return ok(entries=[asdict(e) for e in entries], truncated=truncated)
+
+
+async def files_read(request: Request) -> JSONResponse:
+    body = await parse(request, FilesReadRequest)
+    return ok(**asdict(await _service(request).read_file(body)))
+
+
+async def files_delete(request: Request) -> JSONResponse:
+    body = await parse(request, FilesDeleteRequest)
+    return ok(deleted=await _service(request).delete_files(body))
+
+
 async def health(request: Request) -> JSONResponse:
     """Liveness plus whether the Docker engine answers; no token needed, tells nothing about workspaces."""
     service = _service(request)
@@ -129,5 +155,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{prefix}/exec", exec_command, methods=["POST"]),
         Route(f"{prefix}/sync", sync, methods=["POST"]),
         Route(f"{prefix}/vscode-theme", vscode_theme, methods=["POST"]),
+        Route(f"{prefix}/files/list", files_list, methods=["POST"]),
+        Route(f"{prefix}/files/read", files_read, methods=["POST"]),
+        Route(f"{prefix}/files/delete", files_delete, methods=["POST"]),
         WebSocketRoute("/api/v1/ws", websocket_endpoint),
     ]

@@ -1,0 +1,174 @@
+"""Safe file operations inside a workspace container: writes and reads that never pass through a link, listings
+and deletions that run as the workspace user.
+
+The engine's archive API acts as root, so everything done through it (writes, and reads of stopped containers) is
+checked first: every folder on the way must be a real folder, never a symlink a user made with exec. What runs
+as an exec (list, delete) has only the workspace user's rights, and needs no such check.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import Conflict, InvalidPath, NotFound, PayloadTooLarge
+from .files import DirState, FileSet, build_tar
+from .runtime import ContainerState, PathStat, Runtime
+from .settings import Settings
+
+EntryType = Literal["file", "dir", "symlink", "other"]
+_FIND_TYPES: dict[str, EntryType] = {"f": "file", "d": "dir", "l": "symlink"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    type: EntryType
+    size: int
+    mode: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class FileContent:
+    path: str
+    content: str
+    encoding: Literal["utf-8", "base64"]
+    size: int
+
+
+class WorkspaceFiles:
+    """File operations for the workspace service; paths given here are already normalised and relative."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+
+    async def write(self, container_id: str, base: str, fileset: FileSet) -> None:
+        """Write the set below `base` in one archive, refusing any path that goes through a symlink or a file."""
+        targets = {entry.path for entry in fileset.files}
+        found = await self._survey(container_id, base, fileset.ancestors(), targets)
+        existing: dict[str, DirState] = {}
+        for path, stat in found.items():
+            if path in targets:
+                if stat.is_dir and not stat.is_symlink:
+                    raise Conflict(f"{path!r} is a folder in the workspace; it cannot be replaced by a file", path=path)
+            else:
+                _require_real_folder(path, stat, "written")
+                existing[path] = DirState(stat.mode, stat.mtime)
+        s = self.settings
+        data = build_tar(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
+        await self.runtime.put_archive(container_id, base, data)
+
+    async def read(self, container_id: str, path: str, max_bytes: int) -> FileContent:
+        """One regular file of the workspace; UTF-8 text as is, anything else as base64."""
+        base = self.settings.workspace_dir
+        parts = path.split("/")
+        folders = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+        found = await self._survey(container_id, base, folders, {path})
+        for folder in folders:
+            if folder not in found:
+                raise NotFound(f"{path!r} does not exist in the workspace", path=path)
+            _require_real_folder(folder, found[folder], "read")
+        stat = found.get(path)
+        if stat is None:
+            raise NotFound(f"{path!r} does not exist in the workspace", path=path)
+        if stat.is_symlink:
+            raise InvalidPath(f"{path!r} is a symbolic link (to {stat.link_target!r}); read its target", path=path)
+        if stat.is_dir:
+            raise Conflict(f"{path!r} is a folder; list it with /api/v1/containers/files/list", path=path)
+        data = await self.runtime.read_file(container_id, f"{base}/{path}", max_bytes)
+        if data is None:
+            raise Conflict(f"{path!r} is not a regular file", path=path)
+        try:
+            return FileContent(path, data.decode("utf-8"), "utf-8", len(data))
+        except UnicodeDecodeError:
+            return FileContent(path, base64.b64encode(data).decode("ascii"), "base64", len(data))
+
+    async def listing(self, container: ContainerState, path: str, depth: int, limit: int) -> tuple[list[Entry], bool]:
+        """Entries below `path` (the workspace itself when empty), `depth` levels down, as the workspace user."""
+        base = self.settings.workspace_dir
+        start = f"{base}/{path}" if path else base
+        argv = ["find", start, "-mindepth", "1", "-maxdepth", str(depth), "-printf", "%y\\t%s\\t%m\\t%T@\\t%P\\0"]
+        result = await self.runtime.exec(
+            container.id,
+            argv,
+            user=self._user,
+            workdir="/",
+            env={},
+            timeout=60,
+            output_cap=self.settings.exec_output_cap,
+        )
+        if result.exit_code != 0 and not result.stdout:
+            if b"No such file" in result.stderr:
+                raise NotFound(f"{path!r} does not exist in the workspace", path=path)
+            raise Conflict(f"Listing {path or '/'!r} failed: {result.stderr.decode('utf-8', 'replace').strip()[:300]}")
+        entries: list[Entry] = []
+        for record in result.stdout.split(b"\0"):
+            fields = record.split(b"\t", 4)
+            if len(fields) != 5:
+                continue
+            kind, size, mode, mtime, name = fields
+            relative = name.decode("utf-8", "replace")
+            entries.append(
+                Entry(
+                    path=f"{path}/{relative}" if path else relative,
+                    type=_FIND_TYPES.get(kind.decode(), "other"),
+                    size=int(size),
+                    mode=int(mode, 8),
+                    mtime=float(mtime),
+                )
+            )
+        entries.sort(key=lambda e: (e.path.count("/"), e.type != "dir", e.path.lower()))
+        truncated = len(entries) > limit or result.truncated
+        return entries[:limit], truncated
+
+    async def delete(self, container: ContainerState, paths: list[str]) -> None:
+        """Remove files and folders (a link itself, never its target) as the workspace user."""
+        if len(paths) > 1000:
+            raise PayloadTooLarge("Delete at most 1000 paths per call")
+        base = self.settings.workspace_dir
+        argv = ["rm", "-rf", "--", *(f"{base}/{p}" for p in paths)]
+        result = await self.runtime.exec(
+            container.id, argv, user=self._user, workdir="/", env={}, timeout=120, output_cap=64 * 1024
+        )
+        if result.exit_code != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip()[:300]
+            raise Conflict(f"Some paths could not be deleted: {detail}")
+
+    @property
+    def _user(self) -> str:
+        return f"{self.settings.workspace_uid}:{self.settings.workspace_gid}"
+
+    async def _survey(self, container_id: str, base: str, folders: list[str], targets: set[str]) -> dict[str, PathStat]:
+        """Stat the folders (parents first) and targets that could exist: shallow to deep, and only below folders
+        that exist, so a new tree costs one round of stats. Returns what exists."""
+        by_depth: dict[int, list[str]] = {}
+        for path in sorted(set(folders) | targets):
+            by_depth.setdefault(path.count("/"), []).append(path)
+        found: dict[str, PathStat] = {}
+        real_folders: set[str] = set()
+        for depth in sorted(by_depth):
+            level = [p for p in by_depth[depth] if depth == 0 or p.rsplit("/", 1)[0] in real_folders]
+            if not level:
+                continue
+            stats = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in level])
+            for path in level:
+                stat = stats[f"{base}/{path}"]
+                if stat is not None:
+                    found[path] = stat
+                    if stat.is_dir and not stat.is_symlink:
+                        real_folders.add(path)
+        return found
+
+
+def _require_real_folder(path: str, stat: PathStat, verb: str) -> None:
+    if stat.is_symlink:
+        raise InvalidPath(
+            f"{path!r} is a symbolic link (to {stat.link_target!r}); files are never {verb} through links, "
+            "use the real folder instead",
+            path=path,
+        )
+    if not stat.is_dir:
+        raise Conflict(f"{path!r} is a file in the workspace, so nothing can be {verb} below it", path=path)
