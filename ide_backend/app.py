@@ -10,14 +10,16 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .api import AuthMiddleware, BodyLimitMiddleware, routes
+from .api import AuthMiddleware, BodyLimitMiddleware, FailureLimiter, routes
 from .errors import IDEError
 from .events import EventBus
+from .openapi import build_openapi
 from .runtime import DockerRuntime
 from .settings import Settings
 from .store import Store
@@ -71,6 +73,8 @@ def create_app(settings: Settings) -> Starlette:
         service = WorkspaceService(settings, store, runtime, EventBus())
         app.state.service = service
         app.state.token = token
+        app.state.limiter = limiter
+        app.state.openapi = build_openapi()
         app.state.connections = set()
         try:
             await runtime.ping()
@@ -89,12 +93,22 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=settings.static_dir, check_dir=False), name="static"),
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]
+    limiter = FailureLimiter(settings.auth_failure_limit)
+    middleware = [
+        Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+        Middleware(AuthMiddleware, token=token, limiter=limiter),
+    ]
+    if settings.cors_origins:
+        cors = Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type"],
+        )
+        middleware.insert(0, cors)
     return Starlette(
         routes=routes() + pages,
-        middleware=[
-            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
-            Middleware(AuthMiddleware, token=token),
-        ],
+        middleware=middleware,
         exception_handlers={IDEError: _ide_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )

@@ -9,6 +9,7 @@
      +-- Conflict (409, "conflict")
      |    +-- NotRunning (409, "not_running")
      +-- PayloadTooLarge (413, "payload_too_large")
+     +-- TooManyAttempts (429, "too_many_attempts")
      +-- RuntimeUnavailable (503, "runtime_unavailable")
      +-- RuntimeFailure (502, "runtime_error")
      +-- StoreUnavailable (503, "store_unavailable")
@@ -75,6 +76,17 @@ class NotRunning(Conflict):
 class PayloadTooLarge(IDEError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TooManyAttempts(IDEError):
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, wait: float) -> None:
+        seconds = max(1, round(wait))
+        super().__init__(
+            f"Too many requests with a wrong token from this address; try again in {seconds} s", retryAfter=seconds
+        )
 
 
 class RuntimeUnavailable(IDEError):

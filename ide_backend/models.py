@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9_-])?$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Linux refuses one argv string longer than this (MAX_ARG_STRLEN).
 MAX_COMMAND_CHARS = 100_000
@@ -41,7 +41,11 @@ def _check_theme(value: str) -> str:
     return value
 
 
-WorkspaceIdStr = Annotated[StrictStr, AfterValidator(_check_id)]
+WorkspaceIdStr = Annotated[
+    StrictStr,
+    AfterValidator(_check_id),
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": 63}),
+]
 CommandStr = Annotated[StrictStr, Field(min_length=1, max_length=MAX_COMMAND_CHARS), AfterValidator(_no_nul)]
 EnvMap = Annotated[dict[StrictStr, StrictStr], Field(max_length=256), AfterValidator(_check_env)]
 ThemeStr = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_check_theme)]
@@ -124,3 +128,68 @@ class ExecResult(_Model):
     timed_out: bool = False
     truncated: bool = False
     duration_ms: float = 0.0
+
+
+# -- answers --------------------------------------------------------------------------------------------------
+
+
+class ErrorResponse(_Model):
+    """Every failure: a message a person can act on, a stable code, sometimes `path`, `fields`, `hint`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    success: Literal[False] = False
+    message: str
+    code: str
+
+
+class LifecycleResponse(_Model):
+    success: Literal[True] = True
+    message: str
+    data: ContainerInfo
+
+
+class StatusData(ContainerInfo):
+    password: str
+
+
+class StatusResponse(_Model):
+    success: Literal[True] = True
+    message: str
+    data: StatusData
+
+
+class ExecResponse(ExecResult):
+    success: Literal[True] = True
+
+
+class ThemeResponse(_Model):
+    success: Literal[True] = True
+    theme: str
+
+
+class FileEntryInfo(_Model):
+    path: str
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+
+
+class FilesListResponse(_Model):
+    success: Literal[True] = True
+    entries: list[FileEntryInfo]
+    truncated: bool
+
+
+class FilesReadResponse(_Model):
+    success: Literal[True] = True
+    path: str
+    content: str
+    encoding: Literal["utf-8", "base64"]
+    size: int
+
+
+class FilesDeleteResponse(_Model):
+    success: Literal[True] = True
+    deleted: list[str]

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     exec_output_cap: int = Field(default=10 * 1024 * 1024, ge=1024)  # bytes kept per stream
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
+    # Failed token checks allowed per client address per minute before it gets 429 for the rest of the minute.
+    auth_failure_limit: int = Field(default=30, ge=1)
+    # Origins allowed to call the API from a browser page served elsewhere; empty (the default) means no CORS.
+    cors_origins: list[str] = Field(default_factory=list)
+
     # The demo page (static/) and the front-end packages it loads (node_modules/, from scripts/frontend.sh).
     static_dir: Path = _REPO / "static"
     vendor_dir: Path = _REPO / "node_modules"

@@ -1,6 +1,6 @@
 """The HTTP surface: thin routes over the workspace service, and the middleware in front of them."""
 
-from .middleware import AuthMiddleware, BodyLimitMiddleware
+from .middleware import AuthMiddleware, BodyLimitMiddleware, FailureLimiter
 from .routes import routes
 
-__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "routes"]
+__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "FailureLimiter", "routes"]

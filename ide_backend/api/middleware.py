@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
+from collections import deque
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import IDEError, PayloadTooLarge, Unauthorized
+from ..errors import IDEError, PayloadTooLarge, TooManyAttempts, Unauthorized
 
 PROTECTED_PREFIX = "/api/"
 
@@ -17,6 +19,8 @@ async def _send_error(send: Send, error: IDEError) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(error, Unauthorized):
         headers.append((b"www-authenticate", b'Bearer realm="ide-backend"'))
+    if isinstance(error, TooManyAttempts):
+        headers.append((b"retry-after", str(error.details["retryAfter"]).encode()))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -28,15 +32,54 @@ def token_matches(presented: str | None, expected: str) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
-class AuthMiddleware:
-    """Requires `Authorization: Bearer <token>` on every /api/ request."""
+class FailureLimiter:
+    """Counts failed token checks per client address in a sliding minute, so a token cannot be brute-forced."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, limit: int, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.setdefault(client, deque())
+        cutoff = time.monotonic() - self.window
+        while failures and failures[0] < cutoff:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, client: str) -> float:
+        """Seconds until this client may try again; 0 when it may try now."""
+        failures = self._recent(client)
+        if len(failures) < self.limit:
+            if not failures:
+                self._failures.pop(client, None)
+            return 0.0
+        return max(0.0, failures[0] + self.window - time.monotonic())
+
+    def failed(self, client: str) -> None:
+        self._recent(client).append(time.monotonic())
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class AuthMiddleware:
+    """Requires `Authorization: Bearer <token>` on every /api/ request; throttles repeated failures."""
+
+    def __init__(self, app: ASGIApp, token: str, limiter: FailureLimiter) -> None:
         self.app = app
         self.token = token
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PROTECTED_PREFIX):
+            client = client_address(scope)
+            wait = self.limiter.blocked_for(client)
+            if wait:
+                await _send_error(send, TooManyAttempts(wait))
+                return
             presented = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
@@ -44,6 +87,7 @@ class AuthMiddleware:
                     if scheme.lower() == "bearer":
                         presented = credentials.strip()
             if not token_matches(presented, self.token):
+                self.limiter.failed(client)
                 reason = "is missing" if presented is None else "is wrong"
                 await _send_error(
                     send,

@@ -15,12 +15,21 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from ..errors import BadRequest, ValidationFailed
 from ..models import (
     ExecRequest,
+    ExecResponse,
+    FileEntryInfo,
     FilesDeleteRequest,
+    FilesDeleteResponse,
     FilesListRequest,
+    FilesListResponse,
     FilesReadRequest,
+    FilesReadResponse,
+    LifecycleResponse,
     StartRequest,
+    StatusData,
+    StatusResponse,
     SyncRequest,
     ThemeRequest,
+    ThemeResponse,
     WorkspaceRef,
 )
 from ..workspaces import WorkspaceService
@@ -59,67 +68,68 @@ def _describe(error: Any) -> str:
     return f"{where} {message}" if message.startswith("is ") else f"{where}: {message}"
 
 
-def ok(message: str | None = None, **payload: Any) -> JSONResponse:
-    body: dict[str, Any] = {"success": True}
-    if message is not None:
-        body["message"] = message
-    for key, value in payload.items():
-        body[key] = value.model_dump(by_alias=True) if isinstance(value, BaseModel) else value
-    return JSONResponse(body)
+def answer(model: BaseModel) -> JSONResponse:
+    """A success answer, serialised from its response model (the same one /openapi.json describes)."""
+    return JSONResponse(model.model_dump(mode="json", by_alias=True))
 
 
 async def start(request: Request) -> JSONResponse:
     body = await parse(request, StartRequest)
     outcome = await _service(request).start(body, body.files)
-    return ok("Container started successfully", data=outcome.info)
+    return answer(LifecycleResponse(message="Container started successfully", data=outcome.info))
 
 
 async def stop(request: Request) -> JSONResponse:
     body = await parse(request, WorkspaceRef)
     outcome = await _service(request).stop(body)
     message = "Container stopped successfully" if outcome.changed else "Container was already stopped"
-    return ok(message, data=outcome.info)
+    return answer(LifecycleResponse(message=message, data=outcome.info))
 
 
 async def status(request: Request) -> JSONResponse:
     body = await parse(request, WorkspaceRef)
     info, password = await _service(request).status(body)
-    return ok("Container status retrieved successfully", data={**info.model_dump(by_alias=True), "password": password})
+    data = StatusData(**info.model_dump(), password=password)
+    return answer(StatusResponse(message="Container status retrieved successfully", data=data))
 
 
 async def exec_command(request: Request) -> JSONResponse:
     body = await parse(request, ExecRequest)
     result = await _service(request).exec(body)
-    return ok(**result.model_dump(by_alias=True))
+    return answer(ExecResponse(**result.model_dump()))
 
 
 async def sync(request: Request) -> JSONResponse:
     body = await parse(request, SyncRequest)
     outcome = await _service(request).sync(body, body.files, body.clean)
     message = "Files synced successfully" if outcome.changed or not body.clean else "Workspace cleaned successfully"
-    return ok(message, data=outcome.info)
+    return answer(LifecycleResponse(message=message, data=outcome.info))
 
 
 async def vscode_theme(request: Request) -> JSONResponse:
     body = await parse(request, ThemeRequest)
     await _service(request).set_theme(body, body.theme)
-    return ok(theme=body.theme)
+    return answer(ThemeResponse(theme=body.theme))
 
 
 async def files_list(request: Request) -> JSONResponse:
     body = await parse(request, FilesListRequest)
     entries, truncated = await _service(request).list_files(body)
-    return ok(entries=[asdict(e) for e in entries], truncated=truncated)
+    return answer(FilesListResponse(entries=[FileEntryInfo(**asdict(e)) for e in entries], truncated=truncated))
 
 
 async def files_read(request: Request) -> JSONResponse:
     body = await parse(request, FilesReadRequest)
-    return ok(**asdict(await _service(request).read_file(body)))
+    return answer(FilesReadResponse(**asdict(await _service(request).read_file(body))))
 
 
 async def files_delete(request: Request) -> JSONResponse:
     body = await parse(request, FilesDeleteRequest)
-    return ok(deleted=await _service(request).delete_files(body))
+    return answer(FilesDeleteResponse(deleted=await _service(request).delete_files(body)))
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.openapi)
 
 
 async def health(request: Request) -> JSONResponse:
@@ -136,11 +146,14 @@ async def health(request: Request) -> JSONResponse:
 async def stats(request: Request) -> JSONResponse:
     """Counts that show leaks: live processes, status subscriptions, open websockets, asyncio tasks."""
     service = _service(request)
-    return ok(
-        processes=service.processes.running_count(),
-        subscriptions=service.bus.subscriber_count(),
-        websockets=len(request.app.state.connections),
-        tasks=len(asyncio.all_tasks()),
+    return JSONResponse(
+        dict(
+            success=True,
+            processes=service.processes.running_count(),
+            subscriptions=service.bus.subscriber_count(),
+            websockets=len(request.app.state.connections),
+            tasks=len(asyncio.all_tasks()),
+        )
     )
 
 
@@ -149,6 +162,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", health, methods=["GET"]),
         Route("/api/v1/stats", stats, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route(f"{prefix}/start", start, methods=["POST"]),
         Route(f"{prefix}/stop", stop, methods=["POST"]),
         Route(f"{prefix}/status", status, methods=["POST"]),

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..errors import IDEError
+from ..errors import IDEError, TooManyAttempts, Unauthorized
 from ..models import WorkspaceRef
 from ..processes import LISTENER_QUEUE, Outbox, Process
 from ..protocol import (
@@ -36,7 +36,7 @@ from ..protocol import (
     client_message,
 )
 from ..workspaces import WorkspaceService
-from .middleware import token_matches
+from .middleware import FailureLimiter, client_address, token_matches
 
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
@@ -51,14 +51,12 @@ def _presented_token(websocket: WebSocket) -> str | None:
     return websocket.query_params.get("token")
 
 
-async def _refuse(websocket: WebSocket) -> None:
-    message = "The API token is missing or wrong: pass ?token=<token> or 'Authorization: Bearer <token>'"
+async def _refuse(websocket: WebSocket, error: IDEError) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        body = {"success": False, "message": message, "code": "unauthorized"}
-        await websocket.send_denial_response(JSONResponse(body, status_code=401))
+        await websocket.send_denial_response(JSONResponse(error.to_json(), status_code=error.status_code))
     else:
         await websocket.accept()
-        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=error.code)
 
 
 def _error(code: str, message: str, process_id: str | None = None) -> dict[str, Any]:
@@ -219,8 +217,18 @@ def _guess_id(text: str) -> str | None:
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     service: WorkspaceService = websocket.app.state.service
+    limiter: FailureLimiter = websocket.app.state.limiter
+    client = client_address(websocket.scope)
+    wait = limiter.blocked_for(client)
+    if wait:
+        await _refuse(websocket, TooManyAttempts(wait))
+        return
     if not token_matches(_presented_token(websocket), websocket.app.state.token):
-        await _refuse(websocket)
+        limiter.failed(client)
+        await _refuse(
+            websocket,
+            Unauthorized("The API token is missing or wrong: pass ?token=<token> or 'Authorization: Bearer <token>'"),
+        )
         return
     await websocket.accept()
     connection = Connection(websocket, service)

@@ -18,7 +18,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from ..errors import BadRequest, Conflict, NotFound, RuntimeFailure
+from ..errors import BadRequest, Conflict, NotFound, RuntimeFailure, RuntimeUnavailable
 from .base import ContainerSpec, ContainerState, ExecOutput, PathStat, RuntimeEvent
 from .errors import translate_errors, unavailable
 from .session import STDERR, STDOUT, DockerExecSession
@@ -76,6 +76,12 @@ class DockerRuntime:
                 await self._docker.containers.create(config, name=spec.name)
         except Conflict:
             log.info("container %s already exists; using it", spec.name)
+        except NotFound as exc:
+            raise RuntimeUnavailable(
+                f"The workspace image {spec.image!r} is not on this Docker engine; build it with "
+                "scripts/build-images.sh (or set IDE_WORKSPACE_IMAGE to an image that exists)",
+                hint="build the workspace image",
+            ) from exc
         state = await self.inspect(spec.name)
         if state is None:
             raise RuntimeFailure(f"Container {spec.name} vanished right after it was created; retry the start")

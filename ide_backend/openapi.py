@@ -1,0 +1,94 @@
+"""The OpenAPI document, generated from the same pydantic models the routes validate with and answer with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import __version__
+from .models import (
+    ErrorResponse,
+    ExecRequest,
+    ExecResponse,
+    FilesDeleteRequest,
+    FilesDeleteResponse,
+    FilesListRequest,
+    FilesListResponse,
+    FilesReadRequest,
+    FilesReadResponse,
+    LifecycleResponse,
+    StartRequest,
+    StatusResponse,
+    SyncRequest,
+    ThemeRequest,
+    ThemeResponse,
+    WorkspaceRef,
+)
+
+PREFIX = "/api/v1/containers"
+ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
+    ("start", StartRequest, LifecycleResponse, "Create and start the workspace's container; write `files` into it"),
+    ("stop", WorkspaceRef, LifecycleResponse, "Stop the workspace's container"),
+    ("status", WorkspaceRef, StatusResponse, "Docker's live state merged with the stored record, with the password"),
+    ("exec", ExecRequest, ExecResponse, "Run `sh -c command` in the workspace as its user"),
+    ("sync", SyncRequest, LifecycleResponse, "Write files into the workspace in one archive (optionally emptying it)"),
+    ("vscode-theme", ThemeRequest, ThemeResponse, "Set workbench.colorTheme in the user's VS Code settings"),
+    ("files/list", FilesListRequest, FilesListResponse, "List the workspace's files"),
+    ("files/read", FilesReadRequest, FilesReadResponse, "Read one file (UTF-8 text, or base64)"),
+    ("files/delete", FilesDeleteRequest, FilesDeleteResponse, "Delete files and folders (links, not their targets)"),
+]
+ERRORS = {
+    "400": "Not JSON, or a path that is absolute, climbs out, or goes through a link",
+    "401": "The bearer token is missing or wrong",
+    "404": "The workspace was never started, or a file does not exist",
+    "409": "The workspace is not running, or files and folders are in each other's way",
+    "413": "The body or the file set is too large",
+    "422": "A field is missing or malformed (`fields` names it)",
+    "429": "Too many wrong tokens from this address",
+    "502": "The Docker engine failed",
+    "503": "The Docker engine or the database does not answer",
+}
+
+
+def build_openapi() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [ErrorResponse]
+    for _, request, response, _ in ENDPOINTS:
+        models += [request, response]
+    _, schemas = models_json_schema(
+        [(m, "validation" if m in {e[1] for e in ENDPOINTS} else "serialization") for m in models],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, Any] = {}
+    for name, request, response, summary in ENDPOINTS:
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        responses: dict[str, Any] = {
+            "200": {
+                "description": "Done",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response.__name__}"}}},
+            }
+        }
+        responses.update({status: {"description": text, "content": error} for status, text in ERRORS.items()})
+        paths[f"{PREFIX}/{name}"] = {
+            "post": {
+                "operationId": name.replace("/", "_").replace("-", "_"),
+                "summary": summary,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request.__name__}"}}},
+                },
+                "responses": responses,
+                "security": [{"bearer": []}],
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ide-backend", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
