@@ -1,0 +1,189 @@
+"""Faults produced for real: the backend killed mid-start, shut down mid-request, racing syncs, a locked or full
+database, a missing image. (The Docker engine restart lives in test_zz_engine_restart.py: it runs last.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import TOKEN, Call, Server, docker, remove_instance, run, start_server
+
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _post(srv: Server, endpoint: str, body: dict[str, Any], timeout: float = 120) -> httpx.Response:
+    return httpx.post(f"{srv.url}/api/v1/containers/{endpoint}", json=body, headers=HEADERS, timeout=timeout)
+
+
+def _containers(instance: str) -> list[str]:
+    return docker("ps", "-aq", "--filter", f"label=ide-backend.instance={instance}").stdout.split()
+
+
+def _post_in_background(srv: Server, endpoint: str, body: dict[str, Any]) -> threading.Thread:
+    def call() -> None:
+        try:
+            _post(srv, endpoint, body, timeout=30)
+        except httpx.HTTPError:
+            pass  # the server is killed under this request: that is the point
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_backend_killed_mid_start_then_restarted(tmp_path: Path, existing: bool) -> None:
+    ref = {"projectId": "killed", "workspaceId": "mid-start"}
+    first = start_server(tmp_path)
+    try:
+        if existing:
+            _post(first, "start", {**ref, "files": {"precious.txt": "do not lose me"}})
+            _post(first, "stop", ref)
+        thread = _post_in_background(first, "start", ref)
+        time.sleep(0.15)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        thread.join(timeout=30)
+        second = start_server(tmp_path, instance=first.instance)
+        try:
+            answer = _post(second, "start", ref)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["data"]["running"] is True
+            assert len(_containers(first.instance)) == 1
+            if existing:
+                assert (
+                    _post(second, "exec", {**ref, "command": "cat precious.txt"}).json()["output"] == "do not lose me"
+                )
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        remove_instance(first.instance)
+
+
+def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
+    srv = start_server(tmp_path)
+    ref = {"projectId": "graceful", "workspaceId": "w"}
+    try:
+        _post(srv, "start", ref)
+        answers: list[httpx.Response] = []
+        thread = threading.Thread(
+            target=lambda: answers.append(_post(srv, "exec", {**ref, "command": "sleep 2; echo finished"}))
+        )
+        thread.start()
+        time.sleep(0.7)
+        srv.process.send_signal(signal.SIGTERM)
+        thread.join(timeout=30)
+        assert answers and answers[0].status_code == 200
+        assert answers[0].json()["output"] == "finished\n"
+        # uvicorn shuts down cleanly, then re-raises the signal so the exit status still says SIGTERM.
+        assert srv.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in srv.log()
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+def test_parallel_syncs_are_each_applied_whole(server: Server, api: Call, ref: dict[str, str]) -> None:
+    api("start", ref)
+    names = [f"tree/{d}/f{i}.txt" for d in range(5) for i in range(20)]
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, headers=HEADERS, timeout=120) as c:
+            return await asyncio.gather(
+                *(
+                    c.post("/api/v1/containers/sync", json={**ref, "files": {n: f"version {v}" for n in names}})
+                    for v in range(8)
+                )
+            )
+
+    assert all(r.status_code == 200 for r in asyncio.run(burst()))
+    contents = run(api, ref, "cat tree/*/*.txt | sort | uniq -c")["output"].split("\n")
+    assert len([line for line in contents if line.strip()]) == 1, contents  # one version everywhere
+
+
+def test_locked_database_is_a_clear_503_and_nothing_breaks(tmp_path: Path) -> None:
+    srv = start_server(tmp_path)
+    ref = {"projectId": "locked", "workspaceId": "db"}
+    try:
+        assert _post(srv, "start", ref).status_code == 200
+        holder = sqlite3.connect(tmp_path / "data" / "ide-backend.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            blocked = _post(srv, "start", {"projectId": "locked", "workspaceId": "second"})
+            assert blocked.status_code == 503, blocked.text
+            assert "database" in blocked.json()["message"] and "locked" in blocked.json()["message"]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert _post(srv, "start", {"projectId": "locked", "workspaceId": "second"}).status_code == 200
+        with sqlite3.connect(tmp_path / "data" / "ide-backend.db") as check:
+            assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert check.execute("SELECT count(*) FROM workspaces").fetchone() == (2,)
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_is_a_clear_503_and_the_database_survives(tmp_path: Path) -> None:
+    data = tmp_path / "small"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(data)], check=True)
+    srv = None
+    try:
+        srv = start_server(tmp_path, IDE_DATA_DIR=str(data))
+        assert _post(srv, "start", {"projectId": "full", "workspaceId": "one"}).status_code == 200
+        filler = data / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
+        refused = _post(srv, "start", {"projectId": "full", "workspaceId": "two"})
+        assert refused.status_code == 503, refused.text
+        assert "full" in refused.json()["message"]
+        filler.unlink()
+        assert _post(srv, "start", {"projectId": "full", "workspaceId": "two"}).status_code == 200
+        status = _post(srv, "status", {"projectId": "full", "workspaceId": "one"})
+        assert status.status_code == 200 and status.json()["data"]["running"] is True
+        with sqlite3.connect(data / "ide-backend.db") as check:
+            assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        if srv is not None:
+            srv.stop()
+            remove_instance(srv.instance)
+        subprocess.run(["umount", str(data)], check=False)
+
+
+def test_missing_image_is_a_clear_503(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, IDE_WORKSPACE_IMAGE="ide-backend/not-built:never")
+    try:
+        answer = _post(srv, "start", {"projectId": "no", "workspaceId": "image"})
+        assert answer.status_code == 503
+        assert "scripts/build-images.sh" in answer.json()["message"]
+        assert _containers(srv.instance) == []
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+def test_removed_behind_our_back_pushes_an_event(server: Server, api: Call, ref: dict[str, str]) -> None:
+    from .test_websocket import Channel
+
+    started = api("start", ref).json()["data"]
+    channel = Channel(server)
+    try:
+        channel.send(type="subscribe", **ref)
+        channel.wait_for(type="status", source="snapshot")
+        docker("rm", "-f", started["id"])
+        assert channel.wait_for(type="status", status="removed", timeout=10)["source"] == "docker"
+    finally:
+        channel.close()
+    assert api("status", ref).json()["data"]["status"] == "removed"
