@@ -417,16 +417,21 @@ class WorkspaceService:
         return event
 
     async def _watch_engine(self) -> None:
-        """Follow the engine's container events for this instance and publish them; re-subscribe after a break."""
+        """Follow the engine's container events for this instance and publish them. After a break it subscribes
+        again from the last event it saw, so what happened in between is reported too."""
         labels = {f"{LABEL_PREFIX}.instance": self.settings.instance}
+        since: float | None = None
         backoff = 0.5
         while True:
             try:
-                async for event in self.runtime.events(labels):
+                async for event in self.runtime.events(labels, since):
                     backoff = 0.5
+                    since = event.time or since
                     self._on_engine_event(event)
             except IDEError as exc:
                 log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
+            if since is None:
+                since = time.time()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 

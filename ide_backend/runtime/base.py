@@ -114,7 +114,7 @@ class Runtime(Protocol):
         stdin: bool = False,
     ) -> Awaitable[ExecSession]: ...
 
-    def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]: ...
+    def events(self, labels: Mapping[str, str], since: float | None = None) -> AsyncIterator[RuntimeEvent]: ...
 
     async def exec(
         self,
@@ -146,3 +146,4 @@ class RuntimeEvent:
     action: str  # start, die, oom, kill, stop, destroy, ...
     container_id: str
     exit_code: int | None = None
+    time: float = 0.0  # when the engine saw it (Unix time)

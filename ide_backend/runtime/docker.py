@@ -18,7 +18,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from ..errors import BadRequest, Conflict, NotFound, RuntimeFailure, RuntimeUnavailable
+from ..errors import BadRequest, Conflict, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
 from .base import ContainerSpec, ContainerState, ExecOutput, PathStat, RuntimeEvent
 from .errors import translate_errors, unavailable
 from .session import STDERR, STDOUT, DockerExecSession
@@ -170,16 +170,25 @@ class DockerRuntime:
             raise BadRequest(
                 f"The command could not be started: {detail}", hint="check cwd and that the program exists"
             )
-        return ExecOutput(out, err, -1 if exit_code is None else exit_code, timed_out, truncated)
+        if exit_code is None:
+            # The engine cannot say how it ended: the container went away under it, or the engine did.
+            state = await self.inspect(container_id)
+            if state is None or not state.running:
+                raise NotRunning("The workspace stopped while the command ran; start it and run the command again")
+            raise RuntimeFailure("The engine lost track of the command; run it again")
+        return ExecOutput(out, err, exit_code, timed_out, truncated)
 
-    async def events(self, labels: Mapping[str, str]) -> AsyncIterator[RuntimeEvent]:
-        """Container events for containers carrying `labels`, as they happen. Ends (raising RuntimeUnavailable)
-        when the engine goes away; the caller subscribes again."""
+    async def events(self, labels: Mapping[str, str], since: float | None = None) -> AsyncIterator[RuntimeEvent]:
+        """Container events for containers carrying `labels`, as they happen (and those since `since`, a Unix
+        time, so a re-subscription misses nothing). Ends (raising RuntimeUnavailable) when the engine goes away."""
         filters = {"type": ["container"], "label": [f"{k}={v}" for k, v in labels.items()]}
+        params = {"filters": json.dumps(filters)}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
         with self._errors("following engine events"):
             async with self._docker._query(
                 "events",
-                params={"filters": json.dumps(filters)},
+                params=params,
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None, connect=self._timeout),
             ) as response:
                 async for line in response.content:
@@ -194,6 +203,7 @@ class DockerRuntime:
                         action=str(event.get("Action", "")).split(":", 1)[0],
                         container_id=event.get("Actor", {}).get("ID", ""),
                         exit_code=int(code) if code is not None and str(code).lstrip("-").isdigit() else None,
+                        time=int(event.get("timeNano", 0)) / 1e9 or float(event.get("time", 0)),
                     )
         raise unavailable("following engine events", "the event stream ended", self.host)
 
