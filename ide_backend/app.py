@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Store(settings.resolved_database_url())
         await store.connect()
-        runtime = DockerRuntime(settings.docker_host, settings.docker_timeout)
+        runtime = DockerRuntime(settings.docker_host, settings.docker_timeout, use_agent=settings.exec_agent)
         service = WorkspaceService(settings, store, runtime, EventBus())
         app.state.service = service
         app.state.token = token

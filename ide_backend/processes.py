@@ -53,6 +53,7 @@ class Process:
     finished_at: float | None = None
     task: asyncio.Task[None] | None = None
     ending_reason: str | None = None
+    signalled: bool = False  # a client sent it a signal: a death by signal is then no news about the container
 
     @property
     def running(self) -> bool:
@@ -131,7 +132,7 @@ class Process:
             self.detached_since = time.monotonic()
 
 
-ReasonLookup = Callable[[str, int | None], Awaitable[str | None]]
+ReasonLookup = Callable[[str, int | None, Callable[[], str | None]], Awaitable[str | None]]
 
 
 class ProcessManager:
@@ -170,6 +171,11 @@ class ProcessManager:
         if process is None:
             raise NotFound(f"No process {process_id!r} (it never ran here, or finished too long ago)")
         return process
+
+    async def signal(self, process_id: str, name: str) -> None:
+        process = self.get(process_id)
+        process.signalled = True
+        await process.session.signal(name)
 
     def check_free(self, process_id: str) -> None:
         existing = self._processes.get(process_id)
@@ -233,8 +239,8 @@ class ProcessManager:
             process.record(stream, decoder.decode(b"", final=True))
         exit_code = await process.session.exit_code(killed=timed_out or process.ending_reason is not None)
         reason = process.ending_reason
-        if reason is None and not timed_out:
-            reason = await self._end_reason(process.session.container_id, exit_code)
+        if reason is None and not timed_out and not process.signalled:
+            reason = await self._end_reason(process.session.container_id, exit_code, lambda: process.ending_reason)
         await process.session.close()
         process.finish(exit_code, timed_out=timed_out, reason=reason)
 

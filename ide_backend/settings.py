@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     pids_limit: int = Field(default=512, ge=16)
     stop_timeout: int = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL on stop
 
+    # Run non-terminal commands through the image's ide-agent when it has one (falls back to Docker exec).
+    exec_agent: bool = True
     exec_default_timeout: float = Field(default=300.0, gt=0)
     exec_max_timeout: float = Field(default=3600.0, gt=0)
     exec_output_cap: int = Field(default=10 * 1024 * 1024, ge=1024)  # bytes kept per stream

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -373,11 +373,16 @@ class WorkspaceService:
             await session.resize(message.cols, message.rows)
         return process
 
-    async def _end_reason(self, container_id: str, exit_code: int | None) -> str | None:
+    async def _end_reason(
+        self, container_id: str, exit_code: int | None, known: Callable[[], str | None]
+    ) -> str | None:
         """Why a process's stream ended, when its container is the reason. A process killed by a signal may have
-        died with its container a moment before the engine reports the container stopped: look again briefly."""
-        deadline = time.monotonic() + (1.5 if exit_code is None or exit_code >= 128 else 0.0)
+        died with its container a moment before the engine says so: look again for a while, and take the engine's
+        die event (`known`) as soon as it arrives."""
+        deadline = time.monotonic() + (3.0 if exit_code is None or exit_code >= 128 else 0.0)
         while True:
+            if known() is not None:
+                return known()
             try:
                 state = await self.runtime.inspect(container_id)
             except IDEError:

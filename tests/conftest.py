@@ -176,3 +176,17 @@ def run(api: Call, ref: dict[str, str], command: str, **extra: Any) -> dict[str,
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@pytest.fixture(scope="module", params=["agent", "docker-exec"])
+def exec_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: None
+) -> Iterator[Server]:
+    """A server per exec path: the in-container agent (the default) and plain Docker exec (the fallback).
+    Modules that must give identical results on both use it as their `server`."""
+    srv = start_server(tmp_path_factory.mktemp(request.param), IDE_EXEC_AGENT=str(request.param == "agent").lower())
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)

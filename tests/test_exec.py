@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import Call, run
+import pytest
+
+from .conftest import Call, Server, run
+
+
+@pytest.fixture(scope="module")
+def server(exec_server: Server) -> Server:
+    """Every test here runs on both exec paths (agent and Docker exec) and must see the same results."""
+    return exec_server
 
 
 def test_stdout_stderr_and_exit_code_are_kept_apart(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
@@ -82,3 +90,13 @@ def test_timeout_above_the_maximum_is_refused(api: Call, ref: dict[str, str], st
     response = api("exec", ref, command="true", timeout=999999)
     assert response.status_code == 422
     assert "timeout" in response.json()["message"]
+
+
+def test_the_configured_exec_path_is_the_one_used(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
+) -> None:
+    parent = run(api, ref, "cat /proc/$PPID/cmdline | tr '\\0' ' '")["output"]
+    if server.env["IDE_EXEC_AGENT"] == "true":
+        assert "ide-agent" in parent
+    else:
+        assert "ide-agent" not in parent

@@ -159,7 +159,7 @@ def test_full_disk_is_a_clear_503_and_the_database_survives(tmp_path: Path) -> N
         if srv is not None:
             srv.stop()
             remove_instance(srv.instance)
-        subprocess.run(["umount", str(data)], check=False)
+        subprocess.run(["umount", "--lazy", str(data)], check=False)
 
 
 def test_missing_image_is_a_clear_503(tmp_path: Path) -> None:

@@ -19,6 +19,12 @@ from ide_backend.protocol import server_message
 from .conftest import TOKEN, Call, Server, docker, run
 
 
+@pytest.fixture(scope="module")
+def server(exec_server: Server) -> Server:
+    """Every test here runs on both exec paths (agent and Docker exec) and must see the same results."""
+    return exec_server
+
+
 class Channel:
     """A test client for /api/v1/ws that keeps messages it was not waiting for."""
 
@@ -202,7 +208,7 @@ def test_container_killed_ends_stream_and_emits_status(
     channel.wait_for(id=pid, type="started")
     docker("kill", started["id"])
     exit_message = channel.process(pid, timeout=10)[-1]
-    assert exit_message["reason"] == "container_stopped"
+    assert exit_message.get("reason") == "container_stopped", exit_message
     died = channel.wait_for(type="status", status="died", timeout=10)
     assert died["source"] == "docker" and died["exitCode"] == 137
 
@@ -300,6 +306,7 @@ def _stats(server: Server) -> dict[str, Any]:
 def test_closing_the_socket_leaks_nothing(
     server: Server, api: Call, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
+    run(api, ref, "true")  # the workspace's agent channel (one long-lived task per container) exists from here on
     before = _stats(server)
     ch = Channel(server)
     ch.send(type="subscribe", **ref)

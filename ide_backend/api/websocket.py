@@ -145,7 +145,7 @@ class Connection:
             elif isinstance(message, ResizeMessage):
                 await self.service.processes.get(message.id).session.resize(message.cols, message.rows)
             elif isinstance(message, SignalMessage):
-                await self.service.processes.get(message.id).session.signal(message.signal)
+                await self.service.processes.signal(message.id, message.signal)
             elif isinstance(message, CloseStdinMessage):
                 await self.service.processes.get(message.id).session.close_stdin()
             elif isinstance(message, AttachMessage):

@@ -19,7 +19,8 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from ..errors import BadRequest, Conflict, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
-from .base import ContainerSpec, ContainerState, ExecOutput, PathStat, RuntimeEvent
+from .agent import AgentChannel
+from .base import ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
 from .errors import translate_errors, unavailable
 from .session import STDERR, STDOUT, DockerExecSession
 
@@ -33,13 +34,17 @@ _CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"
 # Empties the folder given as $1, making read-only folders writable first (links are not followed).
 _EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
 _STAT_CONCURRENCY = 16
+AGENT_LABEL = "ide-backend.agent"
 
 
 class DockerRuntime:
     """Implements ide_backend.runtime.base.Runtime against a Docker engine."""
 
-    def __init__(self, docker_host: str = "", timeout: float = 30.0) -> None:
+    def __init__(self, docker_host: str = "", timeout: float = 30.0, use_agent: bool = True) -> None:
         self._timeout = timeout
+        self.use_agent = use_agent
+        self._agents: dict[str, AgentChannel | None] = {}
+        self._agent_locks: dict[str, asyncio.Lock] = {}
         self._docker = aiodocker.Docker(
             url=docker_host or None,
             timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
@@ -47,7 +52,33 @@ class DockerRuntime:
         self.host = docker_host or self._docker.docker_host
 
     async def close(self) -> None:
+        for channel in self._agents.values():
+            if channel is not None:
+                await channel.close()
         await self._docker.close()
+
+    async def _agent(self, container_id: str) -> AgentChannel | None:
+        """The container's agent channel: connected on first use, again after the container restarted; None
+        for images without the agent (they use Docker exec)."""
+        channel = self._agents.get(container_id)
+        if channel is not None and channel.alive:
+            return channel
+        if container_id in self._agents and channel is None:
+            return None
+        lock = self._agent_locks.setdefault(container_id, asyncio.Lock())
+        async with lock:  # one channel per container: two attach streams would interleave on its stdin
+            channel = self._agents.get(container_id)
+            if channel is not None and channel.alive:
+                return channel
+            state = await self.inspect(container_id)
+            if state is None or AGENT_LABEL not in state.labels:
+                self._agents[container_id] = None
+                return None
+            channel = await AgentChannel.connect(self._docker, self.host, container_id)
+            if channel is None:
+                log.warning("container %s should run the agent but does not answer; using Docker exec", container_id)
+            self._agents[container_id] = channel
+            return channel
 
     def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(doing, self.host)
@@ -111,10 +142,15 @@ class DockerRuntime:
         env: Mapping[str, str],
         tty: bool = False,
         stdin: bool = False,
-    ) -> DockerExecSession:
-        """Start argv and return the live session; every process it starts carries a marker in its environment,
-        so signals and timeouts reach the whole tree."""
+    ) -> ExecSession:
+        """Start argv and return the live session, through the container's agent when it has one (not for
+        terminals). Every process it starts carries a marker in its environment, so signals reach the whole tree."""
         marker = uuid.uuid4().hex
+        if self.use_agent and not tty:
+            channel = await self._agent(container_id)
+            if channel is not None and channel.alive:
+                with self._errors("starting the command through the agent"):
+                    return await channel.run(argv, workdir=workdir, env={**env, "IDE_EXEC_ID": marker})
         container = self._docker.containers.container(container_id)
         with self._errors("creating the exec"):
             execution = await container.exec(
@@ -164,7 +200,7 @@ class DockerRuntime:
         finally:
             await session.close()
         out, err = bytes(buffers[STDOUT]), bytes(buffers[STDERR])
-        if exit_code == 126 and out.startswith(b"OCI runtime exec failed"):
+        if exit_code == 126 and out.startswith(b"OCI runtime exec failed"):  # Docker exec's way of saying it
             # The engine could not start the process at all (a missing folder, most often): not the command's fault.
             detail = out.decode("utf-8", "replace").strip()
             raise BadRequest(
@@ -305,6 +341,9 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
         "Env": [f"{k}={v}" for k, v in spec.env.items()],
         "Labels": dict(spec.labels),
         "ExposedPorts": ports,
+        # The agent (the image's main process) reads its frames from the container's stdin.
+        "OpenStdin": True,
+        "StdinOnce": False,
         "HostConfig": {
             "Init": True,
             "Mounts": [{"Type": "volume", "Source": spec.volume, "Target": spec.mount_path}],
@@ -318,6 +357,8 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
             # Published on loopback only: the backend proxies, nothing is exposed on a public interface.
             "PortBindings": {key: [{"HostIp": "127.0.0.1", "HostPort": ""}] for key in ports},
             "RestartPolicy": {"Name": "no"},
+            # The main process is the exec agent: its stdout carries every command's output, not worth a log file.
+            "LogConfig": {"Type": "none", "Config": {}},
         },
     }
 

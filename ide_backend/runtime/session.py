@@ -85,6 +85,7 @@ class DockerExecSession:
         name = name.removeprefix("SIG")
         if name not in ALLOWED_SIGNALS:
             raise ValueError(f"signal {name} is not allowed")
+        await self._wait_until_created()
         container = self._docker.containers.container(self.container_id)
         with translate_errors(f"sending SIG{name}", self._host):
             sender = await container.exec(
@@ -93,6 +94,17 @@ class DockerExecSession:
             async with sender.start(detach=False, timeout=aiohttp.ClientTimeout(total=30)) as stream:
                 while await stream.read_out() is not None:
                     pass
+
+    async def _wait_until_created(self) -> None:
+        """The engine answers `start` before runc has made the process: a signal sent in between would find
+        nothing carrying the marker. Wait (briefly) until the engine reports a pid or an exit."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            with translate_errors("looking up the command", self._host):
+                info = await self._execution.inspect()
+            if info.get("Pid") or (not info.get("Running") and info.get("ExitCode") is not None):
+                return
+            await asyncio.sleep(0.01)
 
     async def exit_code(self, *, killed: bool = False) -> int | None:
         """The exit code once the process is gone; None if the engine cannot tell (the container vanished)."""

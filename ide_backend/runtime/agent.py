@@ -1,0 +1,187 @@
+"""The warm exec path: one attach stream per container to its ide-agent (images/workspace/ide-agent), carrying
+many commands at once. A command costs one frame each way instead of a Docker exec create, start and inspect.
+
+Frames are `type (1 byte) | id (u32) | length (u32) | payload`; towards the agent each goes hex-encoded on its own
+line, since Docker scans attach input for a detach key sequence and hex never contains one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiodocker
+
+from ..errors import BadRequest
+from .errors import translate_errors
+from .session import STDERR, STDOUT
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct(">cII")
+PING_TIMEOUT = 2.0
+_EOF = object()
+
+
+class AgentSession:
+    """One command run by the agent; implements runtime.base.ExecSession."""
+
+    tty = False
+
+    def __init__(self, channel: AgentChannel, process_id: int, container_id: str) -> None:
+        self._channel = channel
+        self.id = process_id
+        self.container_id = container_id
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.exit: int | None = None
+        self.start_error: str | None = None
+
+    async def read(self) -> tuple[int, bytes] | None:
+        item = await self.queue.get()
+        if item is _EOF:
+            self.queue.put_nowait(_EOF)  # later reads see the end too
+            if self.start_error is not None:
+                raise BadRequest(
+                    f"The command could not be started: {self.start_error}",
+                    hint="check cwd and that the program exists",
+                )
+            return None
+        stream, data = item
+        return int(stream), bytes(data)
+
+    async def write(self, data: bytes) -> None:
+        await self._channel.send(b"I", self.id, data)
+
+    async def close_stdin(self) -> None:
+        await self._channel.send(b"C", self.id)
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Not a terminal: nothing to resize (terminals use the Docker exec path)."""
+
+    async def signal(self, name: str) -> None:
+        await self._channel.send(b"K", self.id, name.removeprefix("SIG").encode())
+
+    async def exit_code(self, *, killed: bool = False) -> int | None:
+        """The exit code; waits briefly for the agent's report when the output was not read to its end."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                while self.exit is None and self._channel.alive:
+                    if await self.queue.get() is _EOF:
+                        self.queue.put_nowait(_EOF)
+                        break
+        return self.exit
+
+    async def close(self) -> None:
+        self._channel.forget(self.id)
+
+    def deliver(self, kind: bytes, payload: bytes) -> None:
+        if kind == b"O":
+            self.queue.put_nowait((STDOUT, payload))
+        elif kind == b"E":
+            self.queue.put_nowait((STDERR, payload))
+        elif kind == b"X":
+            self.exit = int(payload)
+            self.queue.put_nowait(_EOF)
+        elif kind == b"F":
+            self.start_error = payload.decode("utf-8", "replace")
+            self.exit = 126
+            self.queue.put_nowait(_EOF)
+
+    def lost(self) -> None:
+        """The channel broke: the command's fate is unknown (exit stays None)."""
+        self.queue.put_nowait(_EOF)
+
+
+class AgentChannel:
+    """The attach stream to one container's agent and the commands running over it."""
+
+    def __init__(self, container_id: str, stream: Any) -> None:
+        self.container_id = container_id
+        self._stream = stream
+        # Random start: frames of commands an earlier backend process started must not reach this one's sessions.
+        self._ids = itertools.count(1 + secrets.randbelow(2**31))
+        self._sessions: dict[int, AgentSession] = {}
+        self._pong: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._send_lock = asyncio.Lock()
+        self._reader = asyncio.create_task(self._read_forever(), name=f"agent-{container_id[:12]}")
+        self.alive = True
+
+    @classmethod
+    async def connect(cls, docker: aiodocker.Docker, host: str, container_id: str) -> AgentChannel | None:
+        """Attach and ping; None when the container runs no agent (another image, or it is not up yet)."""
+        container = docker.containers.container(container_id)
+        stream = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
+        with translate_errors("attaching to the workspace agent", host):
+            await stream.__aenter__()
+        channel = cls(container_id, stream)
+        try:
+            await channel.send(b"P", 0)
+            version = await asyncio.wait_for(asyncio.shield(channel._pong), PING_TIMEOUT)
+        except (TimeoutError, OSError, ConnectionError):
+            await channel.close()
+            return None
+        log.info("agent %s ready in container %s", version.decode(errors="replace"), container_id[:12])
+        return channel
+
+    async def send(self, kind: bytes, process_id: int, payload: bytes = b"") -> None:
+        if not self.alive:
+            raise ConnectionError("the agent channel is closed")
+        line = (HEADER.pack(kind, process_id, len(payload)) + payload).hex().encode() + b"\n"
+        async with self._send_lock:
+            await self._stream.write_in(line)
+
+    async def run(self, argv: Sequence[str], *, workdir: str, env: Mapping[str, str]) -> AgentSession:
+        session = AgentSession(self, next(self._ids), self.container_id)
+        self._sessions[session.id] = session
+        fields = [workdir, str(len(env)), *(f"{k}={v}" for k, v in env.items()), *argv]
+        await self.send(b"R", session.id, b"\0".join(f.encode() for f in fields))
+        return session
+
+    def forget(self, process_id: int) -> None:
+        self._sessions.pop(process_id, None)
+
+    async def _read_forever(self) -> None:
+        buffer = bytearray()
+        try:
+            while (message := await self._stream.read_out()) is not None:
+                if message.stream != STDOUT:
+                    continue  # the agent never writes to stderr on purpose; perl warnings are not frames
+                buffer += message.data
+                while len(buffer) >= HEADER.size:
+                    kind, process_id, length = HEADER.unpack_from(buffer)
+                    if len(buffer) < HEADER.size + length:
+                        break
+                    payload = bytes(buffer[HEADER.size : HEADER.size + length])
+                    del buffer[: HEADER.size + length]
+                    self._dispatch(kind, process_id, payload)
+        except Exception as exc:
+            log.info("agent channel to %s ended: %s", self.container_id[:12], exc)
+        finally:
+            self.alive = False
+            for session in self._sessions.values():
+                session.lost()
+            if not self._pong.done():
+                self._pong.set_exception(ConnectionError("agent channel closed"))
+
+    def _dispatch(self, kind: bytes, process_id: int, payload: bytes) -> None:
+        if kind == b"Q":
+            if not self._pong.done():
+                self._pong.set_result(payload)
+            return
+        session = self._sessions.get(process_id)
+        if session is not None:
+            session.deliver(kind, payload)
+
+    async def close(self) -> None:
+        self.alive = False
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
+        with contextlib.suppress(Exception):
+            await self._stream.close()
