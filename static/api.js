@@ -1,0 +1,90 @@
+// The API token and the REST calls. The token lives in sessionStorage only and is never logged.
+
+const TOKEN_KEY = "ide-backend.token";
+
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = "", body = null } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.body = body;
+  }
+}
+
+/** Take ?token= from the address bar into sessionStorage and remove it from the visible URL and history entry. */
+export function adoptTokenFromUrl() {
+  const url = new URL(window.location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl !== null) {
+    url.searchParams.delete("token");
+    window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+    if (fromUrl.trim()) sessionStorage.setItem(TOKEN_KEY, fromUrl.trim());
+  }
+  return getToken();
+}
+
+export function getToken() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export function clearToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+export function wsUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}/api/v1/ws?token=${encodeURIComponent(getToken())}`;
+}
+
+let onUnauthorized = () => {};
+
+/** Called with an ApiError when the server says the token is missing or wrong. */
+export function setUnauthorizedHandler(handler) {
+  onUnauthorized = handler;
+}
+
+/** POST /api/v1/containers/<endpoint> with JSON; resolves to the answer, rejects with ApiError(message). */
+export async function post(endpoint, body, { signal } = {}) {
+  let response;
+  try {
+    response = await fetch(`/api/v1/containers/${endpoint}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${getToken()}` },
+      body: JSON.stringify(body),
+      signal,
+    });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(`The server cannot be reached (${endpoint})`, { code: "network" });
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok || !data || data.success !== true) {
+    const message = (data && data.message) || `${endpoint}: HTTP ${response.status}`;
+    const error = new ApiError(message, { status: response.status, code: data && data.code, body: data });
+    if (response.status === 401) onUnauthorized(error);
+    throw error;
+  }
+  return data;
+}
+
+export const api = {
+  start: (ref) => post("start", ref),
+  stop: (ref) => post("stop", ref),
+  status: (ref) => post("status", ref),
+  exec: (ref, command, extra = {}) => post("exec", { ...ref, command, ...extra }),
+  sync: (ref, files) => post("sync", { ...ref, files }),
+  theme: (ref, theme) => post("vscode-theme", { ...ref, theme }),
+  list: (ref, path = "", depth = 1) => post("files/list", { ...ref, path, depth }),
+  read: (ref, path) => post("files/read", { ...ref, path }),
+  remove: (ref, paths) => post("files/delete", { ...ref, paths }),
+};

@@ -1,0 +1,194 @@
+// The workspace's file tree: folders are listed lazily (files/list, depth 1) when opened.
+
+import { api } from "./api.js";
+import { basename, dirname, formatBytes, h, svgIcon } from "./util.js";
+
+const CHEVRON = "M6 4l4 4-4 4";
+const FOLDER = "M1.5 3.5h4.5l1.5 1.5h7v8.5h-13z";
+const FILE = "M3.5 1.5h6l3 3v10h-9z M9.5 1.5v3h3";
+const LINK = "M6.5 9.5l3-3 M7 4.5l1-1a2.5 2.5 0 0 1 3.5 3.5l-1 1 M9 11.5l-1 1a2.5 2.5 0 0 1-3.5-3.5l1-1";
+
+const EXT_CLASS = {
+  js: "js", mjs: "js", cjs: "js", ts: "ts", tsx: "ts", jsx: "js", json: "json", py: "py", sh: "sh", bash: "sh",
+  md: "md", html: "html", css: "css", yml: "yml", yaml: "yml", toml: "yml", go: "go", rs: "rs", c: "c", h: "c",
+  txt: "txt",
+};
+
+export class FileTree {
+  /**
+   * @param {HTMLElement} host
+   * @param {{onOpen: (path: string) => void, onError: (err: Error) => void, onSelect?: (entry: object) => void}} hooks
+   */
+  constructor(host, { onOpen, onError, onSelect }) {
+    this.host = host;
+    this.onOpen = onOpen;
+    this.onError = onError;
+    this.onSelect = onSelect || (() => {});
+    this.ref = null;
+    this.children = new Map(); // folder path ("" = root) -> entries
+    this.expanded = new Set();
+    this.selected = null; // {path, type}
+    this.active = null; // the file open in the editor
+    this.available = false;
+    this.generation = 0;
+    host.addEventListener("keydown", (event) => this._key(event));
+  }
+
+  setWorkspace(ref) {
+    this.ref = ref;
+    this.children.clear();
+    this.expanded.clear();
+    this.selected = null;
+    this.active = null;
+    this.generation += 1;
+    this.setAvailable(false, "Checking the workspace…");
+  }
+
+  /** Whether the workspace runs (only then can it be listed). */
+  setAvailable(available, message = "Start the workspace to browse its files.") {
+    this.available = available;
+    if (!available) {
+      this.children.clear();
+      this.host.replaceChildren(h("p", { class: "empty" }, message));
+    }
+  }
+
+  /** List the root and every open folder again, keeping what is open and selected. */
+  async refresh() {
+    if (!this.ref || !this.available) return;
+    const generation = this.generation;
+    const folders = ["", ...[...this.expanded].sort()];
+    const results = await Promise.allSettled(folders.map((folder) => api.list(this.ref, folder, 1)));
+    if (generation !== this.generation) return;
+    this.children.clear();
+    results.forEach((result, index) => {
+      const folder = folders[index];
+      if (result.status === "fulfilled") {
+        this.children.set(folder, result.value.entries);
+      } else if (folder === "") {
+        this.onError(result.reason);
+      } else {
+        this.expanded.delete(folder); // deleted meanwhile
+      }
+    });
+    this.render();
+  }
+
+  /** Open every folder on the way to `path` and select it. */
+  async reveal(path) {
+    let folder = dirname(path);
+    const chain = [];
+    while (folder) {
+      chain.unshift(folder);
+      folder = dirname(folder);
+    }
+    for (const f of chain) this.expanded.add(f);
+    this.selected = { path, type: "file" };
+    await this.refresh();
+    const row = this.host.querySelector(`[data-path="${CSS.escape(path)}"]`);
+    if (row) row.scrollIntoView({ block: "nearest" });
+  }
+
+  setActive(path) {
+    this.active = path;
+    for (const row of this.host.querySelectorAll(".row")) row.classList.toggle("active", row.dataset.path === path);
+  }
+
+  render() {
+    const root = this.children.get("");
+    if (!root) return;
+    if (root.length === 0) {
+      this.host.replaceChildren(h("p", { class: "empty" }, "The workspace is empty. Create a file with New file."));
+      return;
+    }
+    const rows = [];
+    const walk = (folder, depth) => {
+      for (const entry of this.children.get(folder) || []) {
+        rows.push(this._row(entry, depth));
+        if (entry.type === "dir" && this.expanded.has(entry.path)) {
+          const inside = this.children.get(entry.path);
+          if (inside && inside.length === 0) {
+            rows.push(h("div", { class: "row placeholder-row", style: `--depth:${depth + 1}` }, "empty folder"));
+          } else if (inside) walk(entry.path, depth + 1);
+          else rows.push(h("div", { class: "row loading", style: `--depth:${depth + 1}` }, "Loading…"));
+        }
+      }
+    };
+    walk("", 0);
+    this.host.replaceChildren(...rows);
+  }
+
+  _row(entry, depth) {
+    const isDir = entry.type === "dir";
+    const open = isDir && this.expanded.has(entry.path);
+    const name = basename(entry.path);
+    const ext = name.includes(".") ? name.split(".").pop().toLowerCase() : "";
+    const icon = isDir ? FOLDER : entry.type === "symlink" ? LINK : FILE;
+    const iconClass = isDir ? "icon folder" : `icon file ${EXT_CLASS[ext] || ""}`;
+    const title = isDir ? entry.path : `${entry.path} · ${formatBytes(entry.size)}`;
+    const row = h(
+      "div",
+      {
+        class: "row" + (this.selected?.path === entry.path ? " selected" : "") + (this.active === entry.path ? " active" : ""),
+        role: "treeitem",
+        tabindex: "0",
+        title,
+        "aria-expanded": isDir ? String(open) : undefined,
+        style: `--depth:${depth}`,
+        dataset: { path: entry.path, type: entry.type },
+        onclick: () => this._activate(entry),
+      },
+      isDir ? svgIcon(CHEVRON, "chevron" + (open ? " open" : "")) : h("span", { class: "chevron-space" }),
+      svgIcon(icon, iconClass),
+      h("span", { class: "name" }, name),
+    );
+    return row;
+  }
+
+  async _activate(entry) {
+    this.selected = { path: entry.path, type: entry.type };
+    this.onSelect(this.selected);
+    if (entry.type === "dir") {
+      if (this.expanded.has(entry.path)) {
+        this.expanded.delete(entry.path);
+        this.render();
+      } else {
+        this.expanded.add(entry.path);
+        this.render();
+        try {
+          const answer = await api.list(this.ref, entry.path, 1);
+          this.children.set(entry.path, answer.entries);
+        } catch (err) {
+          this.expanded.delete(entry.path);
+          this.onError(err);
+        }
+        this.render();
+      }
+      this._focus(entry.path);
+    } else if (entry.type === "file") {
+      this.render();
+      this._focus(entry.path);
+      this.onOpen(entry.path);
+    } else {
+      this.render();
+      this._focus(entry.path);
+    }
+  }
+
+  _focus(path) {
+    const row = this.host.querySelector(`[data-path="${CSS.escape(path)}"]`);
+    if (row) row.focus({ preventScroll: false });
+  }
+
+  _key(event) {
+    const row = event.target.closest(".row");
+    if (!row || !row.dataset.path) return;
+    const rows = [...this.host.querySelectorAll(".row[data-path]")];
+    const index = rows.indexOf(row);
+    if (event.key === "ArrowDown" && rows[index + 1]) rows[index + 1].focus();
+    else if (event.key === "ArrowUp" && rows[index - 1]) rows[index - 1].focus();
+    else if (event.key === "Enter" || event.key === " ") row.click();
+    else return;
+    event.preventDefault();
+  }
+}
