@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -401,12 +402,17 @@ class Bench:
         await container.start()
         return str(container.id), volume
 
-    async def raw_exec(self, container_id: str) -> bool:
+    async def raw_exec(
+        self,
+        container_id: str,
+        docker: aiodocker.Docker | None = None,
+        start_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> bool:
         """One full exec round trip of `sh -c true` as USER: create, start, read to end, inspect.
         Returns whether the exec still showed Running at that one inspect."""
-        container = self.docker.containers.container(container_id)
+        container = (docker or self.docker).containers.container(container_id)
         execution = await container.exec(["sh", "-c", "true"], stdout=True, stderr=True, user=USER)
-        async with execution.start(detach=False) as stream:
+        async with execution.start(detach=False, timeout=start_timeout) as stream:
             while await stream.read_out() is not None:
                 pass
         info = await execution.inspect()
@@ -707,6 +713,59 @@ async def case_sync(bench: Bench) -> None:
     bench.note_memory("after_sync")
 
 
+@dataclass
+class Burst:
+    """n calls started at once: each one's latency (failures included), and what failed."""
+
+    latencies: list[float] = field(default_factory=list)
+    ok_latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_ms: float = 0.0
+
+    @classmethod
+    async def run(cls, n: int, one: Callable[[int], Awaitable[object]]) -> Burst:
+        """Run one(0..n-1) concurrently; one raises on failure (BenchError, HTTP or Docker errors)."""
+        burst = cls()
+
+        async def timed(k: int) -> None:
+            began = time.perf_counter()
+            try:
+                await one(k)
+            except Exception as exc:  # every failure is counted, none stops the burst
+                burst.errors.append(exc.args[0] if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}")
+            else:
+                burst.ok_latencies.append(elapsed_ms(began))
+            finally:
+                burst.latencies.append(elapsed_ms(began))
+
+        began = time.perf_counter()
+        await asyncio.gather(*(timed(k) for k in range(n)))
+        burst.wall_ms = elapsed_ms(began)
+        return burst
+
+    def to_json(self) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        for error in self.errors:
+            # One kind per message shape: ids and workspace container names vary, the rest does not.
+            kind = re.sub(r"[0-9a-f]{64}", "<id>", error.split(" (")[0])
+            kind = re.sub(r"ide-[a-z0-9_-]+-benchconc-w\d+-[0-9a-f]+", "<container>", kind)[:160]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        ok = self.ok_latencies
+        return {
+            "requests": len(self.latencies),
+            "errors": len(self.errors),
+            "error_kinds": kinds,
+            "error_examples": self.errors[:5],
+            "p50_ms": round(percentile(self.latencies, 50), 3),
+            "p99_ms": round(percentile(self.latencies, 99), 3),
+            "max_ms": round(max(self.latencies), 3),
+            "ok_p50_ms": round(percentile(ok, 50), 3) if ok else None,
+            "ok_p99_ms": round(percentile(ok, 99), 3) if ok else None,
+            "wall_ms": round(self.wall_ms, 3),
+            "ok_per_second": round(len(ok) / (self.wall_ms / 1000), 2),
+        }
+
+
 async def case_concurrency(bench: Bench) -> None:
     """e. N workspaces, then a burst of concurrent /exec `true` spread over them; the same burst raw."""
     plan = bench.plan
@@ -759,60 +818,59 @@ async def case_concurrency(bench: Bench) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_sampling.wait(), 0.05)
 
-        ours_ms: list[float] = []
-        ours_errors: list[str] = []
-
         async def exec_one(k: int) -> None:
             i, _ = running[k % len(running)]
-            began = time.perf_counter()
-            try:
-                response = await client.post(
-                    "/api/v1/containers/exec",
-                    json={"projectId": "benchconc", "workspaceId": f"w{i:03d}", "command": "true"},
-                )
-                data = response.json()
-                if response.status_code != 200 or data.get("exitCode") != 0:
-                    ours_errors.append(f"{response.status_code}: {str(data)[:200]}")
-            except httpx.HTTPError as exc:
-                ours_errors.append(f"{type(exc).__name__}: {exc}")
-            finally:
-                ours_ms.append(elapsed_ms(began))
+            response = await client.post(
+                "/api/v1/containers/exec",
+                json={"projectId": "benchconc", "workspaceId": f"w{i:03d}", "command": "true"},
+            )
+            data = response.json()
+            if response.status_code != 200:
+                raise BenchError(f"{response.status_code} {data.get('message', data)}")
+            if data.get("exitCode") != 0:
+                raise BenchError(f"200 but exitCode {data.get('exitCode')} (durationMs {data.get('durationMs')})")
 
         sampler = asyncio.create_task(sample_rss())
-        began_burst = time.perf_counter()
-        await asyncio.gather(*(exec_one(k) for k in range(plan.burst)))
-        ours_wall_ms = elapsed_ms(began_burst)
+        ours = await Burst.run(plan.burst, exec_one)
         stop_sampling.set()
         await sampler
         after = bench.server.memory_kb()
 
-    # The same burst straight to Docker over the bench's own aiodocker client (default pool, like the backend's).
-    raw_ms: list[float] = []
-    raw_errors: list[str] = []
+    # The same burst straight to Docker over the bench's own aiodocker client: aiohttp's default pool of 100
+    # connections, as the backend has, but no connect timeout.
+    # Counts the raw execs whose one inspect still showed Running (the backend polls those for up to 2 s).
+    unfinished = {"raw": 0, "raw_backend_timeouts": 0}
 
-    async def raw_one(k: int) -> None:
-        _, cid = running[k % len(running)]
-        began = time.perf_counter()
-        try:
-            await bench.raw_exec(cid)
-        except (aiodocker.DockerError, aiohttp.ClientError, TimeoutError, BenchError) as exc:
-            raw_errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            raw_ms.append(elapsed_ms(began))
+    async def raw_one(k: int, key: str, docker: aiodocker.Docker, timeout: aiohttp.ClientTimeout | None) -> None:
+        if await bench.raw_exec(running[k % len(running)][1], docker, timeout):
+            unfinished[key] += 1
 
-    began_raw = time.perf_counter()
-    await asyncio.gather(*(raw_one(k) for k in range(plan.burst)))
-    raw_wall_ms = elapsed_ms(began_raw)
+    await asyncio.sleep(2)  # let the engine settle between bursts
+    raw = await Burst.run(plan.burst, lambda k: raw_one(k, "raw", bench.docker, None))
 
-    label = f"e. {plan.burst} concurrent /exec, {len(running)} ws"
+    # Once more with the backend's aiohttp timeouts (ide_backend/runtime/docker.py: session total=30 s and
+    # connect=10 s, exec stream connect=30 s). aiohttp counts the wait for a free pooled connection as "connect",
+    # so this tells the engine's limits apart from the client's timeouts.
+    await asyncio.sleep(2)
+    backend_like = aiodocker.Docker(timeout=aiohttp.ClientTimeout(total=30.0, connect=10.0))
+    try:
+        await backend_like.version()  # a fresh client negotiates the API version first: not part of the burst
+        stream_timeout = aiohttp.ClientTimeout(connect=30.0)
+        raw_timeouts = await Burst.run(
+            plan.burst, lambda k: raw_one(k, "raw_backend_timeouts", backend_like, stream_timeout)
+        )
+    finally:
+        await backend_like.close()
+
     bench.rows.append(
         Row(
             "concurrent_exec",
-            label,
-            Stats(tuple(ours_ms)),
-            Stats(tuple(raw_ms)),
+            f"e. {plan.burst} concurrent /exec, {len(running)} ws",
+            Stats(tuple(ours.latencies)),
+            Stats(tuple(raw.latencies)),
             f"{plan.burst} concurrent raw aiodocker exec round trips over the same containers (one client, "
-            "aiohttp's default pool of 100 connections, as the backend has)",
+            "aiohttp's default pool of 100 connections as the backend has, no connect timeout); latencies include "
+            "failed requests",
         )
     )
     bench.details["concurrency"] = {
@@ -824,23 +882,11 @@ async def case_concurrency(bench: Bench) -> None:
         "start_errors": len(start_errors),
         "start_error_examples": start_errors[:5],
         "burst": plan.burst,
-        "ours": {
-            "errors": len(ours_errors),
-            "error_examples": ours_errors[:5],
-            "p50_ms": round(percentile(ours_ms, 50), 3),
-            "p99_ms": round(percentile(ours_ms, 99), 3),
-            "max_ms": round(max(ours_ms), 3),
-            "wall_ms": round(ours_wall_ms, 3),
-            "per_second": round(plan.burst / (ours_wall_ms / 1000), 2),
-        },
-        "raw": {
-            "errors": len(raw_errors),
-            "error_examples": raw_errors[:5],
-            "p50_ms": round(percentile(raw_ms, 50), 3),
-            "p99_ms": round(percentile(raw_ms, 99), 3),
-            "max_ms": round(max(raw_ms), 3),
-            "wall_ms": round(raw_wall_ms, 3),
-            "per_second": round(plan.burst / (raw_wall_ms / 1000), 2),
+        "ours": ours.to_json(),
+        "raw": {**raw.to_json(), "running_at_inspect": unfinished["raw"]},
+        "raw_backend_timeouts": {
+            **raw_timeouts.to_json(),
+            "running_at_inspect": unfinished["raw_backend_timeouts"],
         },
         "server_memory_kb": {
             "peak_reset_before_case": reset,
@@ -901,12 +947,28 @@ def concurrency_summary(details: dict[str, Any]) -> str:
         f"(per start median {fmt_ms(c['start_latency']['median_ms'])}, {c['start_errors']} errors); "
         f"burst of {c['burst']} concurrent exec:",
     ]
-    for side in ("ours", "raw"):
+    sides = {
+        "ours": "ours",
+        "raw": "raw (no connect timeout)",
+        "raw_backend_timeouts": "raw with the backend's aiohttp timeouts",
+    }
+    for side, name in sides.items():
         s = c[side]
-        lines.append(
-            f"  {side:4}: errors {s['errors']}, p50 {fmt_ms(s['p50_ms'])}, p99 {fmt_ms(s['p99_ms'])}, "
-            f"max {fmt_ms(s['max_ms'])}, wall {fmt_ms(s['wall_ms'])}, {s['per_second']:.1f}/s"
+        ok = (
+            f"ok p50 {fmt_ms(s['ok_p50_ms'])}, ok p99 {fmt_ms(s['ok_p99_ms'])}"
+            if s["ok_p50_ms"] is not None
+            else "none ok"
         )
+        lines.append(
+            f"  {name}: errors {s['errors']}/{s['requests']}, p50 {fmt_ms(s['p50_ms'])}, p99 {fmt_ms(s['p99_ms'])}, "
+            f"{ok}, wall {fmt_ms(s['wall_ms'])}, {s['ok_per_second']:.1f} ok/s"
+        )
+        kinds = sorted(s["error_kinds"].items(), key=lambda item: -item[1])
+        lines += [f"      {count} x {kind}" for kind, count in kinds[:5]]
+        if len(kinds) > 5:
+            lines.append(f"      ... {len(kinds) - 5} more kinds in the JSON")
+        if s.get("running_at_inspect"):
+            lines.append(f"      {s['running_at_inspect']} exec(s) still Running at their one inspect (not errors)")
     lines.append(
         f"  backend RSS: {mem['rss_before'] / 1024:.1f} MiB before, peak {mem['peak_vmhwm'] / 1024:.1f} MiB "
         f"(VmHWM{', reset before the case' if mem['peak_reset_before_case'] else ''}), "
@@ -975,6 +1037,8 @@ async def run_cases(server: Server, plan: Plan, tmp: Path) -> tuple[Bench, dict[
         machine = machine_info(await docker.version())
         others = len(await docker.containers.list())
         machine["other_running_containers_at_start"] = others
+        image = await docker.images.inspect(IMAGE)
+        machine["workspace_image"] = {"name": IMAGE, "id": image.get("Id"), "created": image.get("Created")}
         bench = Bench(server, plan, tmp, http, docker)
         bench.note_memory("at_start")
         for name, case in CASES:
@@ -1063,7 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ide-backend bench, {date}, {machine.get('nproc')} cores, "
         f"{(machine.get('memory_total_kb') or 0) / 1024 / 1024:.0f} GiB, Docker {machine.get('docker_version')}, "
-        f"{'quick' if args.quick else 'full'} run"
+        f"{'quick' if args.quick else 'full'} run, image {str(machine['workspace_image']['id'])[7:19]}"
     )
     print(render_table(bench.rows))
     print()
