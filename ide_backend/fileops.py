@@ -75,7 +75,7 @@ class WorkspaceFiles:
         if stat is None:
             raise NotFound(f"{path!r} does not exist in the workspace", path=path)
         if stat.is_symlink:
-            raise InvalidPath(f"{path!r} is a symbolic link (to {stat.link_target!r}); read its target", path=path)
+            raise InvalidPath(f"{path!r} is a symbolic link{_target(stat)}; read its target", path=path)
         if stat.is_dir:
             raise Conflict(f"{path!r} is a folder; list it with /api/v1/containers/files/list", path=path)
         data = await self.runtime.read_file(container_id, f"{base}/{path}", max_bytes)
@@ -166,9 +166,13 @@ class WorkspaceFiles:
 def _require_real_folder(path: str, stat: PathStat, verb: str) -> None:
     if stat.is_symlink:
         raise InvalidPath(
-            f"{path!r} is a symbolic link (to {stat.link_target!r}); files are never {verb} through links, "
+            f"{path!r} is a symbolic link{_target(stat)}; files are never {verb} through links, "
             "use the real folder instead",
             path=path,
         )
     if not stat.is_dir:
         raise Conflict(f"{path!r} is a file in the workspace, so nothing can be {verb} below it", path=path)
+
+
+def _target(stat: PathStat) -> str:
+    return f" (to {stat.link_target!r})" if stat.link_target else ""

@@ -7,8 +7,11 @@ URLs only, so it works below any prefix as long as the prefix ends with a slash 
 
 Access: the API token opens the IDE once, as `?token=` on a navigation; the answer sets an HttpOnly,
 SameSite=Strict cookie scoped to /ide/{projectId}/{workspaceId}/ holding an expiry and an HMAC of it (keyed by a
-key derived from the token, never the token itself) and sends the browser to the same URL without the token.
-`Authorization: Bearer <token>` works too, for programs. code-server's password stays as a second lock.
+key derived from the token, never the token itself) and sends the browser to the same URL without the token: a 303
+when the navigation started on this site, else a page that navigates by itself (a Strict cookie set during a
+redirect chain that began on another site would not be sent on the redirect's next request).
+`Authorization: Bearer <token>` works too, for programs. Neither the token nor the cookie is passed upstream, and
+code-server's password stays as a second lock.
 
     proxy = IDEProxy(resolve, token=api_token, limiter=limiter)
     routes = [*api_routes, *proxy.routes()]          # and `await proxy.close()` on shutdown
@@ -27,7 +30,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
@@ -65,7 +68,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _REQUEST_DROP = HOP_BY_HOP | {"host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
-_REQUEST_DROP |= {"x-forwarded-prefix", "x-real-ip"}
+_REQUEST_DROP |= {"x-forwarded-prefix", "x-real-ip", "expect"}  # uvicorn has answered any 100-continue
 # The handshake headers of the browser's websocket belong to that connection; aiohttp makes its own.
 _WS_REQUEST_DROP = _REQUEST_DROP | {
     "sec-websocket-key",
@@ -88,6 +91,17 @@ class IDEUnavailable(IDEError):
 class IDETimeout(IDEError):
     status_code = 504
     code = "ide_timeout"
+
+
+class TooManyTokens(IDEError):
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, wait: float) -> None:
+        seconds = max(1, round(wait))
+        super().__init__(
+            f"Too many requests with a wrong token from this address; try again in {seconds} s", retryAfter=seconds
+        )
 
 
 class FailureCounter(Protocol):
@@ -218,8 +232,9 @@ def _bearer(value: str) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" else None
 
 
-def _without_param(query: str, name: str) -> str:
-    return urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name])
+def without_param(query: str, name: str) -> str:
+    """The raw query string without the `name` parameters; the others stay exactly as they were sent."""
+    return "&".join(part for part in query.split("&") if part and part.split("=", 1)[0] != name)
 
 
 def _sendable_close_code(code: int | None) -> int:
@@ -336,7 +351,11 @@ class IDEProxy:
             return True
         authorization = conn.headers.get("authorization")
         presented = _bearer(authorization) if authorization else None
-        return presented is not None and self._token_ok(conn, presented)
+        if presented is None:
+            return False
+        if wait := self._blocked(conn):
+            raise TooManyTokens(wait)
+        return self._token_ok(conn, presented)
 
     def _token_ok(self, conn: Request | WebSocket, presented: str) -> bool:
         client = conn.client.host if conn.client else "unknown"
@@ -387,7 +406,7 @@ class IDEProxy:
         raw: bytes = conn.scope.get("raw_path") or quote(conn.scope["path"]).encode()
         path = raw.decode("latin-1")
         rest = path[len(prefix) :] if path.startswith(prefix) else quote(conn.path_params.get("path", ""))
-        query = conn.scope.get("query_string", b"").decode("latin-1")
+        query = without_param(conn.scope.get("query_string", b"").decode("latin-1"), TOKEN_PARAM)
         return "/" + rest + (f"?{query}" if query else "")
 
     # -- HTTP --------------------------------------------------------------------------------------------------
@@ -455,12 +474,11 @@ class IDEProxy:
 
     def _open(self, request: Request, presented: str, project_id: str, workspace_id: str, prefix: str) -> Response:
         """?token=: check it, set the session cookie, and send the browser to the URL without the token."""
-        wait = self._blocked(request)
-        if wait:
-            raise Unauthorized(f"Too many wrong tokens from this address; try again in {max(1, round(wait))} s")
+        if wait := self._blocked(request):
+            raise TooManyTokens(wait)
         if not self._token_ok(request, presented):
             raise Unauthorized("The token is wrong; open the IDE with ?token=<API token>")
-        query = _without_param(request.url.query, TOKEN_PARAM)
+        query = without_param(request.url.query, TOKEN_PARAM)
         target = request.url.path + (f"?{query}" if query else "")
         # A SameSite=Strict cookie set on a redirect that began on another site is not sent on the redirect's next
         # request; a page that navigates by itself starts a same-site navigation, which does carry it.
@@ -631,9 +649,11 @@ __all__ = [
     "IDETimeout",
     "IDEUnavailable",
     "Resolver",
+    "TooManyTokens",
     "request_headers",
     "response_headers",
     "rewrite_location",
     "rewrite_set_cookie",
     "strip_cookie",
+    "without_param",
 ]

@@ -8,16 +8,15 @@ store kept in step with what Docker has.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
+from .errors import Conflict, NotFound, NotRunning, ValidationFailed
 from .events import EventBus
 from .fileops import Entry, FileContent, WorkspaceFiles
 from .files import FileEntry, FileSet, normalize_path, parse_files
@@ -32,8 +31,9 @@ from .models import (
 )
 from .processes import Outbox, Process, ProcessManager
 from .protocol import ExecMessage
-from .runtime import ContainerSpec, ContainerState, Runtime, RuntimeEvent
+from .runtime import ContainerSpec, ContainerState, Runtime
 from .settings import Settings
+from .status import StatusEvents
 from .store import Store, WorkspaceRecord
 from .vscode import SETTINGS_PATH, set_theme
 
@@ -60,32 +60,37 @@ class WorkspaceService:
         self.store = store
         self.runtime = runtime
         self.bus = bus
+        self.status_events = StatusEvents(runtime, bus, instance=settings.instance, label_prefix=LABEL_PREFIX)
         self.processes = ProcessManager(
             buffer_limit=settings.process_buffer_bytes,
             output_cap=settings.process_output_cap,
             detached_ttl=settings.process_detached_ttl,
             finished_ttl=settings.process_finished_ttl,
-            end_reason=self._end_reason,
+            end_reason=self.status_events.end_reason,
         )
         self.files = WorkspaceFiles(runtime, settings)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._stopping: set[tuple[str, str]] = set()
-        self._watcher: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
         """Start the background work: the process reaper and the engine event watcher."""
         self.processes.start()
-        self._watcher = asyncio.create_task(self._watch_engine(), name="engine-events")
+        self.status_events.start(on_container_end=self.processes.workspace_ended)
 
     async def shutdown(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await self.status_events.close()
         await self.processes.close()
 
     def _publish(self, ref: WorkspaceRef, status: str, **details: Any) -> None:
-        self.bus.publish(ref.project_id, ref.workspace_id, status, source="api", **details)
+        self.status_events.publish(ref.project_id, ref.workspace_id, status, **details)
+
+    def _publish_state(self, ref: WorkspaceRef, state: ContainerState | None) -> None:
+        self.status_events.publish_state(ref.project_id, ref.workspace_id, state)
+
+    async def status_event(self, ref: WorkspaceRef) -> dict[str, Any]:
+        """The workspace's status now, as a status event (sent first to a new subscriber)."""
+        record = await self._require(ref)
+        state = await self.runtime.inspect(record.container_name)
+        return self.status_events.snapshot(ref.project_id, ref.workspace_id, state)
 
     # -- naming -------------------------------------------------------------------------------------------
 
@@ -223,12 +228,8 @@ class WorkspaceService:
             changed = bool(state and state.running)
             if state is not None and state.running:
                 self._publish(ref, "stopping")
-                key = (ref.project_id, ref.workspace_id)
-                self._stopping.add(key)
-                try:
+                with self.status_events.stopping(ref.project_id, ref.workspace_id):
                     await self.runtime.stop(state.id, self.settings.stop_timeout)
-                finally:
-                    self._stopping.discard(key)
                 state = await self.runtime.inspect(state.id)
                 log.info("stopped %s/%s", ref.project_id, ref.workspace_id)
         self._publish_state(ref, state)
@@ -372,90 +373,6 @@ class WorkspaceService:
         if message.tty:
             await session.resize(message.cols, message.rows)
         return process
-
-    async def _end_reason(
-        self, container_id: str, exit_code: int | None, known: Callable[[], str | None]
-    ) -> str | None:
-        """Why a process's stream ended, when its container is the reason. A process killed by a signal may have
-        died with its container a moment before the engine says so: look again for a while, and take the engine's
-        die event (`known`) as soon as it arrives."""
-        deadline = time.monotonic() + (3.0 if exit_code is None or exit_code >= 128 else 0.0)
-        while True:
-            if known() is not None:
-                return known()
-            try:
-                state = await self.runtime.inspect(container_id)
-            except IDEError:
-                return "runtime_unavailable"
-            if state is None:
-                return "container_removed"
-            if not state.running:
-                return "oom_killed" if state.oom_killed else "container_stopped"
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(0.05)
-
-    # -- status events ----------------------------------------------------------------------------------------
-
-    def _publish_state(self, ref: WorkspaceRef, state: ContainerState | None) -> None:
-        if state is None:
-            self._publish(ref, "removed")
-        elif state.running:
-            self._publish(ref, "running")
-        else:
-            self._publish(ref, "exited", exitCode=state.exit_code)
-
-    async def status_event(self, ref: WorkspaceRef) -> dict[str, Any]:
-        """The workspace's status now, as a status event (sent first to a new subscriber)."""
-        record = await self._require(ref)
-        state = await self.runtime.inspect(record.container_name)
-        status = "removed" if state is None else ("running" if state.running else "exited")
-        event: dict[str, Any] = {
-            "type": "status",
-            "projectId": ref.project_id,
-            "workspaceId": ref.workspace_id,
-            "status": status,
-            "source": "snapshot",
-        }
-        if state is not None and not state.running:
-            event["exitCode"] = state.exit_code
-        return event
-
-    async def _watch_engine(self) -> None:
-        """Follow the engine's container events for this instance and publish them. After a break it subscribes
-        again from the last event it saw, so what happened in between is reported too."""
-        labels = {f"{LABEL_PREFIX}.instance": self.settings.instance}
-        since: float | None = None
-        backoff = 0.5
-        while True:
-            try:
-                async for event in self.runtime.events(labels, since):
-                    backoff = 0.5
-                    since = event.time or since
-                    self._on_engine_event(event)
-            except IDEError as exc:
-                log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
-            if since is None:
-                since = time.time()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-
-    def _on_engine_event(self, event: RuntimeEvent) -> None:
-        if not event.project_id or not event.workspace_id:
-            return
-        key = (event.project_id, event.workspace_id)
-        publish = self.bus.publish
-        if event.action == "start":
-            publish(*key, "running", source="docker")
-        elif event.action == "oom":
-            publish(*key, "oom", source="docker")
-        elif event.action == "die":
-            status = "exited" if key in self._stopping else "died"
-            publish(*key, status, source="docker", exitCode=event.exit_code)
-            self.processes.workspace_ended(*key, "container_stopped")
-        elif event.action == "destroy":
-            publish(*key, "removed", source="docker")
-            self.processes.workspace_ended(*key, "container_removed")
 
 
 def _settings_file(existing: bytes | None, theme: str) -> FileSet:

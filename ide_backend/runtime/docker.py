@@ -8,7 +8,10 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import re
+import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
@@ -18,7 +21,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from ..errors import BadRequest, Conflict, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
+from ..errors import BadRequest, Conflict, IDEError, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
 from .agent import AgentChannel
 from .base import ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
 from .errors import translate_errors, unavailable
@@ -35,6 +38,7 @@ _CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"
 _EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
 _STAT_CONCURRENCY = 16
 AGENT_LABEL = "ide-backend.agent"
+_ARGV_BUDGET = 96 * 1024  # bytes of paths per `stat` command, well under the kernel's argument limit
 
 
 class DockerRuntime:
@@ -45,25 +49,37 @@ class DockerRuntime:
         self.use_agent = use_agent
         self._agents: dict[str, AgentChannel | None] = {}
         self._agent_locks: dict[str, asyncio.Lock] = {}
+        self._agent_retry_at: dict[str, float] = {}
+        host = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        # Every running exec and attach holds a connection: the pool must not be the limit (aiohttp's default is
+        # 100), and waiting for a pooled connection is not the engine failing to answer, so only the socket
+        # connect itself is timed, never the wait for the pool.
+        connector = aiohttp.UnixConnector(host.removeprefix("unix://"), limit=0) if host.startswith("unix://") else None
         self._docker = aiodocker.Docker(
-            url=docker_host or None,
-            timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
+            url="unix://localhost" if connector is not None else host,  # aiodocker's name for "the socket I was given"
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0)),
         )
-        self.host = docker_host or self._docker.docker_host
+        self._connector = connector
+        self.host = host
 
     async def close(self) -> None:
         for channel in self._agents.values():
             if channel is not None:
                 await channel.close()
         await self._docker.close()
+        if self._connector is not None:
+            await self._connector.close()
 
     async def _agent(self, container_id: str) -> AgentChannel | None:
-        """The container's agent channel: connected on first use, again after the container restarted; None
-        for images without the agent (they use Docker exec)."""
+        """The running container's agent channel: connected on first use, again after the container restarted;
+        None for stopped containers and images without the agent (they use Docker exec)."""
         channel = self._agents.get(container_id)
         if channel is not None and channel.alive:
             return channel
         if container_id in self._agents and channel is None:
+            return None
+        if time.monotonic() < self._agent_retry_at.get(container_id, 0.0):
             return None
         lock = self._agent_locks.setdefault(container_id, asyncio.Lock())
         async with lock:  # one channel per container: two attach streams would interleave on its stdin
@@ -71,12 +87,16 @@ class DockerRuntime:
             if channel is not None and channel.alive:
                 return channel
             state = await self.inspect(container_id)
-            if state is None or AGENT_LABEL not in state.labels:
+            if state is None or not state.running:
+                return None
+            if AGENT_LABEL not in state.labels:
                 self._agents[container_id] = None
                 return None
             channel = await AgentChannel.connect(self._docker, self.host, container_id)
             if channel is None:
                 log.warning("container %s should run the agent but does not answer; using Docker exec", container_id)
+                self._agent_retry_at[container_id] = time.monotonic() + 60.0
+                return None
             self._agents[container_id] = channel
             return channel
 
@@ -163,7 +183,7 @@ class DockerRuntime:
                 workdir=workdir,
                 environment={**env, "IDE_EXEC_ID": marker},
             )
-        stream = execution.start(detach=False, timeout=aiohttp.ClientTimeout(connect=self._timeout))
+        stream = execution.start(detach=False, timeout=aiohttp.ClientTimeout(sock_connect=self._timeout))
         with self._errors("starting the exec"):
             await stream.__aenter__()
         return DockerExecSession(self._docker, self.host, container_id, execution, stream, marker, user, tty)
@@ -225,7 +245,7 @@ class DockerRuntime:
             async with self._docker._query(
                 "events",
                 params=params,
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=None, connect=self._timeout),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=self._timeout),
             ) as response:
                 async for line in response.content:
                     if not line.strip():
@@ -244,7 +264,12 @@ class DockerRuntime:
         raise unavailable("following engine events", "the event stream ended", self.host)
 
     async def stat_paths(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]:
-        """Stat each absolute path (not following a final symlink); None where nothing exists."""
+        """Stat each absolute path (not following a final symlink); None where nothing exists. A running
+        container with the agent answers for all paths in one `stat` command; otherwise one archive stat each
+        (which works on stopped containers too)."""
+        if self.use_agent and paths and await self._agent(container_id) is not None:
+            with contextlib.suppress(IDEError):
+                return await self._stat_in_container(container_id, paths)
         limit = asyncio.Semaphore(_STAT_CONCURRENCY)
 
         async def one(path: str) -> tuple[str, PathStat | None]:
@@ -252,6 +277,35 @@ class DockerRuntime:
                 return path, await self._stat(container_id, path)
 
         return dict(await asyncio.gather(*(one(p) for p in paths)))
+
+    async def _stat_in_container(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]:
+        found: dict[str, PathStat | None] = dict.fromkeys(paths)
+        batch: list[str] = []
+        size = 0
+        for path in [*paths, None]:
+            if path is not None and size + len(path) < _ARGV_BUDGET:
+                batch.append(path)
+                size += len(path) + 1
+                continue
+            argv = ["stat", "--printf", "%f\\t%a\\t%Y\\t%n\\0", "--", *batch]
+            result = await self.exec(
+                container_id, argv, user="", workdir="/", env={}, timeout=60, output_cap=64 * 1024 * 1024
+            )
+            for record in result.stdout.split(b"\0"):
+                fields = record.split(b"\t", 3)
+                if len(fields) != 4:
+                    continue
+                raw_mode, perm, mtime, name = fields
+                mode = int(raw_mode, 16)
+                found[name.decode("utf-8", "surrogateescape")] = PathStat(
+                    mode=int(perm, 8),
+                    mtime=float(mtime),
+                    is_dir=stat.S_ISDIR(mode),
+                    is_symlink=stat.S_ISLNK(mode),
+                    link_target="",
+                )
+            batch, size = ([path], len(path) + 1) if path is not None else ([], 0)
+        return found
 
     async def _stat(self, container_id: str, path: str) -> PathStat | None:
         # Docker answers HEAD with an empty body, which aiodocker's error path cannot parse: ask the session.
@@ -319,7 +373,8 @@ class DockerRuntime:
         """Run argv in a short-lived container of the workspace image with the volume mounted, no network."""
         config = _container_config(spec)
         config.update(Cmd=argv, User="0:0", Env=[], ExposedPorts={}, Labels={**spec.labels, "ide-backend.helper": "1"})
-        config["HostConfig"].update(NetworkMode="none", PortBindings={})
+        config.update(OpenStdin=False)
+        config["HostConfig"].update(NetworkMode="none", PortBindings={}, LogConfig={"Type": "json-file", "Config": {}})
         with self._errors("running a helper container"):
             helper = await self._docker.containers.create(config, name=f"{spec.name}-helper-{uuid.uuid4().hex[:8]}")
             try:

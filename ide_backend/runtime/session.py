@@ -107,8 +107,9 @@ class DockerExecSession:
             await asyncio.sleep(0.01)
 
     async def exit_code(self, *, killed: bool = False) -> int | None:
-        """The exit code once the process is gone; None if the engine cannot tell (the container vanished)."""
-        deadline = time.monotonic() + 2.0
+        """The exit code once the process is gone; None if the engine cannot tell (the container vanished).
+        Under load the engine can report an exec running for a while after its output ended: wait long enough."""
+        deadline = time.monotonic() + 15.0
         while True:
             try:
                 with translate_errors("reading the exit code", self._host):
