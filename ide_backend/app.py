@@ -19,7 +19,9 @@ from starlette.staticfiles import StaticFiles
 from .api import AuthMiddleware, BodyLimitMiddleware, FailureLimiter, routes
 from .errors import IDEError
 from .events import EventBus
+from .models import WorkspaceRef
 from .openapi import build_openapi
+from .proxy import IDEProxy
 from .runtime import DockerRuntime
 from .settings import Settings
 from .store import Store
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.token = token
         app.state.limiter = limiter
         app.state.openapi = build_openapi()
+        app.state.proxy = proxy
         app.state.connections = set()
         try:
             await runtime.ping()
@@ -84,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await proxy.close()
             await service.shutdown()
             await runtime.close()
             await store.disconnect()
@@ -94,6 +98,12 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]
     limiter = FailureLimiter(settings.auth_failure_limit)
+
+    async def resolve_ide(project_id: str, workspace_id: str) -> tuple[str, int]:
+        service: WorkspaceService = app.state.service
+        return await service.ide_address(WorkspaceRef(project_id=project_id, workspace_id=workspace_id))
+
+    proxy = IDEProxy(resolve_ide, token=token, limiter=limiter, cookie_ttl=settings.session_hours * 3600)
     middleware = [
         Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
         Middleware(AuthMiddleware, token=token, limiter=limiter),
@@ -106,9 +116,10 @@ def create_app(settings: Settings) -> Starlette:
             allow_headers=["authorization", "content-type"],
         )
         middleware.insert(0, cors)
-    return Starlette(
-        routes=routes() + pages,
+    app = Starlette(
+        routes=routes() + proxy.routes() + pages,
         middleware=middleware,
         exception_handlers={IDEError: _ide_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
+    return app

@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         proxy_headers=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        ws_max_size=settings.max_body_bytes,
         timeout_graceful_shutdown=30,
     )
     # uvicorn has configured its loggers by now; the filter keeps `?token=` out of access lines.

@@ -119,6 +119,8 @@ class ContainerInfo(_Model):
     volume: str
     ports: dict[str, int] = Field(default_factory=dict)
     theme: str | None = None
+    # Where the workspace's VS Code opens through the backend; None when its image has no IDE.
+    ide_url: str | None = None
 
 
 class ExecResult(_Model):
@@ -151,6 +153,7 @@ class LifecycleResponse(_Model):
 
 class StatusData(ContainerInfo):
     password: str
+    ide_ready: bool = False  # code-server answers its health check: the IDE can be opened
 
 
 class StatusResponse(_Model):

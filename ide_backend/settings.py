@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Container ports published on 127.0.0.1 (random host ports); 8080 is where code-server listens.
     publish_ports: list[int] = Field(default_factory=lambda: [8080])
 
+    # Where code-server listens in IDE images (must be one of publish_ports), and how long an IDE session lasts.
+    code_server_port: int = 8080
+    session_hours: float = Field(default=12.0, gt=0)
+
     memory_limit_mb: int = Field(default=2048, ge=16)
     cpu_limit: float = Field(default=2.0, gt=0)
     pids_limit: int = Field(default=512, ge=16)

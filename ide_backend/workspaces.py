@@ -40,6 +40,7 @@ from .vscode import SETTINGS_PATH, set_theme
 log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "ide-backend"
+IDE_LABEL = f"{LABEL_PREFIX}.ide"  # set by IDE images (images/code-server)
 MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_READ_BYTES = 10 * 1024 * 1024
 
@@ -199,6 +200,7 @@ class WorkspaceService:
             volume=record.volume_name,
             ports=dict(state.ports) if state else {},
             theme=record.theme,
+            ide_url=f"/ide/{ref.project_id}/{ref.workspace_id}/" if state and state.labels.get(IDE_LABEL) else None,
         )
 
     # -- the six operations ---------------------------------------------------------------------------------
@@ -314,6 +316,17 @@ class WorkspaceService:
             )
             await self.files.write(state.id, home, _settings_file(existing, theme))
             await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
+
+    async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
+        """Where the workspace's code-server answers on this host (its port published on 127.0.0.1)."""
+        state = await self._running(ref, "open the IDE")
+        port = state.ports.get(str(self.settings.code_server_port))
+        if port is None or not state.labels.get(IDE_LABEL):
+            raise Conflict(
+                f"Workspace {ref.project_id}/{ref.workspace_id} has no IDE: start it with an IDE image "
+                f"(IDE_WORKSPACE_IMAGE=ide-backend/code-server:latest) publishing port {self.settings.code_server_port}"
+            )
+        return "127.0.0.1", port
 
     # -- browsing files -----------------------------------------------------------------------------------------
 

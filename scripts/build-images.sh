@@ -4,16 +4,24 @@
 #
 # Options (environment):
 #   IDE_WORKSPACE_IMAGE   tag of the workspace image              (default ide-backend/workspace:latest)
+#   IDE_CODE_SERVER_IMAGE tag of the code-server image            (default ide-backend/code-server:latest)
 #   IDE_EXTRA_CA_DIR      a folder of extra CA certificates (*.crt) to trust inside the images, for hosts behind a
-#                         TLS-intercepting proxy; none by default
+#                         TLS-intercepting proxy. Default: the host's own local CAs (/usr/local/share/ca-certificates)
+#                         when it has any, so images trust what the host trusts; set it empty to trust none
 #   IDE_FORCE_REBUILD=1   rebuild even when the inputs did not change
-# Arguments:
+# Arguments (any order):
 #   --backend             also build the backend's own image (ide-backend/server:latest) from the root Dockerfile
+#   --code-server         also build the code-server image (VS Code in the browser) FROM the workspace image;
+#                         run a workspace with it: IDE_WORKSPACE_IMAGE=ide-backend/code-server:latest
 set -euo pipefail
 
 DOCKER=/usr/bin/docker
 BASE_IMAGE=debian:bookworm-slim
 WORKSPACE_IMAGE=${IDE_WORKSPACE_IMAGE:-ide-backend/workspace:latest}
+CODE_SERVER_IMAGE=${IDE_CODE_SERVER_IMAGE:-ide-backend/code-server:latest}
+if [ -z "${IDE_EXTRA_CA_DIR+set}" ] && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    IDE_EXTRA_CA_DIR=/usr/local/share/ca-certificates
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[build-images] %s\n' "$*" >&2; }
 
@@ -41,9 +49,14 @@ ensure_base() {
     rm -rf "$dir"
 }
 
-# build_image TAG CONTEXT: builds CONTEXT's Dockerfile, skipped when the image carries the same input hash.
+# build_image TAG CONTEXT [FROM]: builds CONTEXT's Dockerfile (with --build-arg BASE_IMAGE=FROM when given), skipped
+# when the image carries the same input hash: the context's files, the extra CAs and the base image's id.
 build_image() {
-    local tag=$1 context=$2 ctx hash current
+    local tag=$1 context=$2 from=${3:-$BASE_IMAGE} ctx hash current
+    local args=()
+    if [ "$from" != "$BASE_IMAGE" ]; then
+        args=(--build-arg "BASE_IMAGE=$from")
+    fi
     ctx=$(mktemp -d /tmp/ide-ctx.XXXXXX)
     cp -a "$context"/. "$ctx"/
     mkdir -p "$ctx/ca"
@@ -51,7 +64,7 @@ build_image() {
         find "$IDE_EXTRA_CA_DIR" -maxdepth 1 -name '*.crt' -exec cp {} "$ctx/ca/" \;
     fi
     hash=$(cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
-    hash="$hash-$("$DOCKER" image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)"
+    hash="$hash-$("$DOCKER" image inspect -f '{{.Id}}' "$from" | cut -c8-19)"
     current=$("$DOCKER" image inspect -f '{{index .Config.Labels "ide-backend.input-hash"}}' "$tag" 2>/dev/null || true)
     if [ "$current" = "$hash" ] && [ "${IDE_FORCE_REBUILD:-0}" != 1 ]; then
         log "$tag is up to date"
@@ -59,8 +72,15 @@ build_image() {
         return
     fi
     log "building $tag"
-    "$DOCKER" build -q --label "ide-backend.input-hash=$hash" -t "$tag" "$ctx" >/dev/null
+    if ! "$DOCKER" build -q "${args[@]}" --label "ide-backend.input-hash=$hash" -t "$tag" "$ctx" >/dev/null; then
+        rm -rf "$ctx"
+        log "building $tag failed; if the error above is about TLS certificates, this host is behind a" \
+            "TLS-intercepting proxy: set IDE_EXTRA_CA_DIR to a folder with its CA certificates (*.crt)"
+        exit 1
+    fi
     rm -rf "$ctx"
+    # Multi-stage builds leave their build stages behind as untagged images; ours carry this label.
+    "$DOCKER" image prune -f --filter label=ide-backend.stage=build >/dev/null
     log "built $tag"
 }
 
@@ -75,8 +95,28 @@ build_backend() {
     log "built ide-backend/server:latest"
 }
 
+backend=0
+code_server=0
+for arg in "$@"; do
+    case $arg in
+        --backend) backend=1 ;;
+        --code-server) code_server=1 ;;
+        *)
+            log "unknown argument: $arg (known: --backend, --code-server)"
+            exit 2
+            ;;
+    esac
+done
+if [ "$code_server" = 1 ] && [ "$WORKSPACE_IMAGE" = "$CODE_SERVER_IMAGE" ]; then
+    # IDE_WORKSPACE_IMAGE names the image the server runs; here the plain workspace image is the base.
+    WORKSPACE_IMAGE=ide-backend/workspace:latest
+fi
+
 ensure_base
 build_image "$WORKSPACE_IMAGE" "$ROOT/images/workspace"
-if [ "${1:-}" = "--backend" ]; then
+if [ "$code_server" = 1 ]; then
+    build_image "$CODE_SERVER_IMAGE" "$ROOT/images/code-server" "$WORKSPACE_IMAGE"
+fi
+if [ "$backend" = 1 ]; then
     build_backend
 fi

@@ -32,6 +32,8 @@ fi
 scripts/frontend.sh
 
 if [ "$WITH_TEST" = 1 ]; then
+    # VS Code in the browser: minutes the first time, then cached. Its tests skip (saying why) when it is missing.
+    scripts/build-images.sh --code-server || log "the code-server image could not be built; its tests will be skipped"
     scripts/postgres.sh
     if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
         log "installing chromium (for the page tests)"

@@ -56,6 +56,7 @@ def test_status_merges_docker_state_with_the_record(api: Call, ref: dict[str, st
     data = body["data"]
     assert data["id"] == started["id"] and data["running"] is True
     assert isinstance(data["password"], str) and len(data["password"]) >= 16
+    assert data["ideUrl"] is None and data["ideReady"] is False  # the plain workspace image has no VS Code
     env = docker_json("inspect", started["id"])[0]["Config"]["Env"]
     assert f"PASSWORD={data['password']}" in env
     api("stop", ref)

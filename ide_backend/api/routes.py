@@ -88,8 +88,11 @@ async def stop(request: Request) -> JSONResponse:
 
 async def status(request: Request) -> JSONResponse:
     body = await parse(request, WorkspaceRef)
-    info, password = await _service(request).status(body)
-    data = StatusData(**info.model_dump(), password=password)
+    service = _service(request)
+    info, password = await service.status(body)
+    port = info.ports.get(str(service.settings.code_server_port))
+    ready = bool(info.ide_url and info.running and port) and await request.app.state.proxy.ready("127.0.0.1", port)
+    data = StatusData(**info.model_dump(), password=password, ide_ready=ready)
     return answer(StatusResponse(message="Container status retrieved successfully", data=data))
 
 
