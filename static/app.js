@@ -36,6 +36,7 @@ const state = {
   running: false,
   theme: findTheme(localStorage.getItem(THEME_KEY) || DEFAULT_THEME),
   busy: false,
+  ideUrl: null,
 };
 
 // --- toasts: errors and notes, bottom right, out of the way ------------------------------------------------
@@ -179,6 +180,41 @@ function setStatus(status, detail = "") {
     tree.setAvailable(false, status === "missing" ? "Start the workspace to browse its files." : "The workspace is stopped.");
   }
   $("run").disabled = !running;
+  if (running) refreshIde();
+  else setIde(null);
+}
+
+// --- VS Code (workspaces running the code-server image) -------------------------------------------------------
+
+function setIde(url) {
+  const button = $("open-vscode");
+  state.ideUrl = url;
+  button.disabled = !url;
+  button.title = url ? "Open this workspace's VS Code in a new tab" : "needs the code-server image";
+}
+
+async function refreshIde() {
+  const ref = state.ref;
+  try {
+    const { data } = await api.status(ref);
+    if (ref === state.ref) setIde(data.running ? data.ideUrl : null);
+  } catch {
+    if (ref === state.ref) setIde(null);
+  }
+}
+
+async function openIde() {
+  if (!state.ideUrl) return;
+  const tab = window.open("about:blank", "_blank"); // opened in the click, so no pop-up blocker stops it
+  if (tab) tab.opener = null;
+  try {
+    const { data } = await api.status(state.ref);
+    note(data.ideReady ? `VS Code password: ${data.password}` : "VS Code is still starting; it opens when ready");
+    if (tab) tab.location.href = `${data.ideUrl}?token=${encodeURIComponent(getToken())}`;
+  } catch (err) {
+    tab?.close();
+    showError(err);
+  }
 }
 
 function onStatusEvent(event) {
@@ -469,6 +505,7 @@ function wireUi() {
   for (const id of ["project-id", "workspace-id"]) $(id).addEventListener("change", () => applyIds());
   $("start").addEventListener("click", start);
   $("stop").addEventListener("click", stop);
+  $("open-vscode").addEventListener("click", openIde);
   $("theme").addEventListener("change", (event) => chooseTheme(event.target.value));
   $("refresh").addEventListener("click", () => tree.refresh());
   $("new-file").addEventListener("click", showNewFileForm);

@@ -266,3 +266,28 @@ def test_a_browser_without_the_session_is_refused(cs_server: Server, ref: dict[s
         shot(tab, "06-no-session")
     finally:
         other.close()
+
+
+def test_the_demo_page_opens_vs_code(
+    cs_server: Server, ref: dict[str, str], workspace: dict[str, Any], browser: Browser
+) -> None:
+    """The demo page's "Open VS Code" button comes alive for an IDE workspace and opens it through the proxy."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(f"{cs_server.url}/?token={TOKEN}")
+        page.fill("#project-id", ref["projectId"])
+        page.fill("#workspace-id", ref["workspaceId"])
+        page.press("#workspace-id", "Enter")
+        button = page.locator("#open-vscode")
+        expect(button).to_be_enabled(timeout=30_000)
+        with context.expect_page() as opened:
+            button.click()
+        ide = opened.value
+        ide.wait_for_load_state()
+        expect(ide.locator("input[type=password]")).to_be_visible(timeout=60_000)
+        assert f"/ide/{ref['projectId']}/{ref['workspaceId']}/" in ide.url and "token=" not in ide.url
+        shot(ide, "07-opened-from-demo-page")
+        expect(page.locator("#note")).to_contain_text("password", timeout=10_000)
+    finally:
+        context.close()
