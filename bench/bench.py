@@ -36,6 +36,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 import httpx
+import websockets
 from aiodocker.volumes import DockerVolume
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,8 +71,17 @@ class Plan:
     workspaces: int  # concurrency case
     burst: int  # concurrent execs
     warmup: int
+    stream_mb: int = 200  # websocket stream case: MB of /dev/zero, base64-encoded (4/3 of it on the wire)
+    streams: int = 3
     budgets: dict[str, float] = field(
-        default_factory=lambda: {"exec": 300, "status": 120, "start": 600, "sync": 1200, "concurrency": 900}
+        default_factory=lambda: {
+            "exec": 300,
+            "status": 120,
+            "start": 600,
+            "sync": 1200,
+            "concurrency": 900,
+            "ws_stream": 900,
+        }
     )
 
     @classmethod
@@ -80,7 +90,18 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(fast=10, starts=3, syncs=3, one_file=100, cp_one=10, workspaces=10, burst=100, warmup=1)
+        return cls(
+            fast=10,
+            starts=3,
+            syncs=3,
+            one_file=100,
+            cp_one=10,
+            workspaces=10,
+            burst=100,
+            warmup=1,
+            stream_mb=20,
+            streams=2,
+        )
 
 
 class BenchError(RuntimeError):
@@ -898,8 +919,72 @@ async def case_concurrency(bench: Bench) -> None:
     }
 
 
-# The websocket streaming case (f) will be added here later: write `async def case_ws_stream(bench: Bench)`
-# adding its Row(s) and bench.details["ws_stream"], then list it in CASES below. Not implemented yet.
+async def case_ws_stream(bench: Bench) -> None:
+    """f. A websocket exec streaming `head -c N /dev/zero | base64` vs reading the same exec raw with aiodocker:
+    the whole transfer (MB/s of output) and the time to the first byte."""
+    info = await bench.start_workspace("bench", "stream")
+    container = bench.docker.containers.container(str(info["id"]))
+    command = f"head -c {bench.plan.stream_mb * 1024 * 1024} /dev/zero | base64 -w 0"
+    expected = 4 * ((bench.plan.stream_mb * 1024 * 1024 + 2) // 3)
+    url = f"{bench.server.url.replace('http', 'ws')}/api/v1/ws?token={bench.server.token}"
+    first_ours: list[float] = []
+    first_raw: list[float] = []
+
+    async def ours() -> None:
+        async with websockets.connect(url, max_size=2**26) as ws:
+            pid = "stream-" + secrets.token_hex(6)
+            began = time.perf_counter()
+            await ws.send(
+                json.dumps(
+                    {"type": "exec", "id": pid, "projectId": "bench", "workspaceId": "stream", "command": command}
+                )
+            )
+            received, first = 0, None
+            while True:
+                message = json.loads(await ws.recv())
+                if message["type"] == "stdout":
+                    first = first or elapsed_ms(began)
+                    received += len(message["data"])
+                elif message["type"] == "exit":
+                    break
+                elif message["type"] == "error":
+                    raise BenchError(f"websocket exec failed: {message}")
+        if received != expected:
+            raise BenchError(f"websocket stream delivered {received} bytes, expected {expected}")
+        first_ours.append(first or 0.0)
+
+    async def raw() -> None:
+        began = time.perf_counter()
+        execution = await container.exec(["sh", "-c", command], stdout=True, stderr=True, user=USER)
+        received, first = 0, None
+        async with execution.start(detach=False) as stream:
+            while (chunk := await stream.read_out()) is not None:
+                first = first or elapsed_ms(began)
+                received += len(chunk.data)
+        if received != expected:
+            raise BenchError(f"raw stream delivered {received} bytes, expected {expected}")
+        first_raw.append(first or 0.0)
+
+    ours_stats, raw_stats = await bench.paired(bench.plan.streams, ours, raw)
+    bench.rows.append(
+        Row(
+            "ws_stream",
+            f"f. ws exec stream, {bench.plan.stream_mb} MB base64",
+            ours_stats,
+            raw_stats,
+            "aiodocker exec of the same command, stream read to the end (the bytes, not decoded)",
+        )
+    )
+    mb = expected / 1e6
+    bench.details["ws_stream"] = {
+        "output_mb": round(mb, 1),
+        "ours_mb_per_s": round(mb / (ours_stats.median / 1000), 1),
+        "raw_mb_per_s": round(mb / (raw_stats.median / 1000), 1),
+        "throughput_ratio": round(raw_stats.median / ours_stats.median, 2),
+        "ours_first_byte_ms": Stats(tuple(first_ours[-bench.plan.streams :])).to_json(),
+        "raw_first_byte_ms": Stats(tuple(first_raw[-bench.plan.streams :])).to_json(),
+    }
+
 
 CASES: list[tuple[str, Callable[[Bench], Awaitable[None]]]] = [
     ("exec", case_exec),
@@ -907,7 +992,7 @@ CASES: list[tuple[str, Callable[[Bench], Awaitable[None]]]] = [
     ("start", case_start),
     ("sync", case_sync),
     ("concurrency", case_concurrency),
-    # ("ws_stream", case_ws_stream),  # f. websocket streaming: to be added
+    ("ws_stream", case_ws_stream),
 ]
 
 
@@ -1117,7 +1202,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": [row.to_json() for row in bench.rows],
         "details": bench.details,
-        "ws_stream": None,  # f. websocket streaming: to be added
         "cleanup": cleanup,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

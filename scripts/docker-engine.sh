@@ -27,9 +27,19 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+# A dockerd that is still shutting down (it stops its containers first) holds the pid file: let it finish.
+for _ in $(seq 1 120); do
+    pgrep -x dockerd >/dev/null || break
+    sleep 0.5
+done
+if pgrep -x dockerd >/dev/null; then
+    log "a dockerd process is running but not answering; stop it first"
+    exit 1
+fi
+rm -f /var/run/docker.pid  # left by a dockerd that was killed: nothing runs now
 log "starting dockerd"
 mkdir -p /var/log
-nohup dockerd >/var/log/ide-backend-dockerd.log 2>&1 &
+nohup dockerd >>/var/log/ide-backend-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
     if "$DOCKER" info >/dev/null 2>&1; then
         log "engine up"
@@ -38,5 +48,5 @@ for _ in $(seq 1 60); do
     sleep 0.5
 done
 log "dockerd did not answer within 30 s; see /var/log/ide-backend-dockerd.log"
-tail -n 20 /var/log/ide-backend-dockerd.log >&2 || true
+tail -n 20 /var/log/ide-backend-dockerd.log | cut -c1-500 >&2 || true
 exit 1
