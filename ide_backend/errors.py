@@ -12,6 +12,8 @@
      +-- TooManyAttempts (429, "too_many_attempts")
      +-- RuntimeUnavailable (503, "runtime_unavailable")
      +-- RuntimeFailure (502, "runtime_error")
+     +-- IDEUnavailable (502, "ide_unavailable")
+     +-- IDETimeout (504, "ide_timeout")
      +-- StoreUnavailable (503, "store_unavailable")
 
 Foreign errors (aiodocker, aiohttp, the database) are translated into this tree where they are raised: the runtime
@@ -102,3 +104,15 @@ class RuntimeFailure(IDEError):
 class StoreUnavailable(IDEError):
     status_code = 503
     code = "store_unavailable"
+
+
+class IDEUnavailable(IDEError):
+    """code-server does not answer on the published port (still starting, or crashed)."""
+
+    status_code = 502
+    code = "ide_unavailable"
+
+
+class IDETimeout(IDEError):
+    status_code = 504
+    code = "ide_timeout"

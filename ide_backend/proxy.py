@@ -40,7 +40,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from yarl import URL
 
-from .errors import IDEError, NotFound, Unauthorized
+from .errors import IDEError, IDETimeout, IDEUnavailable, NotFound, TooManyAttempts, Unauthorized
 from .models import ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -79,29 +79,6 @@ _WS_REQUEST_DROP = _REQUEST_DROP | {
     "content-length",
 }
 _ID = re.compile(ID_PATTERN)
-
-
-class IDEUnavailable(IDEError):
-    """code-server does not answer on the published port (still starting, or crashed)."""
-
-    status_code = 502
-    code = "ide_unavailable"
-
-
-class IDETimeout(IDEError):
-    status_code = 504
-    code = "ide_timeout"
-
-
-class TooManyTokens(IDEError):
-    status_code = 429
-    code = "too_many_attempts"
-
-    def __init__(self, wait: float) -> None:
-        seconds = max(1, round(wait))
-        super().__init__(
-            f"Too many requests with a wrong token from this address; try again in {seconds} s", retryAfter=seconds
-        )
 
 
 class FailureCounter(Protocol):
@@ -354,7 +331,7 @@ class IDEProxy:
         if presented is None:
             return False
         if wait := self._blocked(conn):
-            raise TooManyTokens(wait)
+            raise TooManyAttempts(wait)
         return self._token_ok(conn, presented)
 
     def _token_ok(self, conn: Request | WebSocket, presented: str) -> bool:
@@ -475,7 +452,7 @@ class IDEProxy:
     def _open(self, request: Request, presented: str, project_id: str, workspace_id: str, prefix: str) -> Response:
         """?token=: check it, set the session cookie, and send the browser to the URL without the token."""
         if wait := self._blocked(request):
-            raise TooManyTokens(wait)
+            raise TooManyAttempts(wait)
         if not self._token_ok(request, presented):
             raise Unauthorized("The token is wrong; open the IDE with ?token=<API token>")
         query = without_param(request.url.query, TOKEN_PARAM)
@@ -646,10 +623,7 @@ __all__ = [
     "PREFIX",
     "FailureCounter",
     "IDEProxy",
-    "IDETimeout",
-    "IDEUnavailable",
     "Resolver",
-    "TooManyTokens",
     "request_headers",
     "response_headers",
     "rewrite_location",

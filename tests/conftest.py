@@ -22,6 +22,16 @@ import httpx
 import pytest
 
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+# Debian's Chromium, driven by Playwright; never `playwright install` (it downloads a browser of its own).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 
 

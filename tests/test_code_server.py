@@ -21,20 +21,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from .conftest import TOKEN, Server, docker, remove_instance, start_server
+from .conftest import CHROMIUM, CHROMIUM_ARGS, TOKEN, Server, docker, remove_instance, start_server
 
 IMAGE = "ide-backend/code-server:latest"
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "code-server"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Theme name -> (the workbench's base-theme class, the editor background the theme defines).
 LIGHT = ("Solarized Light", "vs", "#fdf6e3")
 DARK = ("Default Dark Modern", "vs-dark", "#1f1f1f")

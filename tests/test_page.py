@@ -25,19 +25,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from .conftest import TOKEN, Server
+from .conftest import CHROMIUM, CHROMIUM_ARGS, TOKEN, Server
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "page"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WIDE: ViewportSize = {"width": 1280, "height": 800}
 NARROW: ViewportSize = {"width": 420, "height": 800}
 SETTINGS = "~/.local/share/code-server/User/settings.json"

@@ -43,10 +43,11 @@ from ide_backend.proxy import (
     without_param,
 )
 
+from .conftest import CHROMIUM, CHROMIUM_ARGS
+
 TOKEN = "proxy-test-token-0123456789"
 P, W = "p1", "w1"
 BASE = f"/ide/{P}/{W}/"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _free_port() -> int:
@@ -640,16 +641,8 @@ def chromium() -> Iterator[Any]:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)")
     from playwright.sync_api import sync_playwright
 
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
