@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Conflict, NotFound
+from .errors import Conflict, IDEError, NotFound
 from .runtime import ExecSession
-from .runtime.session import STDOUT
+from .runtime.session import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,8 @@ class ProcessManager:
                 await process.session.signal("KILL")
         except asyncio.CancelledError:
             raise
+        except IDEError as exc:  # e.g. the command could not be started: tell whoever watches, on stderr
+            process.record(STDERR, exc.message + "\n")
         except Exception as exc:
             log.info("process %s stream ended: %s", process.id, exc)
         for stream, decoder in decoders.items():

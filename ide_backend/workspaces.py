@@ -249,13 +249,7 @@ class WorkspaceService:
         if timeout > s.exec_max_timeout:
             raise ValidationFailed(f"timeout: must be at most {s.exec_max_timeout:g} seconds", field="timeout")
         workdir = self._workdir(request.cwd)
-        record = await self._require(request)
-        state = await self.runtime.inspect(record.container_name)
-        if state is None or not state.running:
-            raise NotRunning(
-                f"Workspace {request.project_id}/{request.workspace_id} is not running; "
-                "start it with /api/v1/containers/start first"
-            )
+        state = await self._running(request, "run commands (/api/v1/containers/start)")
         began = time.perf_counter()
         try:
             result = await self.runtime.exec(
@@ -364,10 +358,8 @@ class WorkspaceService:
         if message.timeout is not None and message.timeout > s.exec_max_timeout:
             raise ValidationFailed(f"timeout: must be at most {s.exec_max_timeout:g} seconds", field="timeout")
         workdir = self._workdir(message.cwd)
-        record = await self._require(WorkspaceRef(project_id=message.project_id, workspace_id=message.workspace_id))
-        state = await self.runtime.inspect(record.container_name)
-        if state is None or not state.running:
-            raise NotRunning(f"Workspace {message.project_id}/{message.workspace_id} is not running; start it first")
+        ref = WorkspaceRef(project_id=message.project_id, workspace_id=message.workspace_id)
+        state = await self._running(ref, "run commands")
         env = dict(message.env or {})
         if message.tty:
             env.setdefault("TERM", "xterm-256color")

@@ -335,3 +335,11 @@ def test_closing_the_socket_leaks_nothing(
 
 def test_stats_needs_the_token(server: Server) -> None:
     assert httpx.get(f"{server.url}/api/v1/stats").status_code == 401
+
+
+def test_a_command_that_cannot_start_says_why(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
+    pid = _pid()
+    channel.send(type="exec", id=pid, command="true", cwd="no/such/folder", **ref)
+    messages = channel.process(pid)
+    assert "no/such/folder" in _text(messages, "stdout") + _text(messages, "stderr")
+    assert messages[-1]["exitCode"] == 126
