@@ -6,6 +6,7 @@ removed at the end, even when a test fails half-way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -126,6 +127,21 @@ def start_server(tmp: Path, *, instance: str | None = None, **env_overrides: str
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"server did not come up:\n{server.log()}")
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright; fails (not skips) when missing: scripts/setup.sh --test installs it."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="session")

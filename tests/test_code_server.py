@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, TOKEN, Server, docker, remove_instance, start_server
+from .conftest import TOKEN, Server, chromium_browser, docker, remove_instance, start_server
 
 IMAGE = "ide-backend/code-server:latest"
 REPO = Path(__file__).resolve().parent.parent
@@ -97,12 +97,8 @@ def workspace(api: httpx.Client, ref: dict[str, str], cs_server: Server) -> dict
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

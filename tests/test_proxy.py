@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -43,7 +42,7 @@ from ide_backend.proxy import (
     without_param,
 )
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS
+from .conftest import chromium_browser
 
 TOKEN = "proxy-test-token-0123456789"
 P, W = "p1", "w1"
@@ -637,14 +636,8 @@ def test_header_helpers() -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("origin", ["direct", "cross-site link"])
