@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     cpu_limit: float = Field(default=2.0, gt=0)
     pids_limit: int = Field(default=512, ge=16)
     stop_timeout: int = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL on stop
+    # Started, unclaimed containers of workspace_image kept ready for new workspaces (docs/pool.md); 0 turns it off.
+    pool_size: int = Field(default=2, ge=0, le=64)
 
     # Run non-terminal commands through the image's ide-agent when it has one (falls back to Docker exec).
     exec_agent: bool = True

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from .errors import IDEError
@@ -16,15 +16,21 @@ from .runtime import ContainerState, Runtime, RuntimeEvent
 
 log = logging.getLogger(__name__)
 
+_REPORTED = frozenset({"start", "oom", "die", "destroy"})
+
 ContainerEnded = Callable[[str, str, str], None]
+OwnerLookup = Callable[[str], Awaitable[tuple[str, str] | None]]  # container name -> (project, workspace)
 
 
 class StatusEvents:
     """Publishes status events on the bus, from API steps (`source: api`) and engine events (`source: docker`)."""
 
-    def __init__(self, runtime: Runtime, bus: EventBus, *, instance: str, label_prefix: str) -> None:
+    def __init__(
+        self, runtime: Runtime, bus: EventBus, *, instance: str, label_prefix: str, owner: OwnerLookup
+    ) -> None:
         self.runtime = runtime
         self.bus = bus
+        self._owner = owner
         self._labels = {f"{label_prefix}.instance": instance}
         self._stopping: set[tuple[str, str]] = set()
         self._on_container_end: ContainerEnded | None = None
@@ -106,7 +112,10 @@ class StatusEvents:
                 async for event in self.runtime.events(self._labels, since):
                     backoff = 0.5
                     since = event.time or since
-                    self._on_engine_event(event)
+                    if event.project_id and event.workspace_id:
+                        self._on_engine_event((event.project_id, event.workspace_id), event)
+                    elif event.action in _REPORTED and (key := await self._owner(event.name)) is not None:
+                        self._on_engine_event(key, event)  # a container claimed from the warm pool
             except IDEError as exc:
                 log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
             if since is None:
@@ -114,10 +123,7 @@ class StatusEvents:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _on_engine_event(self, event: RuntimeEvent) -> None:
-        if not event.project_id or not event.workspace_id:
-            return
-        key = (event.project_id, event.workspace_id)
+    def _on_engine_event(self, key: tuple[str, str], event: RuntimeEvent) -> None:
         publish = self.bus.publish
         ended = self._on_container_end or (lambda *_: None)
         if event.action == "start":

@@ -8,6 +8,7 @@ store kept in step with what Docker has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Conflict, NotFound, NotRunning, ValidationFailed
+from .errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
 from .events import EventBus
 from .fileops import Entry, FileContent, WorkspaceFiles
 from .files import FileEntry, FileSet, normalize_path, parse_files
@@ -29,6 +30,7 @@ from .models import (
     FilesReadRequest,
     WorkspaceRef,
 )
+from .pool import POOL_LABEL, WarmPool
 from .processes import Outbox, Process, ProcessManager
 from .protocol import ExecMessage
 from .runtime import ContainerSpec, ContainerState, Runtime
@@ -61,7 +63,17 @@ class WorkspaceService:
         self.store = store
         self.runtime = runtime
         self.bus = bus
-        self.status_events = StatusEvents(runtime, bus, instance=settings.instance, label_prefix=LABEL_PREFIX)
+        self.status_events = StatusEvents(
+            runtime, bus, instance=settings.instance, label_prefix=LABEL_PREFIX, owner=self._owner
+        )
+        self.pool = WarmPool(
+            runtime,
+            size=settings.pool_size,
+            instance=settings.instance,
+            image=settings.workspace_image,
+            make_spec=self._pool_spec,
+        )
+        self._owners: dict[str, tuple[str, str]] = {}  # container name -> (project, workspace), for claimed ones
         self.processes = ProcessManager(
             buffer_limit=settings.process_buffer_bytes,
             output_cap=settings.process_output_cap,
@@ -76,8 +88,10 @@ class WorkspaceService:
         """Start the background work: the process reaper and the engine event watcher."""
         self.processes.start()
         self.status_events.start(on_container_end=self.processes.workspace_ended)
+        await self.pool.start()
 
     async def shutdown(self) -> None:
+        await self.pool.close()
         await self.status_events.close()
         await self.processes.close()
 
@@ -110,13 +124,24 @@ class WorkspaceService:
         return base, f"{base}-data"
 
     def _spec(self, ref: WorkspaceRef, record: WorkspaceRecord) -> ContainerSpec:
+        return self._container_spec(
+            record.container_name, record.image, record.volume_name, self.labels(ref), record.password
+        )
+
+    def _pool_spec(self, name: str, volume: str, labels: Mapping[str, str], password: str) -> ContainerSpec:
+        return self._container_spec(name, self.settings.workspace_image, volume, labels, password)
+
+    def _container_spec(
+        self, name: str, image: str, volume: str, labels: Mapping[str, str], password: str
+    ) -> ContainerSpec:
+        """One container config for every workspace container, pooled or not: only these five things differ."""
         s = self.settings
         return ContainerSpec(
-            name=record.container_name,
-            image=record.image,
-            volume=record.volume_name,
-            labels=self.labels(ref),
-            env={"PASSWORD": record.password, "WORKSPACE_DIR": s.workspace_dir},
+            name=name,
+            image=image,
+            volume=volume,
+            labels=labels,
+            env={"PASSWORD": password, "WORKSPACE_DIR": s.workspace_dir},
             user=f"{s.workspace_uid}:{s.workspace_gid}",
             workdir=s.workspace_dir,
             mount_path=s.workspace_dir,
@@ -157,30 +182,74 @@ class WorkspaceService:
             )
         )
 
-    async def _ensure_container(self, ref: WorkspaceRef, record: WorkspaceRecord) -> tuple[ContainerState, bool]:
-        """The workspace's container, created (not started) when Docker has none. Returns (state, created)."""
+    async def _ensure_container(
+        self, ref: WorkspaceRef, record: WorkspaceRecord
+    ) -> tuple[ContainerState, bool, WorkspaceRecord]:
+        """The workspace's container: claimed from the warm pool (started) or created (not started) when Docker
+        has none. Returns (state, created, the record as now stored)."""
         state = await self.runtime.inspect(record.container_name)
         created = False
         if state is None:
             self._publish(ref, "creating")
-            spec = self._spec(ref, record)
-            await self.runtime.ensure_volume(record.volume_name, self.labels(ref))
-            state = await self.runtime.create(spec)
+            state = await self._claim(record)
+            if state is None:
+                await self.runtime.ensure_volume(record.volume_name, self.labels(ref))
+                state = await self.runtime.create(self._spec(ref, record))
+                log.info("created container %s for %s/%s", state.name, ref.project_id, ref.workspace_id)
             created = True
-            log.info("created container %s for %s/%s", state.name, ref.project_id, ref.workspace_id)
-        owner = state.labels.get(f"{LABEL_PREFIX}.project"), state.labels.get(f"{LABEL_PREFIX}.workspace")
-        if owner != (ref.project_id, ref.workspace_id):
-            raise Conflict(f"A container named {record.container_name} exists but is not this workspace's")
-        if state.id != record.container_id:
-            await self.store.update(ref.project_id, ref.workspace_id, container_id=state.id)
-        adopted_password = state.env.get("PASSWORD")
-        if adopted_password and adopted_password != record.password:
-            # A container from an earlier run (or another backend on this store's instance) is the truth:
-            # code-server inside it already uses that password.
-            await self.store.update(ref.project_id, ref.workspace_id, password=adopted_password)
+        self._check_owner(ref, record, state)
+        # The container is the truth: a claimed pool container brings its own volume and password, and so does
+        # one adopted from an earlier run or a lost database (code-server inside it already uses that password).
+        truth = {
+            "container_id": state.id,
+            "volume_name": state.volumes.get(self.settings.workspace_dir, record.volume_name),
+            "password": state.env.get("PASSWORD") or record.password,
+        }
+        changes = {key: value for key, value in truth.items() if getattr(record, key) != value}
+        if changes:
+            await self.store.update(ref.project_id, ref.workspace_id, **changes)
+            record = dataclasses.replace(record, **changes)
         if created and record.theme:
             await self.files.write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
-        return state, created
+        return state, created, record
+
+    async def _claim(self, record: WorkspaceRecord) -> ContainerState | None:
+        """A pool container renamed to this workspace's name, for a workspace that has no files yet (one whose
+        volume exists gets a new container on that volume instead); None when the pool cannot serve it."""
+        if self.pool.size <= 0 or record.image != self.pool.image:
+            return None
+        if await self.runtime.volume_exists(record.volume_name) or not await self.pool.claim(record.container_name):
+            return None
+        return await self.runtime.inspect(record.container_name)
+
+    def _check_owner(self, ref: WorkspaceRef, record: WorkspaceRecord, state: ContainerState) -> None:
+        """The container under this workspace's name must be ours: made for it (labels), or claimed from our pool
+        (a pool container carries no workspace labels; only a claim gives it this digest-bearing name)."""
+        labels = state.labels
+        if labels.get(POOL_LABEL) and labels.get(f"{LABEL_PREFIX}.instance") == self.settings.instance:
+            self._owners[state.name] = (ref.project_id, ref.workspace_id)
+            return
+        if (labels.get(f"{LABEL_PREFIX}.project"), labels.get(f"{LABEL_PREFIX}.workspace")) != (
+            ref.project_id,
+            ref.workspace_id,
+        ):
+            raise Conflict(f"A container named {record.container_name} exists but is not this workspace's")
+
+    async def _owner(self, container_name: str) -> tuple[str, str] | None:
+        """Which workspace a claimed pool container (no workspace labels) belongs to, for its engine events."""
+        if not container_name or self.pool.owns(container_name):
+            return None
+        owner = self._owners.get(container_name)
+        if owner is None:
+            try:
+                record = await self.store.by_container_name(container_name)
+            except IDEError as exc:
+                log.warning("cannot tell whose container %s is: %s", container_name, exc.message)
+                return None
+            if record is None:
+                return None
+            owner = self._owners[container_name] = (record.project_id, record.workspace_id)
+        return owner
 
     def _info(self, ref: WorkspaceRef, record: WorkspaceRecord, state: ContainerState | None) -> ContainerInfo:
         return ContainerInfo(
@@ -210,7 +279,7 @@ class WorkspaceService:
         fileset = parse_files(files) if files else None
         async with self._lock(ref):
             record = await self._record(ref)
-            state, changed = await self._ensure_container(ref, record)
+            state, changed, record = await self._ensure_container(ref, record)
             if not state.running:
                 self._publish(ref, "starting")
                 await self.runtime.start(state.id)
@@ -219,7 +288,6 @@ class WorkspaceService:
             if fileset is not None:
                 await self.files.write(state.id, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
-            record = await self._require(ref)
         self._publish_state(ref, after)
         return Outcome(self._info(ref, record, after), changed)
 
@@ -287,7 +355,7 @@ class WorkspaceService:
         fileset = parse_files(files)
         record = await self._require(ref)
         async with self._lock(ref):
-            state, _ = await self._ensure_container(ref, record)
+            state, _, record = await self._ensure_container(ref, record)
             self._publish(ref, "syncing")
             if clean:
                 await self.runtime.empty_dir(state, self._spec(ref, record))
@@ -301,7 +369,7 @@ class WorkspaceService:
         """Set workbench.colorTheme in the user's VS Code settings, keeping the rest; remember it for re-creation."""
         record = await self._require(ref)
         async with self._lock(ref):
-            state, created = await self._ensure_container(ref, record)
+            state, created, _ = await self._ensure_container(ref, record)
             home = self.settings.workspace_home
             existing = (
                 None
@@ -339,7 +407,7 @@ class WorkspaceService:
     async def read_file(self, request: FilesReadRequest) -> FileContent:
         path = normalize_path(request.path, where="path")
         record = await self._require(request)
-        state, _ = await self._ensure_container(request, record)
+        state, _, _ = await self._ensure_container(request, record)
         return await self.files.read(state.id, path, MAX_READ_BYTES)
 
     async def delete_files(self, request: FilesDeleteRequest) -> list[str]:

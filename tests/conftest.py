@@ -102,6 +102,8 @@ def start_server(tmp: Path, *, instance: str | None = None, **env_overrides: str
         "IDE_MEMORY_LIMIT_MB": "512",
         "IDE_PIDS_LIMIT": "256",
         "IDE_PROCESS_DETACHED_TTL": "3",
+        # Off unless a test asks: the warm pool's own tests (test_pool, test_lifecycle) run both ways.
+        "IDE_POOL_SIZE": "0",
         **env_overrides,
     }
     tmp.mkdir(parents=True, exist_ok=True)
@@ -127,6 +129,18 @@ def start_server(tmp: Path, *, instance: str | None = None, **env_overrides: str
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"server did not come up:\n{server.log()}")
+
+
+def wait_for_pool(server: Server, timeout: float = 60.0) -> dict[str, int]:
+    """Until the server's warm pool is full; returns its stats."""
+    deadline = time.monotonic() + timeout
+    with server.client() as c:
+        while True:
+            pool: dict[str, int] = c.get("/api/v1/stats").json()["pool"]
+            if pool["ready"] >= pool["size"] or time.monotonic() > deadline:
+                assert pool["ready"] >= pool["size"], f"the warm pool did not fill: {pool}\n{server.log()[-3000:]}"
+                return pool
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -1,17 +1,50 @@
-"""start / stop / status against a real engine: idempotence, persistence, re-creation, one container per workspace."""
+"""start / stop / status against a real engine: idempotence, persistence, re-creation, one container per workspace.
+
+Every test runs twice: new workspaces created cold, and claimed from the warm pool (docs/pool.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
-from .conftest import TOKEN, Call, Server, docker, docker_json, run
+from .conftest import TOKEN, Call, Server, docker, docker_json, remove_instance, run, start_server, wait_for_pool
 
 
-def test_start_creates_a_running_container(api: Call, ref: dict[str, str], server: Server) -> None:
+@pytest.fixture(scope="module", params=["cold", "pool"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: None
+) -> Iterator[Server]:
+    pool = "4" if request.param == "pool" else "0"
+    srv = start_server(tmp_path_factory.mktemp(f"lifecycle-{request.param}"), IDE_POOL_SIZE=pool)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+def _pooled(server: Server) -> bool:
+    return server.env["IDE_POOL_SIZE"] != "0"
+
+
+@pytest.fixture(autouse=True)
+def pool_ready(server: Server) -> None:
+    """In pool mode every test begins with a full pool, so its new workspaces are claimed, not created."""
+    if _pooled(server):
+        wait_for_pool(server)
+
+
+def test_start_creates_a_running_container(
+    api: Call, ref: dict[str, str], server: Server, client: httpx.Client
+) -> None:
+    hits = client.get("/api/v1/stats").json()["pool"]["hits"]
     response = api("start", ref)
+    assert client.get("/api/v1/stats").json()["pool"]["hits"] == hits + _pooled(server)
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True
@@ -24,10 +57,17 @@ def test_start_creates_a_running_container(api: Call, ref: dict[str, str], serve
         assert key in data
     inspected = docker_json("inspect", data["id"])[0]
     assert inspected["State"]["Running"] is True
+    assert inspected["Name"] == "/" + data["name"]
+    assert ref["projectId"] in data["name"] and ref["workspaceId"] in data["name"]
     labels = inspected["Config"]["Labels"]
-    assert labels["ide-backend.project"] == ref["projectId"]
-    assert labels["ide-backend.workspace"] == ref["workspaceId"]
     assert labels["ide-backend.instance"] == server.instance
+    if _pooled(server):  # claimed: Docker cannot relabel, the name says whose it is
+        assert labels["ide-backend.pool"] == "1" and "ide-backend.project" not in labels
+    else:
+        assert labels["ide-backend.project"] == ref["projectId"]
+        assert labels["ide-backend.workspace"] == ref["workspaceId"]
+    mounts = [m for m in inspected["Mounts"] if m["Destination"] == "/workspace"]
+    assert [m["Name"] for m in mounts] == [data["volume"]]
 
 
 def test_start_is_idempotent_and_restarts_a_stopped_container(api: Call, ref: dict[str, str]) -> None:
@@ -117,10 +157,17 @@ def test_concurrent_starts_make_exactly_one_container(server: Server, ref: dict[
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     ids = {r.json()["data"]["id"] for r in responses}
     assert len(ids) == 1
-    found = docker(
-        "ps", "-aq", "--no-trunc",
-        "--filter", f"label=ide-backend.instance={server.instance}",
-        "--filter", f"label=ide-backend.project={ref['projectId']}",
-        "--filter", f"label=ide-backend.workspace={ref['workspaceId']}",
-    ).stdout.split()  # fmt: skip
-    assert found == list(ids)
+    workspace_containers = [
+        line.split()[0]
+        for line in docker(
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Names}}",
+            "--filter",
+            f"label=ide-backend.instance={server.instance}",
+        ).stdout.splitlines()
+        if f"-{ref['projectId']}-{ref['workspaceId']}-" in line
+    ]
+    assert workspace_containers == list(ids)

@@ -156,6 +156,7 @@ async def stats(request: Request) -> JSONResponse:
             subscriptions=service.bus.subscriber_count(),
             websockets=len(request.app.state.connections),
             tasks=len(asyncio.all_tasks()),
+            pool=service.pool.stats(),
         )
     )
 

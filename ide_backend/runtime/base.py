@@ -42,6 +42,7 @@ class ContainerState:
     ports: dict[str, int] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,16 @@ class Runtime(Protocol):
 
     async def remove(self, container_id: str) -> None: ...
 
+    async def rename(self, name: str, new_name: str) -> bool: ...
+
+    async def volume_exists(self, name: str) -> bool: ...
+
+    async def remove_volume(self, name: str) -> None: ...
+
+    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerState]: ...
+
+    async def warm(self, container_id: str) -> bool: ...
+
     def open_exec(
         self,
         container_id: str,
@@ -141,9 +152,10 @@ class Runtime(Protocol):
 class RuntimeEvent:
     """A container event from the engine, for one of our workspaces."""
 
-    project_id: str
+    project_id: str  # from the container's labels; empty for a container claimed from the warm pool
     workspace_id: str
     action: str  # start, die, oom, kill, stop, destroy, ...
     container_id: str
+    name: str = ""  # the container's name when the event happened
     exit_code: int | None = None
     time: float = 0.0  # when the engine saw it (Unix time)

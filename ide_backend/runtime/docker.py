@@ -20,6 +20,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
+from aiodocker.volumes import DockerVolume
 
 from ..errors import BadRequest, Conflict, IDEError, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
 from .agent import AgentChannel
@@ -152,6 +153,41 @@ class DockerRuntime:
         with self._errors("removing the container"):
             await self._docker.containers.container(container_id).delete(force=True, v=False)
 
+    async def rename(self, name: str, new_name: str) -> bool:
+        """Rename the container called `name` (never an id: a name the container no longer has fails, which is what
+        makes a claim from the warm pool atomic). False when no container has that name; Conflict when `new_name`
+        is taken."""
+        try:
+            with self._errors(f"renaming container {name}"):
+                await self._docker.containers.container(name).rename(new_name)
+        except NotFound:
+            return False
+        return True
+
+    async def volume_exists(self, name: str) -> bool:
+        try:
+            with self._errors(f"inspecting volume {name}"):
+                await self._docker.volumes.get(name)  # type: ignore[no-untyped-call]
+        except NotFound:
+            return False
+        return True
+
+    async def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(NotFound), self._errors(f"removing volume {name}"):
+            await DockerVolume(self._docker, name).delete()  # type: ignore[no-untyped-call]
+
+    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerState]:
+        """Every container (running or not) carrying all of `labels`."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with self._errors("listing containers"):
+            found = await self._docker.containers.list(all=True, filters=json.dumps(filters))
+        states = [await self.inspect(container.id) for container in found]
+        return [state for state in states if state is not None]
+
+    async def warm(self, container_id: str) -> bool:
+        """Connect the container's agent channel now, so its first command does not pay for it."""
+        return self.use_agent and await self._agent(container_id) is not None
+
     async def open_exec(
         self,
         container_id: str,
@@ -254,6 +290,7 @@ class DockerRuntime:
                     attrs = event.get("Actor", {}).get("Attributes", {})
                     code = attrs.get("exitCode")
                     yield RuntimeEvent(
+                        name=attrs.get("name", ""),
                         project_id=attrs.get("ide-backend.project", ""),
                         workspace_id=attrs.get("ide-backend.workspace", ""),
                         action=str(event.get("Action", "")).split(":", 1)[0],
@@ -459,4 +496,5 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
         ports=ports,
         labels=dict(data.get("Config", {}).get("Labels") or {}),
         env=dict(item.split("=", 1) for item in data.get("Config", {}).get("Env") or [] if "=" in item),
+        volumes={m["Destination"]: m["Name"] for m in data.get("Mounts") or [] if m.get("Type") == "volume"},
     )

@@ -109,6 +109,12 @@ class Store:
             row = await self._db.fetch_one(query)
         return WorkspaceRecord._from_row(row._mapping) if row else None
 
+    async def by_container_name(self, container_name: str) -> WorkspaceRecord | None:
+        query = workspaces.select().where(workspaces.c.container_name == container_name)
+        with self._errors("reading a workspace"):
+            row = await self._db.fetch_one(query)
+        return WorkspaceRecord._from_row(row._mapping) if row else None
+
     async def create(self, record: WorkspaceRecord) -> WorkspaceRecord:
         """Insert the record unless one exists; either way return the stored one (first writer wins)."""
         values = {name: getattr(record, name) for name in WorkspaceRecord.__dataclass_fields__}

@@ -1,0 +1,135 @@
+"""The warm pool: workspace containers created and started ahead of need, so /start of a new workspace is one
+rename instead of a volume create, a container create and a start. docs/pool.md has the design.
+
+A pool container is a complete workspace container (same image, limits, hardening; its own empty volume at the
+workspace folder; its agent already connected) that carries only the instance label and `ide-backend.pool`, under
+the name `ide-<instance>.pool-<hex>` (a workspace's is `ide-<instance>-...` and an instance name has no dot, so no
+workspace's container can be taken for an unclaimed one). A claim renames it to the workspace's own deterministic
+name. The rename is by the pool name, never by id, so it is atomic across processes: once a container has been
+claimed its pool name no longer resolves, and a second claimer moves on to the next one. Docker cannot relabel a
+container, so a claimed container is known as the workspace's by its name (and the store's record), not by labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from .errors import Conflict, IDEError, NotFound
+from .runtime import ContainerSpec, Runtime
+
+log = logging.getLogger(__name__)
+
+POOL_LABEL = "ide-backend.pool"
+SpecFactory = Callable[[str, str, Mapping[str, str], str], ContainerSpec]  # name, volume, labels, password
+_RETRY_SECONDS = 5.0
+
+
+class WarmPool:
+    """Keeps `size` started, unclaimed containers of one image ready, and hands them out by renaming."""
+
+    def __init__(self, runtime: Runtime, *, size: int, instance: str, image: str, make_spec: SpecFactory) -> None:
+        self.runtime = runtime
+        self.size = size
+        self.image = image
+        self.prefix = f"ide-{instance}.pool-"
+        self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1"}
+        self._make_spec = make_spec
+        self._ready: deque[str] = deque()
+        self._wanted = asyncio.Event()
+        self._filler: asyncio.Task[None] | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def owns(self, container_name: str) -> bool:
+        """Whether this name is an unclaimed pool container's."""
+        return container_name.startswith(self.prefix)
+
+    def stats(self) -> dict[str, int]:
+        return {"size": self.size, "ready": len(self._ready), "hits": self.hits, "misses": self.misses}
+
+    async def start(self) -> None:
+        """Remove what an earlier run left in the pool (its settings or image may have changed), then fill it."""
+        try:
+            await self._remove_unclaimed()
+        except IDEError as exc:  # the engine may be down at start-up: the filler keeps trying
+            log.warning("warm pool: could not look for leftovers: %s", exc.message)
+        if self.size > 0:
+            self._filler = asyncio.create_task(self._fill_forever(), name="warm-pool")
+            self._wanted.set()
+
+    async def close(self) -> None:
+        """Stop filling and remove every unclaimed container and its volume: nothing idles after the backend."""
+        if self._filler is not None:
+            self._filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filler
+        self._ready.clear()
+        with contextlib.suppress(IDEError):
+            await self._remove_unclaimed()
+
+    async def claim(self, new_name: str) -> bool:
+        """Rename a ready container to `new_name`; False when none is ready, or `new_name` is taken meanwhile."""
+        while self._ready:
+            name = self._ready.popleft()
+            self._wanted.set()
+            try:
+                renamed = await self.runtime.rename(name, new_name)
+            except Conflict:  # someone created the workspace's container since the caller looked: use that one
+                self._ready.appendleft(name)
+                return False
+            except IDEError as exc:
+                log.warning("could not claim %s from the warm pool: %s", name, exc.message)
+                break
+            if renamed:
+                self.hits += 1
+                log.info("claimed %s from the warm pool as %s", name, new_name)
+                return True
+            # Another backend process on this instance claimed it first (or it was removed): try the next.
+        self.misses += 1
+        return False
+
+    async def _fill_forever(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            while len(self._ready) < self.size:
+                try:
+                    self._ready.append(await self._make_one())
+                except IDEError as exc:
+                    log.warning("warm pool: %s; trying again in %.0f s", exc.message, _RETRY_SECONDS)
+                    await asyncio.sleep(_RETRY_SECONDS)
+
+    async def _make_one(self) -> str:
+        name = self.prefix + secrets.token_hex(6)
+        volume = f"{name}-data"
+        spec = self._make_spec(name, volume, self._labels, secrets.token_urlsafe(18))
+        await self.runtime.ensure_volume(volume, self._labels)
+        try:
+            state = await self.runtime.create(spec)
+            await self.runtime.start(state.id)
+        except BaseException:
+            with contextlib.suppress(IDEError):
+                await self._remove(name)
+                await self.runtime.remove_volume(volume)
+            raise
+        await self.runtime.warm(state.id)
+        return name
+
+    async def _remove_unclaimed(self) -> None:
+        for state in await self.runtime.list_containers(self._labels):
+            if self.owns(state.name) and await self._remove(state.name):
+                for volume in state.volumes.values():
+                    await self.runtime.remove_volume(volume)
+
+    async def _remove(self, name: str) -> bool:
+        """Remove a pool container by its pool name: one claimed meanwhile no longer answers to it (False)."""
+        try:
+            await self.runtime.remove(name)
+        except NotFound:
+            return False
+        return True
