@@ -149,11 +149,15 @@ class WorkspaceFiles:
             by_depth.setdefault(path.count("/"), []).append(path)
         found: dict[str, PathStat] = {}
         real_folders: set[str] = set()
+        # When the container answers for any number of paths in one call, ask once and apply the same rule
+        # (a path counts only below real folders) to the answer instead of asking level by level.
+        every = sorted(set(folders) | targets) if await self.runtime.agent_ready(container_id) else []
+        answered = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in every]) if every else {}
         for depth in sorted(by_depth):
             level = [p for p in by_depth[depth] if depth == 0 or p.rsplit("/", 1)[0] in real_folders]
             if not level:
                 continue
-            stats = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in level])
+            stats = answered or await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in level])
             for path in level:
                 stat = stats[f"{base}/{path}"]
                 if stat is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
+import struct
 import tarfile
 import time
 from collections.abc import Mapping
@@ -186,22 +186,53 @@ def build_tar(
     """Pack the set as one tar: every ancestor folder first (so the engine refuses to write through a link that
     appeared after our check), then the files. Existing folders keep their mode and mtime."""
     existing_dirs = existing_dirs or {}
-    now = time.time()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in fileset.ancestors():
-            info = tarfile.TarInfo(path)
-            info.type = tarfile.DIRTYPE
-            state = existing_dirs.get(path)
-            info.mode = state.mode if state else DEFAULT_DIR_MODE
-            info.mtime = int(state.mtime if state else now)
-            info.uid, info.gid = uid, gid
-            tar.addfile(info)
-        for entry in fileset.files:
-            info = tarfile.TarInfo(entry.path)
-            info.size = len(entry.data)
-            info.mode = entry.mode
-            info.mtime = int(now)
-            info.uid, info.gid = uid, gid
-            tar.addfile(info, io.BytesIO(entry.data))
-    return buf.getvalue()
+    now = int(time.time())
+    parts: list[bytes] = []
+    for path in fileset.ancestors():
+        state = existing_dirs.get(path)
+        mode, mtime = (state.mode, int(state.mtime)) if state else (DEFAULT_DIR_MODE, now)
+        parts.append(_header(path, 0, mode, mtime, uid, gid, tarfile.DIRTYPE))
+    for entry in fileset.files:
+        parts.append(_header(entry.path, len(entry.data), entry.mode, now, uid, gid, tarfile.REGTYPE))
+        parts.append(entry.data)
+        if pad := -len(entry.data) % tarfile.BLOCKSIZE:
+            parts.append(bytes(pad))
+    parts.append(bytes(tarfile.BLOCKSIZE * 2))  # the end-of-archive marker
+    return b"".join(parts)
+
+
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
+
+
+def _header(path: str, size: int, mode: int, mtime: int, uid: int, gid: int, kind: bytes) -> bytes:
+    """One member header. Plain ustar, built directly (tarfile spends ~20 us per member, most of a sync's
+    packing time); names that do not fit ustar, or are not ASCII, go through tarfile's PAX headers."""
+    name, prefix = path.encode("utf-8", "surrogateescape"), b""
+    if len(name) > 100:
+        cut = name.find(b"/", len(name) - 101)
+        name, prefix = (name[cut + 1 :], name[:cut]) if 0 < cut <= 155 else (b"", b"")
+    if not name or not path.isascii() or size >= 8**11:
+        info = tarfile.TarInfo(path)
+        info.size, info.mode, info.mtime, info.uid, info.gid, info.type = size, mode, mtime, uid, gid, kind
+        return info.tobuf(tarfile.PAX_FORMAT)
+    fields = [
+        name,
+        b"%07o\0" % mode,
+        b"%07o\0" % uid,
+        b"%07o\0" % gid,
+        b"%011o\0" % size,
+        b"%011o\0" % mtime,
+        b" " * 8,  # the checksum counts its own field as spaces
+        kind,
+        b"",
+        b"ustar\0",
+        b"00",
+        b"",
+        b"",
+        b"",
+        b"",
+        prefix,
+    ]
+    header = bytearray(_USTAR.pack(*fields))
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)

@@ -117,7 +117,7 @@ class WarmPool:
                 await self._remove(name)
                 await self.runtime.remove_volume(volume)
             raise
-        await self.runtime.warm(state.id)
+        await self.runtime.agent_ready(state.id)  # its first command then pays no attach
         return name
 
     async def _remove_unclaimed(self) -> None:

@@ -32,6 +32,29 @@ def test_base64_content_and_mode(api: Call, ref: dict[str, str], started: dict[s
     assert run(api, ref, "./bin/run.sh; stat -c %a bin/run.sh")["output"] == "ran\n755\n"
 
 
+def test_every_tar_header_form_round_trips(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+    """The archive is packed by hand (plain ustar headers) with tarfile's PAX headers for what ustar cannot say:
+    check each form lands with the right name, bytes, owner and mode."""
+    blob = bytes(range(256)) * 4096  # 1 MiB, not a multiple of nothing in particular
+    files = {
+        "n" * 100: "exactly 100 bytes of name",  # fills the ustar name field
+        "p" * 120 + "/" + "q" * 90: "split into prefix and name",
+        "r/" + "s" * 200: "a last part longer than ustar takes",  # PAX
+        "ünïcödé/名前.txt": "non-ASCII",  # PAX
+        "/".join(["d"] * 60) + "/end.txt": "deep",
+        "empty.txt": "",
+        "big.bin": {"content": base64.b64encode(blob).decode(), "encoding": "base64", "mode": 0o600},
+    }
+    assert api("sync", ref, files=files).status_code == 200, api("sync", ref, files=files).text
+    for path, content in files.items():
+        if isinstance(content, str):
+            quoted = path.replace("'", "'\\''")
+            got = run(api, ref, f"cat -- '{quoted}'; echo; stat -c '%U %G %a' -- '{quoted}'")["output"]
+            assert got == f"{content}\ncoder coder 644\n", path
+    digest = run(api, ref, "sha256sum < big.bin | cut -c1-64; stat -c '%a %s' big.bin")["output"].split()
+    assert digest == [__import__("hashlib").sha256(blob).hexdigest(), "600", str(len(blob))]
+
+
 def test_nested_tree_form(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
     tree = {
         "package.json": {"file": {"contents": "{}"}},

@@ -184,8 +184,9 @@ class DockerRuntime:
         states = [await self.inspect(container.id) for container in found]
         return [state for state in states if state is not None]
 
-    async def warm(self, container_id: str) -> bool:
-        """Connect the container's agent channel now, so its first command does not pay for it."""
+    async def agent_ready(self, container_id: str) -> bool:
+        """Whether the container's agent answers, connecting its channel now if need be: commands then cost no
+        Docker exec, and stat_paths answers for any number of paths in one command instead of a request each."""
         return self.use_agent and await self._agent(container_id) is not None
 
     async def open_exec(
