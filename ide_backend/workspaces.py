@@ -74,6 +74,7 @@ class WorkspaceService:
             make_spec=self._pool_spec,
         )
         self._owners: dict[str, tuple[str, str]] = {}  # container name -> (project, workspace), for claimed ones
+        self._names: dict[tuple[str, str], str] = {}  # (project, workspace) -> container name
         self.processes = ProcessManager(
             buffer_limit=settings.process_buffer_bytes,
             output_cap=settings.process_output_cap,
@@ -393,8 +394,13 @@ class WorkspaceService:
     # -- browsing files -----------------------------------------------------------------------------------------
 
     async def _running(self, ref: WorkspaceRef, doing: str) -> ContainerState:
-        record = await self._require(ref)
-        state = await self.runtime.inspect(record.container_name)
+        key = (ref.project_id, ref.workspace_id)
+        name = self._names.get(key)
+        if name is None:
+            # Records are never deleted and a container name never changes: once read, it is good forever, and
+            # the hot paths (exec, terminals, file browsing) skip the database after the first call.
+            name = self._names[key] = (await self._require(ref)).container_name
+        state = await self.runtime.inspect(name)
         if state is None or not state.running:
             raise NotRunning(f"Workspace {ref.project_id}/{ref.workspace_id} is not running; start it to {doing}")
         return state
