@@ -1,6 +1,6 @@
 """Benchmark ide-backend against raw Docker, both measured in the same run on the same engine.
 
-    .venv/bin/python bench/bench.py [--quick] [--json PATH]
+    .venv/bin/python bench/bench.py [--quick] [--json PATH] [--case NAME ...]
 
 Starts a real server (`python -m ide_backend serve`) with its own IDE_INSTANCE, times each API call next to the
 smallest raw-Docker (aiodocker or docker CLI) equivalent, prints a table and writes every number as JSON. Every
@@ -929,6 +929,8 @@ async def case_ws_stream(bench: Bench) -> None:
     url = f"{bench.server.url.replace('http', 'ws')}/api/v1/ws?token={bench.server.token}"
     first_ours: list[float] = []
     first_raw: list[float] = []
+    messages_ours: list[int] = []
+    chunks_raw: list[int] = []
 
     async def ours() -> None:
         async with websockets.connect(url, max_size=2**26) as ws:
@@ -939,12 +941,13 @@ async def case_ws_stream(bench: Bench) -> None:
                     {"type": "exec", "id": pid, "projectId": "bench", "workspaceId": "stream", "command": command}
                 )
             )
-            received, first = 0, None
+            received, first, count = 0, None, 0
             while True:
                 message = json.loads(await ws.recv())
                 if message["type"] == "stdout":
                     first = first or elapsed_ms(began)
                     received += len(message["data"])
+                    count += 1
                 elif message["type"] == "exit":
                     break
                 elif message["type"] == "error":
@@ -952,18 +955,21 @@ async def case_ws_stream(bench: Bench) -> None:
         if received != expected:
             raise BenchError(f"websocket stream delivered {received} bytes, expected {expected}")
         first_ours.append(first or 0.0)
+        messages_ours.append(count)
 
     async def raw() -> None:
         began = time.perf_counter()
         execution = await container.exec(["sh", "-c", command], stdout=True, stderr=True, user=USER)
-        received, first = 0, None
+        received, first, count = 0, None, 0
         async with execution.start(detach=False) as stream:
             while (chunk := await stream.read_out()) is not None:
                 first = first or elapsed_ms(began)
                 received += len(chunk.data)
+                count += 1
         if received != expected:
             raise BenchError(f"raw stream delivered {received} bytes, expected {expected}")
         first_raw.append(first or 0.0)
+        chunks_raw.append(count)
 
     ours_stats, raw_stats = await bench.paired(bench.plan.streams, ours, raw)
     bench.rows.append(
@@ -983,6 +989,8 @@ async def case_ws_stream(bench: Bench) -> None:
         "throughput_ratio": round(raw_stats.median / ours_stats.median, 2),
         "ours_first_byte_ms": Stats(tuple(first_ours[-bench.plan.streams :])).to_json(),
         "raw_first_byte_ms": Stats(tuple(first_raw[-bench.plan.streams :])).to_json(),
+        "ours_stdout_messages": messages_ours[-bench.plan.streams :],
+        "raw_chunks": chunks_raw[-bench.plan.streams :],
     }
 
 
@@ -1011,6 +1019,14 @@ def notes_summary(details: dict[str, Any]) -> str:
             f"sync: request body {sync['request_body_bytes'] / 1e6:.1f} MB for {sync['files']} files in "
             f"{sync['folders']} folders; {sync['one_by_one_requests']} one-file requests took "
             f"{fmt_ms(sync['one_by_one_total_ms'])} in all"
+        )
+    if stream := details.get("ws_stream"):
+        lines.append(
+            f"ws stream: {stream['output_mb']} MB, ours {stream['ours_mb_per_s']} MB/s vs raw "
+            f"{stream['raw_mb_per_s']} MB/s ({stream['throughput_ratio']}x raw throughput); first byte median "
+            f"ours {fmt_ms(stream['ours_first_byte_ms']['median_ms'])}, raw "
+            f"{fmt_ms(stream['raw_first_byte_ms']['median_ms'])}; stdout messages per run "
+            f"{stream['ours_stdout_messages']}, raw chunks {stream['raw_chunks']}"
         )
     memory = details.get("server_memory_kb", {})
     if "after_sync" in memory:
@@ -1103,6 +1119,50 @@ def git_state() -> dict[str, Any]:
 # -- running it -----------------------------------------------------------------------------------------------
 
 
+def start_py_spy(folder: Path, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """One `py-spy record` per process; idle threads are left out, so the profiles show where CPU time goes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    spies = []
+    for name, pid in pids.items():
+        output = str(folder / f"{name}.txt")
+        with (folder / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+            spies.append(
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "200",
+                        "--nonblocking",
+                        "--output",
+                        output,
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    return spies
+
+
+def stop_py_spy(spies: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT makes py-spy write its output and exit."""
+    for spy in spies:
+        if spy.poll() is None:
+            spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(timeout=10)
+
+
 @contextlib.asynccontextmanager
 async def clients(server: Server) -> AsyncIterator[tuple[httpx.AsyncClient, aiodocker.Docker]]:
     headers = {"Authorization": f"Bearer {server.token}"}
@@ -1114,7 +1174,9 @@ async def clients(server: Server) -> AsyncIterator[tuple[httpx.AsyncClient, aiod
             await docker.close()
 
 
-async def run_cases(server: Server, plan: Plan, tmp: Path) -> tuple[Bench, dict[str, Any]]:
+async def run_cases(
+    server: Server, plan: Plan, tmp: Path, cases: list[tuple[str, Callable[[Bench], Awaitable[None]]]]
+) -> tuple[Bench, dict[str, Any]]:
     task = asyncio.current_task()
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
@@ -1126,7 +1188,7 @@ async def run_cases(server: Server, plan: Plan, tmp: Path) -> tuple[Bench, dict[
         machine["workspace_image"] = {"name": IMAGE, "id": image.get("Id"), "created": image.get("Created")}
         bench = Bench(server, plan, tmp, http, docker)
         bench.note_memory("at_start")
-        for name, case in CASES:
+        for name, case in cases:
             progress(f"{name}: running (budget {plan.budgets[name]:.0f} s)")
             began = time.perf_counter()
             async with asyncio.timeout(plan.budgets[name]):
@@ -1142,8 +1204,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark ide-backend against raw Docker (see bench/README.md).")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and workspaces (a smoke run)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results ({DEFAULT_JSON})")
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=[name for name, _ in CASES],
+        help="run only this case (repeatable; default: all of them)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record the server and this client with py-spy (raw stacks: DIR/server.txt, DIR/client.txt; "
+        "summarise with bench/profile_summary.py)",
+    )
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan.full()
+    cases = [(name, case) for name, case in CASES if not args.case or name in args.case]
 
     instance = "bench" + secrets.token_hex(5)
     tmp = Path(tempfile.mkdtemp(prefix="ide-bench-"))
@@ -1159,9 +1235,12 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     progress(f"instance {instance}, server on {server.url}, temp dir {tmp}")
+    spies: list[subprocess.Popen[bytes]] = []
     try:
         server.start()
-        bench, machine = asyncio.run(run_cases(server, plan, tmp))
+        if args.py_spy:
+            spies = start_py_spy(args.py_spy, {"server": server.pid, "client": os.getpid()})
+        bench, machine = asyncio.run(run_cases(server, plan, tmp, cases))
     except (KeyboardInterrupt, asyncio.CancelledError):
         progress("interrupted; cleaning up")
         code = 130
@@ -1172,6 +1251,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up runs to its end
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_py_spy(spies)
         server.stop()
         cleanup = remove_instance(instance)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -1187,6 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date,
         "command": [Path(sys.executable).name, *sys.argv],
         "quick": args.quick,
+        "cases": [name for name, _ in cases],
         "wall_s": round(wall_s, 1),
         "machine": machine,
         "backend": {**git_state(), "instance": instance, "image": IMAGE, "settings": "defaults"},
