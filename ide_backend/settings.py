@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     # Where code-server listens in IDE images (must be one of publish_ports), and how long an IDE session lasts.
     code_server_port: int = 8080
     session_hours: float = Field(default=12.0, gt=0)
+    # How the /ide/ proxy reaches code-server: its port published on the host's 127.0.0.1 ("published"), or the
+    # workspace container's own address on its Docker network ("container", for a backend that runs in a container).
+    ide_upstream: Literal["published", "container"] = "published"
 
     memory_limit_mb: int = Field(default=2048, ge=16)
     cpu_limit: float = Field(default=2.0, gt=0)

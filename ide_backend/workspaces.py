@@ -381,14 +381,20 @@ class WorkspaceService:
             await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
 
     async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
-        """Where the workspace's code-server answers on this host (its port published on 127.0.0.1)."""
+        """Where the workspace's code-server answers: its port published on this host's 127.0.0.1, or (setting
+        ide_upstream=container) the container's own address on its Docker network."""
+        s = self.settings
         state = await self._running(ref, "open the IDE")
-        port = state.ports.get(str(self.settings.code_server_port))
+        port = state.ports.get(str(s.code_server_port))
         if port is None or not state.labels.get(IDE_LABEL):
             raise Conflict(
                 f"Workspace {ref.project_id}/{ref.workspace_id} has no IDE: start it with an IDE image "
-                f"(IDE_WORKSPACE_IMAGE=ide-backend/code-server:latest) publishing port {self.settings.code_server_port}"
+                f"(IDE_WORKSPACE_IMAGE=ide-backend/code-server:latest) publishing port {s.code_server_port}"
             )
+        if s.ide_upstream == "container":
+            if not state.address:
+                raise Conflict(f"Workspace {ref.project_id}/{ref.workspace_id} has no address on a Docker network")
+            return state.address, s.code_server_port
         return "127.0.0.1", port
 
     # -- browsing files -----------------------------------------------------------------------------------------

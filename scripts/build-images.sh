@@ -90,6 +90,12 @@ build_backend() {
     if [ -n "${IDE_EXTRA_CA_DIR:-}" ]; then
         find "$IDE_EXTRA_CA_DIR" -maxdepth 1 -name '*.crt' -exec cp {} "$ROOT/build/ca/" \;
     fi
+    # The demo page's front-end packages (scripts/frontend.sh), only the files the page loads.
+    [ -d "$ROOT/node_modules/monaco-editor/min" ] || bash "$ROOT/scripts/frontend.sh"
+    rm -rf "$ROOT/build/vendor"
+    mkdir -p "$ROOT/build/vendor/monaco-editor"
+    cp -r "$ROOT/node_modules/@xterm" "$ROOT/build/vendor/"
+    cp -r "$ROOT/node_modules/monaco-editor/min" "$ROOT/build/vendor/monaco-editor/"
     log "building ide-backend/server:latest"
     "$DOCKER" build -q -t ide-backend/server:latest "$ROOT" >/dev/null
     log "built ide-backend/server:latest"

@@ -34,6 +34,8 @@ scripts/frontend.sh
 if [ "$WITH_TEST" = 1 ]; then
     # VS Code in the browser: minutes the first time, then cached. Its tests skip (saying why) when it is missing.
     scripts/build-images.sh --code-server || log "the code-server image could not be built; its tests will be skipped"
+    # The backend's own image (root Dockerfile), run by tests/test_backend_image.py; seconds when cached.
+    scripts/build-images.sh --backend
     scripts/postgres.sh
     if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
         log "installing chromium (for the page tests)"

@@ -43,6 +43,7 @@ class ContainerState:
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
+    address: str = ""  # its IP address on its Docker network, when running
 
 
 @dataclass(frozen=True)

@@ -483,6 +483,7 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
                 ports[key.split("/")[0]] = int(binding["HostPort"])
                 break
     running = bool(state.get("Running"))
+    networks = data.get("NetworkSettings", {}).get("Networks") or {}
     return ContainerState(
         id=data["Id"],
         name=data.get("Name", "").lstrip("/"),
@@ -498,4 +499,5 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
         labels=dict(data.get("Config", {}).get("Labels") or {}),
         env=dict(item.split("=", 1) for item in data.get("Config", {}).get("Env") or [] if "=" in item),
         volumes={m["Destination"]: m["Name"] for m in data.get("Mounts") or [] if m.get("Type") == "volume"},
+        address=next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), ""),
     )
