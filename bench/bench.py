@@ -263,13 +263,14 @@ def remove_instance(instance: str) -> dict[str, int]:
 class Server:
     """`python -m ide_backend serve` as a subprocess in its own session (Ctrl-C reaches us, not it)."""
 
-    def __init__(self, tmp: Path, instance: str, token: str) -> None:
+    def __init__(self, tmp: Path, instance: str, token: str, env: dict[str, str] | None = None) -> None:
         self.instance = instance
         self.token = token
+        self.env = env or {}  # settings other than the defaults (only the pool-off server of case b has any)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / "server.log"
-        self.data_dir = tmp / "data"
+        self.log_path = tmp / f"server-{instance}.log"
+        self.data_dir = tmp / f"data-{instance}"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -284,6 +285,7 @@ class Server:
             "IDE_API_TOKEN": self.token,
             "IDE_INSTANCE": self.instance,
             "IDE_DATA_DIR": str(self.data_dir),
+            **self.env,
         }
         with self.log_path.open("wb") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
@@ -452,10 +454,17 @@ class Bench:
     # helpers
 
     async def paired(
-        self, n: int, ours: Callable[[], Awaitable[object]], raw: Callable[[], Awaitable[object]]
+        self,
+        n: int,
+        ours: Callable[[], Awaitable[object]],
+        raw: Callable[[], Awaitable[object]],
+        before_ours: Callable[[], Awaitable[object]] | None = None,
     ) -> tuple[Stats, Stats]:
-        """Warm up, then time n rounds of ours and raw, alternating which goes first to spread drift evenly."""
+        """Warm up, then time n rounds of ours and raw, alternating which goes first to spread drift evenly.
+        `before_ours` runs ahead of every call of ours, outside the clock."""
         for _ in range(self.plan.warmup):
+            if before_ours is not None:
+                await before_ours()
             await ours()
             await raw()
         ours_ms: list[float] = []
@@ -463,10 +472,25 @@ class Bench:
         for i in range(n):
             order = [(ours, ours_ms), (raw, raw_ms)]
             for fn, out in order if i % 2 == 0 else reversed(order):
+                if fn is ours and before_ours is not None:
+                    await before_ours()
                 began = time.perf_counter()
                 await fn()
                 out.append(elapsed_ms(began))
         return Stats(tuple(ours_ms)), Stats(tuple(raw_ms))
+
+    async def pool(self) -> dict[str, int]:
+        """The server's warm pool counters (GET /api/v1/stats)."""
+        pool: dict[str, int] = (await self.http.get("/api/v1/stats")).json()["pool"]
+        return pool
+
+    async def pool_full(self, timeout: float = 60.0) -> None:
+        """Until the warm pool holds as many ready containers as its size."""
+        deadline = time.monotonic() + timeout
+        while (pool := await self.pool())["ready"] < pool["size"]:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the warm pool did not fill within {timeout:.0f} s: {pool}")
+            await asyncio.sleep(0.02)
 
     async def docker_cp(self, source: str, dest: str) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -542,38 +566,60 @@ async def case_status(bench: Bench) -> None:
 
 
 async def case_start(bench: Bench) -> None:
-    """b. POST /start of a new workspace vs raw volume create + container create + start; /start of a running one."""
+    """b. POST /start of a new workspace vs raw volume create + container create + start: claimed from the warm pool
+    (the default, IDE_POOL_SIZE=2; the pool is let refill between rounds, outside the clock), and created cold by a
+    second server with the pool off. Then /start of a running one."""
     made_ids: list[str] = []
     made_volumes: list[str] = []
     counter = 0
-
-    async def ours() -> None:
-        nonlocal counter
-        counter += 1
-        info = await bench.start_workspace("benchstart", f"w{counter}")
-        made_ids.append(str(info["id"]))
-        made_volumes.append(str(info["volume"]))
+    raw_desc = (
+        "aiodocker volume create + container create + start, the backend's container config (Init, volume "
+        "at /workspace, user 1000:1000, limits, caps, port 8080 on 127.0.0.1)"
+    )
 
     async def raw() -> None:
         cid, volume = await bench.raw_start()
         made_ids.append(cid)
         made_volumes.append(volume)
 
+    def ours_on(http: httpx.AsyncClient) -> Callable[[], Awaitable[None]]:
+        async def ours() -> None:
+            nonlocal counter
+            counter += 1
+            ref = {"projectId": "benchstart", "workspaceId": f"w{counter}"}
+            response = await http.post("/api/v1/containers/start", json=ref)
+            info = response.json().get("data") or {}
+            if response.status_code != 200 or not info.get("running"):
+                raise BenchError(f"/start answered {response.status_code}: {response.text[:500]}")
+            made_ids.append(str(info["id"]))
+            made_volumes.append(str(info["volume"]))
+
+        return ours
+
+    cold = Server(bench.tmp, f"{bench.server.instance}-cold", bench.server.token, env={"IDE_POOL_SIZE": "0"})
     try:
-        ours_stats, raw_stats = await bench.paired(bench.plan.starts, ours, raw)
+        before = await bench.pool()
+        ours_stats, raw_stats = await bench.paired(bench.plan.starts, ours_on(bench.http), raw, bench.pool_full)
+        after = await bench.pool()
+        bench.details["start_pool"] = {
+            "size": after["size"],
+            "claims": after["hits"] - before["hits"],
+            "cold_creates": after["misses"] - before["misses"],
+            "rounds": bench.plan.starts + bench.plan.warmup,
+        }
+        bench.rows.append(Row("start_new_pool", "b. POST /start, new, warm pool", ours_stats, raw_stats, raw_desc))
+        cold.start()
+        headers = {"Authorization": f"Bearer {cold.token}"}
+        async with httpx.AsyncClient(base_url=cold.url, headers=headers, timeout=HTTP_TIMEOUT) as http:
+            ours_stats, raw_stats = await bench.paired(bench.plan.starts, ours_on(http), raw)
+        bench.rows.append(Row("start_new_cold", "b. POST /start, new, pool off", ours_stats, raw_stats, raw_desc))
     finally:
         progress(f"start: removing the {len(made_ids)} containers it made")
         await bench.remove_containers(made_ids, made_volumes)
-    bench.rows.append(
-        Row(
-            "start_new",
-            "b. POST /start, new workspace",
-            ours_stats,
-            raw_stats,
-            "aiodocker volume create + container create + start, the backend's container config (Init, volume "
-            "at /workspace, user 1000:1000, limits, caps, port 8080 on 127.0.0.1)",
-        )
-    )
+        cold.stop()
+        left = remove_instance(cold.instance)
+        if left["containers_left"] or left["volumes_left"]:
+            raise BenchError(f"the pool-off server left {left}")
 
     info = await bench.start_workspace("bench", "exec")
     container = bench.docker.containers.container(str(info["id"]))
@@ -1007,6 +1053,11 @@ CASES: list[tuple[str, Callable[[Bench], Awaitable[None]]]] = [
 def notes_summary(details: dict[str, Any]) -> str:
     """Figures that explain the table: where the time goes inside the server, and its memory."""
     lines: list[str] = []
+    if pool := details.get("start_pool"):
+        lines.append(
+            f"start: warm pool of {pool['size']}: {pool['claims']} of {pool['rounds']} new workspaces (warm-up "
+            f"included) claimed from it, {pool['cold_creates']} created cold"
+        )
     if exec_details := details.get("exec"):
         server = exec_details["server_duration_ms"]
         lines.append(
