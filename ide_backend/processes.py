@@ -5,8 +5,9 @@ tab) gets every chunk after the `seq` it names replayed from the buffer, then li
 duplicate: replay and registration happen in one step of the event loop. A process with nobody attached is killed
 after `detached_ttl` seconds; a finished one is kept `finished_ttl` seconds for late attaches.
 
-Listeners are bounded queues too. One that falls `LISTENER_QUEUE` messages behind is detached and told so
-(`slow_consumer`); it can attach again with the last seq it saw and lose nothing the buffer still holds.
+Listeners are bounded queues too. One that falls `LISTENER_QUEUE` messages or `LISTENER_CHARS` characters of output
+behind is detached and told so (`slow_consumer`); it can attach again with the last seq it saw and lose nothing the
+buffer still holds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,26 @@ from .runtime.session import STDERR, STDOUT
 log = logging.getLogger(__name__)
 
 LISTENER_QUEUE = 4096
-Outbox = asyncio.Queue[dict[str, Any]]
+# Output chunks are merged up to 128 KiB (runtime.session.MAX_CHUNK), so a count of messages alone would let one
+# slow connection hold half a GiB; this bounds what waits for it.
+LISTENER_CHARS = 32 * 1024 * 1024
+
+
+class Outbox(asyncio.Queue[dict[str, Any]]):
+    """One connection's messages waiting to be sent, with the characters of output among them."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.waiting_chars = 0
+
+    def _put(self, item: dict[str, Any]) -> None:
+        self.waiting_chars += len(item.get("data", ""))
+        super()._put(item)
+
+    def _get(self) -> dict[str, Any]:
+        item = super()._get()
+        self.waiting_chars -= len(item.get("data", ""))
+        return item
 
 
 @dataclass(eq=False)
@@ -65,7 +85,7 @@ class Process:
 
     def _emit(self, message: dict[str, Any]) -> None:
         for outbox in list(self.listeners):
-            if outbox.qsize() >= LISTENER_QUEUE - 1:
+            if outbox.qsize() >= LISTENER_QUEUE - 1 or outbox.waiting_chars >= LISTENER_CHARS:
                 self.listeners.discard(outbox)
                 outbox.put_nowait(
                     {

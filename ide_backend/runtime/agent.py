@@ -13,6 +13,7 @@ import itertools
 import logging
 import secrets
 import struct
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,13 +21,12 @@ import aiodocker
 
 from ..errors import BadRequest
 from .errors import translate_errors
-from .session import STDERR, STDOUT
+from .session import MAX_CHUNK, STDERR, STDOUT
 
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct(">cII")
 PING_TIMEOUT = 2.0
-_EOF = object()
 
 
 class AgentSession:
@@ -38,22 +38,29 @@ class AgentSession:
         self._channel = channel
         self.id = process_id
         self.container_id = container_id
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Output not read yet, oldest first. Frames of one stream that arrive before the reader gets to them are
+        # merged (up to MAX_CHUNK), so a fast producer costs one read() per batch rather than one per frame.
+        self._pending: deque[tuple[int, bytearray]] = deque()
+        self._ended = False
+        self._wakeup = asyncio.Event()
         self.exit: int | None = None
         self.start_error: str | None = None
 
     async def read(self) -> tuple[int, bytes] | None:
-        item = await self.queue.get()
-        if item is _EOF:
-            self.queue.put_nowait(_EOF)  # later reads see the end too
-            if self.start_error is not None:
-                raise BadRequest(
-                    f"The command could not be started: {self.start_error}",
-                    hint="check cwd and that the program exists",
-                )
-            return None
-        stream, data = item
-        return int(stream), bytes(data)
+        """Whatever output has arrived (waiting only when there is none yet): one stream's bytes, up to
+        MAX_CHUNK, in the order the agent sent them; None at the end."""
+        while not self._pending:
+            if self._ended:
+                if self.start_error is not None:
+                    raise BadRequest(
+                        f"The command could not be started: {self.start_error}",
+                        hint="check cwd and that the program exists",
+                    )
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        stream, data = self._pending.popleft()
+        return stream, bytes(data)
 
     async def write(self, data: bytes) -> None:
         await self._channel.send(b"I", self.id, data)
@@ -71,31 +78,41 @@ class AgentSession:
         """The exit code; waits briefly for the agent's report when the output was not read to its end."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
-                while self.exit is None and self._channel.alive:
-                    if await self.queue.get() is _EOF:
-                        self.queue.put_nowait(_EOF)
-                        break
+                while self.exit is None and self._channel.alive and not self._ended:
+                    self._pending.clear()  # nobody reads it any more
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
         return self.exit
 
     async def close(self) -> None:
         self._channel.forget(self.id)
 
-    def deliver(self, kind: bytes, payload: bytes) -> None:
-        if kind == b"O":
-            self.queue.put_nowait((STDOUT, payload))
-        elif kind == b"E":
-            self.queue.put_nowait((STDERR, payload))
+    def deliver(self, kind: bytes, payload: memoryview) -> None:
+        """One frame for this command. The payload is a view into the channel's buffer: copy what is kept."""
+        if kind == b"O" or kind == b"E":
+            stream = STDOUT if kind == b"O" else STDERR
+            start = 0
+            if self._pending and self._pending[-1][0] == stream:
+                last = self._pending[-1][1]
+                start = min(len(payload), MAX_CHUNK - len(last))
+                last += payload[:start]
+            for offset in range(start, len(payload), MAX_CHUNK):
+                self._pending.append((stream, bytearray(payload[offset : offset + MAX_CHUNK])))
         elif kind == b"X":
-            self.exit = int(payload)
-            self.queue.put_nowait(_EOF)
+            self.exit = int(bytes(payload))
+            self._ended = True
         elif kind == b"F":
-            self.start_error = payload.decode("utf-8", "replace")
+            self.start_error = bytes(payload).decode("utf-8", "replace")
             self.exit = 126
-            self.queue.put_nowait(_EOF)
+            self._ended = True
+        else:
+            return
+        self._wakeup.set()
 
     def lost(self) -> None:
         """The channel broke: the command's fate is unknown (exit stays None)."""
-        self.queue.put_nowait(_EOF)
+        self._ended = True
+        self._wakeup.set()
 
 
 class AgentChannel:
@@ -153,13 +170,19 @@ class AgentChannel:
                 if message.stream != STDOUT:
                     continue  # the agent never writes to stderr on purpose; perl warnings are not frames
                 buffer += message.data
-                while len(buffer) >= HEADER.size:
-                    kind, process_id, length = HEADER.unpack_from(buffer)
-                    if len(buffer) < HEADER.size + length:
-                        break
-                    payload = bytes(buffer[HEADER.size : HEADER.size + length])
-                    del buffer[: HEADER.size + length]
-                    self._dispatch(kind, process_id, payload)
+                # Walk the whole frames by offset and drop them in one go: payloads are handed on as views, so
+                # no frame is copied out of the buffer on its own.
+                offset = 0
+                with memoryview(buffer) as view:
+                    while len(buffer) - offset >= HEADER.size:
+                        kind, process_id, length = HEADER.unpack_from(buffer, offset)
+                        end = offset + HEADER.size + length
+                        if len(buffer) < end:
+                            break
+                        with view[offset + HEADER.size : end] as payload:
+                            self._dispatch(kind, process_id, payload)
+                        offset = end
+                del buffer[:offset]
         except Exception as exc:
             log.info("agent channel to %s ended: %s", self.container_id[:12], exc)
         finally:
@@ -169,10 +192,10 @@ class AgentChannel:
             if not self._pong.done():
                 self._pong.set_exception(ConnectionError("agent channel closed"))
 
-    def _dispatch(self, kind: bytes, process_id: int, payload: bytes) -> None:
+    def _dispatch(self, kind: bytes, process_id: int, payload: memoryview) -> None:
         if kind == b"Q":
             if not self._pong.done():
-                self._pong.set_result(payload)
+                self._pong.set_result(bytes(payload))
             return
         session = self._sessions.get(process_id)
         if session is not None:

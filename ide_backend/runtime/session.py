@@ -22,6 +22,10 @@ _SIGNAL_MARKED = (
 )
 ALLOWED_SIGNALS = frozenset({"INT", "TERM", "KILL", "HUP", "QUIT", "USR1", "USR2"})
 STDOUT, STDERR = 1, 2
+# At most this many bytes per read(): output that is already waiting is merged up to it, so a fast producer costs
+# few large websocket messages instead of many small ones. 128 KiB keeps a message under 1 MiB (a common client
+# limit) even when every byte becomes a six-character JSON escape.
+MAX_CHUNK = 128 * 1024
 
 
 class DockerExecSession:
@@ -47,14 +51,40 @@ class DockerExecSession:
         self._user = user
         self.tty = tty
         self._closed = False
+        self._held: tuple[int, bytes] | None = None  # read from the engine, not returned yet
 
     async def read(self) -> tuple[int, bytes] | None:
-        """The next chunk as (1 for stdout / 2 for stderr, bytes), or None at the end of the stream."""
+        """The next chunk as (1 for stdout / 2 for stderr, bytes), or None at the end of the stream. Waits only
+        for the first message; what the engine has sent since (of the same stream) is merged in, up to MAX_CHUNK."""
+        item = self._held or await self._next()
+        self._held = None
+        if item is None:
+            return None
+        stream, data = item
+        parts, size = [data], len(data)
+        while size < MAX_CHUNK and self._buffered():
+            following = await self._next()  # already there: no wait
+            if following is None or following[0] != stream:
+                self._held = following
+                break
+            parts.append(following[1])
+            size += len(following[1])
+        data = b"".join(parts) if len(parts) > 1 else data
+        if len(data) > MAX_CHUNK:
+            self._held, data = (stream, data[MAX_CHUNK:]), data[:MAX_CHUNK]
+        return stream, data
+
+    async def _next(self) -> tuple[int, bytes] | None:
         with translate_errors("reading command output", self._host):
             message = await self._stream.read_out()
         if message is None:
             return None
         return (STDOUT if self.tty else int(message.stream)), bytes(message.data)
+
+    def _buffered(self) -> bool:
+        """Whether aiodocker holds a parsed message already, so that reading it cannot wait."""
+        queue = self._stream._queue
+        return queue is not None and len(queue) > 0
 
     async def write(self, data: bytes) -> None:
         with translate_errors("writing to the command's input", self._host):

@@ -1,0 +1,148 @@
+"""Large and fast command output over the websocket, on both exec paths, a real engine and a real server.
+
+Output that is already waiting when the server gets to it goes out in fewer, larger messages (up to 128 KiB of
+output each), never mixing stdout and stderr and never reordering them; UTF-8 stays whole across every split; and a
+connection that stops reading is detached (`slow_consumer`) rather than buffered without end.
+
+To make output pile up for certain, some tests stop the server process (SIGSTOP) while the command writes, as a
+busy event loop would, then let it go on: it finds everything waiting at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import Server, docker
+from .test_websocket import Channel, _pid
+
+MAX_CHUNK = 128 * 1024  # ide_backend.runtime.session.MAX_CHUNK, as documented in docs/protocol.md
+PIECE = 64 * 1024  # no piece read from a command (agent) or from the engine (Docker exec) is larger
+
+
+@pytest.fixture(scope="module")
+def server(exec_server: Server) -> Server:
+    return exec_server
+
+
+@pytest.fixture
+def channel(server: Server) -> Iterator[Channel]:
+    ch = Channel(server)
+    yield ch
+    ch.close()
+
+
+@contextlib.contextmanager
+def paused(server: Server) -> Iterator[None]:
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+def wait_for_file(container: str, path: str) -> None:
+    deadline = time.monotonic() + 60
+    while docker("exec", container, "test", "-f", path, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"{path} did not appear in the container"
+        time.sleep(0.1)
+
+
+def run_while_paused(server: Server, channel: Channel, ref: dict[str, str], container: str, script: str) -> list[Any]:
+    """Start `script` behind a gate, stop the server, open the gate, wait until the script has written everything,
+    let the server go on; returns every message of the process."""
+    pid = _pid()
+    gate, done = f"/tmp/gate-{pid}", f"/tmp/done-{pid}"
+    channel.send(
+        type="exec", id=pid, command=f"while [ ! -f {gate} ]; do sleep 0.05; done; {script}; touch {done}", **ref
+    )
+    channel.wait_for(id=pid, type="started")
+    with paused(server):
+        docker("exec", container, "touch", gate)
+        wait_for_file(container, done)
+    return channel.process(pid, timeout=60)
+
+
+def output_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    output = [m for m in messages if m["type"] in ("stdout", "stderr")]
+    assert [m["seq"] for m in output] == list(range(1, len(output) + 1))
+    return output
+
+
+def test_large_output_arrives_whole_and_in_order(
+    channel: Channel, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    pid = _pid()
+    channel.send(type="exec", id=pid, command="seq 1 300000", **ref)
+    messages = channel.process(pid, timeout=60)
+    output = output_of(messages)
+    assert "".join(m["data"] for m in output) == "".join(f"{i}\n" for i in range(1, 300001))
+    assert all(m["type"] == "stdout" and len(m["data"].encode()) <= MAX_CHUNK for m in output)
+    assert messages[-1]["exitCode"] == 0
+
+
+def test_waiting_output_is_merged_but_never_across_streams(
+    server: Server, channel: Channel, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    part = 70_000  # more than one piece: merged, each part fits in one message
+    script = (
+        f"head -c {part} /dev/zero | tr '\\0' a; sleep 0.3; "
+        f"head -c {part} /dev/zero | tr '\\0' b >&2; sleep 0.3; "
+        f"head -c {part} /dev/zero | tr '\\0' c"
+    )
+    messages = run_while_paused(server, channel, ref, started["id"], script)
+    output = output_of(messages)
+    assert "".join(m["data"] for m in output) == "a" * part + "b" * part + "c" * part
+    for m in output:
+        assert set(m["data"]) in ({"a"}, {"c"}) if m["type"] == "stdout" else set(m["data"]) == {"b"}, m["seq"]
+    assert max(len(m["data"]) for m in output) > PIECE
+    assert messages[-1]["exitCode"] == 0
+
+
+def test_a_burst_is_split_at_the_cap_without_breaking_characters(
+    server: Server, channel: Channel, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    lines = 35_000  # "€é\n" is 6 bytes: 210,000 in all, so the 128 KiB cap (131,072 = 6 * 21,845 + 2) splits a "€"
+    messages = run_while_paused(server, channel, ref, started["id"], f"yes '€é' | head -n {lines}")
+    output = output_of(messages)
+    assert "".join(m["data"] for m in output) == "€é\n" * lines
+    sizes = [len(m["data"].encode()) for m in output]
+    assert PIECE < max(sizes) <= MAX_CHUNK + 3, sizes  # + a split character's first bytes, carried to the next
+    assert messages[-1]["exitCode"] == 0
+
+
+def test_a_connection_that_does_not_read_is_detached_and_attaches_again(
+    server: Server, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    size = 64 * 1024 * 1024  # past the 32 MiB of output a connection may fall behind, and all socket buffers
+    pid = _pid()
+    done = f"/tmp/done-{pid}"
+    reader = Channel(server)
+    try:
+        reader.send(type="exec", id=pid, command=f"head -c {size} /dev/zero | tr '\\0' a; touch {done}", **ref)
+        wait_for_file(started["id"], done)  # reading nothing meanwhile
+        last_seq, received = 0, 0
+        while (message := reader.recv(timeout=60))["type"] != "error":
+            assert message["id"] == pid and message["type"] in ("started", "stdout"), message
+            if message["type"] == "stdout":
+                assert message["seq"] == last_seq + 1
+                last_seq, received = message["seq"], received + len(message["data"])
+        assert message["id"] == pid and message["code"] == "slow_consumer"
+        assert received < size
+
+        reader.send(type="attach", id=pid, since=last_seq)
+        attached = reader.wait_for(id=pid, type="attached")
+        assert attached["firstSeq"] > last_seq + 1  # the replay buffer (1 MiB) no longer holds what was missed
+        rest = reader.process(pid, timeout=60)
+        output = [m for m in rest if m["type"] == "stdout"]
+        assert [m["seq"] for m in output] == list(range(attached["firstSeq"], attached["firstSeq"] + len(output)))
+        assert set("".join(m["data"] for m in output)) == {"a"}
+        assert rest[-1]["type"] == "exit" and rest[-1]["exitCode"] == 0
+    finally:
+        reader.close()
