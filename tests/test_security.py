@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .conftest import Call, Server, docker_json, run
@@ -55,7 +56,7 @@ def test_token_never_reaches_the_log(server: Server) -> None:
         anonymous.get(f"/?token={TOKEN}")
     with connect(f"{server.url.replace('http', 'ws')}/api/v1/ws?token={TOKEN}") as ws:
         ws.send('{"type": "ping"}')
-        assert ws.recv(timeout=10) == '{"type": "pong"}'
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
     log = server.log()
     assert "token=[redacted]" in log
     assert TOKEN not in log
