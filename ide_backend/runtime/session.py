@@ -82,8 +82,9 @@ class DockerExecSession:
         return (STDOUT if self.tty else int(message.stream)), bytes(message.data)
 
     def _buffered(self) -> bool:
-        """Whether aiodocker holds a parsed message already, so that reading it cannot wait."""
-        queue = self._stream._queue
+        """Whether aiodocker holds a parsed message already, so that reading it cannot wait (its queue is not
+        public: without it, nothing is merged)."""
+        queue = getattr(self._stream, "_queue", None)
         return queue is not None and len(queue) > 0
 
     async def write(self, data: bytes) -> None:
