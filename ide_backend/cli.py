@@ -55,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         ws_max_size=settings.max_body_bytes,
-        # No permessage-deflate on our websockets (the API's and the IDE proxy's): on a large command output it
-        # was 40% of the server's CPU, the biggest single cost, for text that is mostly small anyway.
-        ws_per_message_deflate=False,
+        # permessage-deflate is off by default on our websockets (the API's and the IDE proxy's): on a large
+        # command output it was 40% of the server's CPU. Deployments serving browsers over slow links turn it on.
+        ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=30,
     )
     # uvicorn has configured its loggers by now; the filter keeps `?token=` out of access lines.

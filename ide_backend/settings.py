@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     exec_max_timeout: float = Field(default=3600.0, gt=0)
     exec_output_cap: int = Field(default=10 * 1024 * 1024, ge=1024)  # bytes kept per stream
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # permessage-deflate on websockets (the API's and the /ide/ proxy's): less traffic for slow links, at a CPU cost
+    # that halves the output stream's throughput on a local network.
+    ws_compression: bool = False
 
     # Failed token checks allowed per client address per minute before it gets 429 for the rest of the minute.
     auth_failure_limit: int = Field(default=30, ge=1)

@@ -15,11 +15,13 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
-from .conftest import Server, docker
+from .conftest import TOKEN, Server, docker, remove_instance, start_server
 from .test_websocket import Channel, _pid
 
 MAX_CHUNK = 128 * 1024  # ide_backend.runtime.session.MAX_CHUNK, as documented in docs/protocol.md
@@ -146,3 +148,19 @@ def test_a_connection_that_does_not_read_is_detached_and_attaches_again(
         assert rest[-1]["type"] == "exit" and rest[-1]["exitCode"] == 0
     finally:
         reader.close()
+
+
+@pytest.mark.parametrize("setting", ["default", "true"])
+def test_compression_is_offered_only_when_turned_on(tmp_path: Path, docker_engine: None, setting: str) -> None:
+    env = {} if setting == "default" else {"IDE_WS_COMPRESSION": setting}
+    srv = start_server(tmp_path, **env)
+    try:
+        url = f"{srv.url.replace('http', 'ws')}/api/v1/ws?token={TOKEN}"
+        with connect(url) as ws:  # the client offers permessage-deflate by default
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            ws.send('{"type": "ping"}')
+            assert ws.recv(timeout=10) == '{"type":"pong"}'
+        assert ("permessage-deflate" in extensions) == (setting == "true"), extensions
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
