@@ -201,6 +201,22 @@ def build_tar(
     return b"".join(parts)
 
 
+_WRITER_RECORD = struct.Struct(">cIII")
+
+
+def pack_for_writer(fileset: FileSet) -> bytes:
+    """The set as images/workspace/ide-write reads it on stdin: a magic line, then kind, mode, path and data
+    lengths, path, data for every folder asked for and every file."""
+    parts = [b"IDEW1\n"]
+    for path in fileset.dirs:
+        name = path.encode("utf-8", "surrogateescape")
+        parts += [_WRITER_RECORD.pack(b"D", DEFAULT_DIR_MODE, len(name), 0), name]
+    for entry in fileset.files:
+        name = entry.path.encode("utf-8", "surrogateescape")
+        parts += [_WRITER_RECORD.pack(b"F", entry.mode, len(name), len(entry.data)), name, entry.data]
+    return b"".join(parts)
+
+
 _USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
 
 

@@ -1,4 +1,8 @@
-"""/sync: one archive per call, every shape clients send, running or stopped, and nothing outside the workspace."""
+"""/sync: every shape clients send, running or stopped, and nothing outside the workspace.
+
+Every test runs on both write paths: with the agent, small sets go through the container's own writer
+(images/workspace/ide-write); with Docker exec only (and for stopped workspaces and large sets), through one archive.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from .conftest import Call, run
+from .conftest import Call, Server, run
+
+
+@pytest.fixture(scope="module")
+def server(exec_server: Server) -> Server:
+    return exec_server
 
 
 def test_flat_map_with_parents_created(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
@@ -180,3 +189,38 @@ def test_sync_before_start_is_404(api: Call, ref: dict[str, str]) -> None:
     response = api("sync", ref, files={"a": "b"})
     assert response.status_code == 404
     assert "/api/v1/containers/start" in response.json()["message"]
+
+
+def _writes(server: Server) -> dict[str, int]:
+    with server.client() as c:
+        writes: dict[str, int] = c.get("/api/v1/stats").json()["writes"]
+        return writes
+
+
+def test_small_sets_use_the_containers_writer_and_large_ones_the_archive(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
+) -> None:
+    agent = server.env["IDE_EXEC_AGENT"] == "true"
+    before = _writes(server)
+    assert api("sync", ref, files={"small.txt": "s"}).status_code == 200
+    large = {f"big/{i}.txt": "x" * 100_000 for i in range(12)}  # 1.2 MB: over the writer's 1 MiB
+    assert api("sync", ref, files=large).status_code == 200
+    after = _writes(server)
+    assert after["writer"] - before["writer"] == (1 if agent else 0)
+    assert after["archive"] - before["archive"] == (1 if agent else 2)
+    listing = run(api, ref, "cat small.txt; wc -c < big/11.txt; stat -c '%U %a' small.txt big; ls -A")["output"]
+    assert listing == "s100000\ncoder 644\ncoder 755\nbig\nsmall.txt\n"  # no temporary file left behind
+
+
+def test_a_folder_the_user_cannot_write_is_written_by_the_archive_path(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
+) -> None:
+    """A folder the workspace user cannot write to (its mode says so): the writer, running as that user, says so
+    before writing anything, and the archive upload (root) writes the whole set instead, keeping the folder's mode."""
+    run(api, ref, "mkdir locked && chmod 555 locked")
+    before = _writes(server)
+    assert api("sync", ref, files={"free.txt": "f", "locked/in.txt": "i"}).status_code == 200
+    after = _writes(server)
+    assert (after["writer"], after["archive"]) == (before["writer"], before["archive"] + 1)
+    out = run(api, ref, "cat free.txt locked/in.txt; echo; stat -c '%a %U' locked locked/in.txt")["output"]
+    assert out == "fi\n555 coder\n644 coder\n"

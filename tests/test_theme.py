@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from .conftest import Call, docker, run
+from .conftest import Call, Server, docker, run
+
+
+@pytest.fixture(scope="module")
+def server(exec_server: Server) -> Server:
+    """Both write paths: the container's own writer (agent) and the archive upload (Docker exec only)."""
+    return exec_server
+
 
 SETTINGS = "~/.local/share/code-server/User/settings.json"
 

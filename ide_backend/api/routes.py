@@ -157,6 +157,7 @@ async def stats(request: Request) -> JSONResponse:
             websockets=len(request.app.state.connections),
             tasks=len(asyncio.all_tasks()),
             pool=service.pool.stats(),
+            writes=service.files.writes,
         )
     )
 
