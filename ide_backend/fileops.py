@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 WRITER_MAX_BYTES = 1024 * 1024
 WRITER_MAX_ENTRIES = 1000
 WRITER_TIMEOUT = 120.0
+_WRITER_REFUSED, _WRITER_CANNOT = 10, 11  # ide-write's exit codes (Perl's own failures exit with 1 or 2)
 EntryType = Literal["file", "dir", "symlink", "other"]
 _FIND_TYPES: dict[str, EntryType] = {"f": "file", "d": "dir", "l": "symlink"}
 
@@ -97,20 +99,26 @@ class WorkspaceFiles:
             await session.close_stdin()
             async with asyncio.timeout(WRITER_TIMEOUT):
                 while (chunk := await session.read()) is not None:
-                    (out if chunk[0] == 1 else err).extend(chunk[1][:65536])
+                    buf = out if chunk[0] == 1 else err
+                    buf.extend(chunk[1][: max(0, 65536 - len(buf))])
             code = await session.exit_code()
         except (IDEError, TimeoutError) as exc:
+            # Stop it before the archive path writes the set, so a late rename cannot land over newer files.
+            with contextlib.suppress(IDEError):
+                await session.signal("KILL")
             log.warning("the in-container writer did not finish (%s); using the archive upload", exc)
             return False
         finally:
             await session.close()
         if code == 0:
             return True
-        if code == 2:
-            reason, _, path = out.decode("utf-8", "replace").rstrip("\n").partition("\t")
+        reason, _, path = out.decode("utf-8", "replace").rstrip("\n").partition("\t")
+        if code == _WRITER_REFUSED and reason in ("symlink", "notdir", "isdir") and path:
             raise _refusal(reason, path)
-        if code != 3:
-            log.warning("the in-container writer failed (exit %s: %s); using the archive upload", code, err[:300])
+        if code != _WRITER_CANNOT:
+            log.warning(
+                "the in-container writer failed (exit %s: %s); using the archive upload", code, bytes(err[:300])
+            )
         return False
 
     async def read(self, container_id: str, path: str, max_bytes: int) -> FileContent:

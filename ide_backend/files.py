@@ -227,7 +227,8 @@ def _header(path: str, size: int, mode: int, mtime: int, uid: int, gid: int, kin
     if len(name) > 100:
         cut = name.find(b"/", len(name) - 101)
         name, prefix = (name[cut + 1 :], name[:cut]) if 0 < cut <= 155 else (b"", b"")
-    if not name or not path.isascii() or size >= 8**11:
+    fits = 0 <= mtime < 8**11 and size < 8**11 and 0 <= uid < 8**7 and 0 <= gid < 8**7
+    if not name or not path.isascii() or not fits:
         info = tarfile.TarInfo(path)
         info.size, info.mode, info.mtime, info.uid, info.gid, info.type = size, mode, mtime, uid, gid, kind
         return info.tobuf(tarfile.PAX_FORMAT)

@@ -40,6 +40,7 @@ class WarmPool:
         self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1"}
         self._make_spec = make_spec
         self._ready: deque[str] = deque()
+        self._mine: set[str] = set()  # made by this process and not claimed (yet): what close() removes
         self._wanted = asyncio.Event()
         self._filler: asyncio.Task[None] | None = None
         self.hits = 0
@@ -63,14 +64,17 @@ class WarmPool:
             self._wanted.set()
 
     async def close(self) -> None:
-        """Stop filling and remove every unclaimed container and its volume: nothing idles after the backend."""
+        """Stop filling and remove the unclaimed containers this process made, with their volumes: nothing idles
+        after the backend stops (another process on the same instance keeps its own)."""
         if self._filler is not None:
             self._filler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._filler
         self._ready.clear()
-        with contextlib.suppress(IDEError):
-            await self._remove_unclaimed()
+        for name in sorted(self._mine):
+            with contextlib.suppress(IDEError):
+                await self._remove(name)
+        self._mine.clear()
 
     async def claim(self, new_name: str) -> bool:
         """Rename a ready container to `new_name`; False when none is ready, or `new_name` is taken meanwhile."""
@@ -84,7 +88,9 @@ class WarmPool:
                 return False
             except IDEError as exc:
                 log.warning("could not claim %s from the warm pool: %s", name, exc.message)
+                self._ready.appendleft(name)  # it may still be ready; a later claim finds out
                 break
+            self._mine.discard(name)
             if renamed:
                 self.hits += 1
                 log.info("claimed %s from the warm pool as %s", name, new_name)
@@ -106,30 +112,36 @@ class WarmPool:
 
     async def _make_one(self) -> str:
         name = self.prefix + secrets.token_hex(6)
-        volume = f"{name}-data"
-        spec = self._make_spec(name, volume, self._labels, secrets.token_urlsafe(18))
-        await self.runtime.ensure_volume(volume, self._labels)
+        spec = self._make_spec(name, _volume(name), self._labels, secrets.token_urlsafe(18))
+        self._mine.add(name)
         try:
+            await self.runtime.ensure_volume(_volume(name), self._labels)
             state = await self.runtime.create(spec)
             await self.runtime.start(state.id)
+            await self.runtime.agent_ready(state.id)  # its first command then pays no attach
         except BaseException:
+            self._mine.discard(name)
             with contextlib.suppress(IDEError):
-                await self._remove(name)
-                await self.runtime.remove_volume(volume)
+                if not await self._remove(name):  # never created, so never ready nor claimed: only its volume
+                    await self.runtime.remove_volume(_volume(name))
             raise
-        await self.runtime.agent_ready(state.id)  # its first command then pays no attach
         return name
 
     async def _remove_unclaimed(self) -> None:
-        for state in await self.runtime.list_containers(self._labels):
-            if self.owns(state.name) and await self._remove(state.name):
-                for volume in state.volumes.values():
-                    await self.runtime.remove_volume(volume)
+        for name in await self.runtime.container_names(self._labels):
+            if self.owns(name):
+                await self._remove(name)
 
     async def _remove(self, name: str) -> bool:
-        """Remove a pool container by its pool name: one claimed meanwhile no longer answers to it (False)."""
+        """Remove a pool container by its pool name, then its volume. A container claimed meanwhile no longer
+        answers to that name: it and its volume (now a workspace's files) are left alone, and this returns False."""
         try:
             await self.runtime.remove(name)
         except NotFound:
             return False
+        await self.runtime.remove_volume(_volume(name))
         return True
+
+
+def _volume(name: str) -> str:
+    return f"{name}-data"

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 LABEL_PREFIX = "ide-backend"
 IDE_LABEL = f"{LABEL_PREFIX}.ide"  # set by IDE images (images/code-server)
+FILES_LABEL = f"{LABEL_PREFIX}.files-volume"  # on a claimed workspace's marker volume: the volume with its files
 MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_READ_BYTES = 10 * 1024 * 1024
 
@@ -184,16 +185,20 @@ class WorkspaceService:
         )
 
     async def _ensure_container(
-        self, ref: WorkspaceRef, record: WorkspaceRecord
+        self, ref: WorkspaceRef, record: WorkspaceRecord, *, claim: bool = False
     ) -> tuple[ContainerState, bool, WorkspaceRecord]:
-        """The workspace's container: claimed from the warm pool (started) or created (not started) when Docker
-        has none. Returns (state, created, the record as now stored)."""
+        """The workspace's container, when Docker has none: claimed from the warm pool (started; only when `claim`,
+        and only for a workspace with no files yet) or created (not started) on the workspace's volume. Returns
+        (state, created, the record as now stored)."""
         state = await self.runtime.inspect(record.container_name)
         created = False
         if state is None:
             self._publish(ref, "creating")
-            state = await self._claim(record)
+            files_at = await self._files_volume(record)
+            if files_at is None and claim:
+                state = await self._claim(record)
             if state is None:
+                record = dataclasses.replace(record, volume_name=files_at or record.volume_name)
                 await self.runtime.ensure_volume(record.volume_name, self.labels(ref))
                 state = await self.runtime.create(self._spec(ref, record))
                 log.info("created container %s for %s/%s", state.name, ref.project_id, ref.workspace_id)
@@ -210,16 +215,27 @@ class WorkspaceService:
         if changes:
             await self.store.update(ref.project_id, ref.workspace_id, **changes)
             record = dataclasses.replace(record, **changes)
+        if POOL_LABEL in state.labels and "volume_name" in changes:
+            # A claimed volume keeps its pool name and labels: leave a labelled marker under the workspace's own
+            # volume name saying where its files are, so they are found from Docker alone (lost database and
+            # container both), as any workspace's are.
+            labels = {**self.labels(ref), FILES_LABEL: record.volume_name}
+            await self.runtime.ensure_volume(self.names(ref)[1], labels)
         if created and record.theme:
             await self.files.write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
         return state, created, record
 
-    async def _claim(self, record: WorkspaceRecord) -> ContainerState | None:
-        """A pool container renamed to this workspace's name, for a workspace that has no files yet (one whose
-        volume exists gets a new container on that volume instead); None when the pool cannot serve it."""
-        if self.pool.size <= 0 or record.image != self.pool.image:
+    async def _files_volume(self, record: WorkspaceRecord) -> str | None:
+        """Which volume holds the workspace's files (its own, or the claimed one its marker names); None when it
+        has none yet."""
+        labels = await self.runtime.volume_labels(record.volume_name)
+        if labels is None:
             return None
-        if await self.runtime.volume_exists(record.volume_name) or not await self.pool.claim(record.container_name):
+        return labels.get(FILES_LABEL) or record.volume_name
+
+    async def _claim(self, record: WorkspaceRecord) -> ContainerState | None:
+        """A pool container renamed to this workspace's name; None when the pool cannot serve it."""
+        if self.pool.size <= 0 or record.image != self.pool.image or not await self.pool.claim(record.container_name):
             return None
         return await self.runtime.inspect(record.container_name)
 
@@ -280,7 +296,7 @@ class WorkspaceService:
         fileset = parse_files(files) if files else None
         async with self._lock(ref):
             record = await self._record(ref)
-            state, changed, record = await self._ensure_container(ref, record)
+            state, changed, record = await self._ensure_container(ref, record, claim=True)
             if not state.running:
                 self._publish(ref, "starting")
                 await self.runtime.start(state.id)

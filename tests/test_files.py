@@ -79,6 +79,16 @@ def test_tar_puts_folders_first_with_existing_state_kept() -> None:
     assert all(m.uid == 1000 and m.gid == 1000 for m in members)
 
 
+def test_tar_numbers_ustar_cannot_hold_go_through_pax() -> None:
+    """A folder from before 1970 (negative mtime) and ids past ustar's 7 octal digits: PAX records, not garbage."""
+    fileset = parse_files({"old/new.txt": "n"})
+    data = build_tar(fileset, uid=8**7 + 5, gid=1000, existing_dirs={"old": DirState(0o755, -315_619_200)})
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["old"].mtime == -315_619_200 and members["old"].uid == 8**7 + 5
+    assert members["old/new.txt"].uid == 8**7 + 5 and members["old/new.txt"].gid == 1000
+
+
 def test_errors_carry_status_and_json() -> None:
     error: IDEError = InvalidPath("nope", path="x")
     assert error.status_code == 400

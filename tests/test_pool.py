@@ -152,6 +152,15 @@ def test_restart_lost_database_and_removed_container(pooled: Any) -> None:
     assert recreated["id"] != data["id"] and recreated["volume"] == data["volume"]
     assert _stats(third)["hits"] == 0
     assert _run(third, ref, "cat kept.txt") == "kept"
+    third.stop()
+
+    # Both lost at once, the database and the container: the marker volume under the workspace's own volume name
+    # says where its files are.
+    docker("rm", "-f", recreated["id"])
+    fourth: Server = pooled("third-data", instance=first.instance)
+    last = _post(fourth, "start", ref).json()["data"]
+    assert last["volume"] == data["volume"] and _stats(fourth)["hits"] == 0
+    assert _run(fourth, ref, "cat kept.txt") == "kept"
 
 
 def test_engine_events_reach_the_workspace_of_a_claimed_container(pooled: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from ide_backend.errors import StoreUnavailable
 from ide_backend.store import Store, WorkspaceRecord
-from ide_backend.store.migrations import LATEST
+from ide_backend.store.migrations import LATEST, MIGRATIONS
 
 PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
 
@@ -95,7 +95,38 @@ def test_sqlite_file_is_a_real_database(tmp_path: Path) -> None:
     asyncio.run(scenario())
     with sqlite3.connect(path) as conn:
         assert conn.execute("select project_id, workspace_id from workspaces").fetchall() == [("p", "w")]
-        assert conn.execute("select version from schema_migrations").fetchall() == [(LATEST,)]
+        assert conn.execute("select version from schema_migrations").fetchall() == [(v,) for v, _ in MIGRATIONS]
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file made by the first release (schema 1, with a record in it) gets the container-name index, keeps its
+    record, and finds it by container name."""
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for statement in MIGRATIONS[0][1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (1, '2026-11-28T00:00:00+00:00')")
+        record = _record("old", "one")
+        conn.execute(
+            "INSERT INTO workspaces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [getattr(record, name) for name in WorkspaceRecord.__dataclass_fields__],
+        )
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{path}")
+        await store.connect()
+        try:
+            assert await store.schema_version() == LATEST
+            found = await store.by_container_name("c-old-one")
+            assert found is not None and (found.project_id, found.workspace_id) == ("old", "one")
+        finally:
+            await store.disconnect()
+
+    asyncio.run(scenario())
+    with sqlite3.connect(path) as conn:
+        indexes = [row[1] for row in conn.execute("PRAGMA index_list(workspaces)")]
+        assert "workspaces_container_name" in indexes
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -224,3 +224,13 @@ def test_a_folder_the_user_cannot_write_is_written_by_the_archive_path(
     assert (after["writer"], after["archive"]) == (before["writer"], before["archive"] + 1)
     out = run(api, ref, "cat free.txt locked/in.txt; echo; stat -c '%a %U' locked locked/in.txt")["output"]
     assert out == "fi\n555 coder\n644 coder\n"
+
+
+def test_a_folder_from_before_1970_takes_an_archive_write(
+    api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    """Its negative mtime goes into the archive as a PAX record (the engine refuses a negative ustar field)."""
+    run(api, ref, "mkdir old && touch -d 1960-01-01 old")
+    large = {f"old/{i}.txt": "y" * 100_000 for i in range(12)}  # over the writer's 1 MiB: the archive path
+    assert api("sync", ref, files=large).status_code == 200
+    assert run(api, ref, "ls old | wc -l")["output"] == "12\n"

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiodocker
 
-from ..errors import BadRequest
+from ..errors import BadRequest, IDEError, RuntimeFailure
 from .errors import translate_errors
 from .session import MAX_CHUNK, STDERR, STDOUT
 
@@ -118,7 +118,8 @@ class AgentSession:
 class AgentChannel:
     """The attach stream to one container's agent and the commands running over it."""
 
-    def __init__(self, container_id: str, stream: Any) -> None:
+    def __init__(self, container_id: str, stream: Any, host: str) -> None:
+        self._host = host
         self.container_id = container_id
         self._stream = stream
         # Random start: frames of commands an earlier backend process started must not reach this one's sessions.
@@ -136,11 +137,11 @@ class AgentChannel:
         stream = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
         with translate_errors("attaching to the workspace agent", host):
             await stream.__aenter__()
-        channel = cls(container_id, stream)
+        channel = cls(container_id, stream, host)
         try:
             await channel.send(b"P", 0)
             version = await asyncio.wait_for(asyncio.shield(channel._pong), PING_TIMEOUT)
-        except (TimeoutError, OSError, ConnectionError):
+        except (TimeoutError, OSError, IDEError):  # OSError: the pong future fails when the channel closes
             await channel.close()
             return None
         log.info("agent %s ready in container %s", version.decode(errors="replace"), container_id[:12])
@@ -148,10 +149,11 @@ class AgentChannel:
 
     async def send(self, kind: bytes, process_id: int, payload: bytes = b"") -> None:
         if not self.alive:
-            raise ConnectionError("the agent channel is closed")
+            raise RuntimeFailure("The connection to the workspace's agent is closed; run the command again")
         line = (HEADER.pack(kind, process_id, len(payload)) + payload).hex().encode() + b"\n"
         async with self._send_lock:
-            await self._stream.write_in(line)
+            with translate_errors("talking to the workspace's agent", self._host):
+                await self._stream.write_in(line)
 
     async def run(self, argv: Sequence[str], *, workdir: str, env: Mapping[str, str]) -> AgentSession:
         session = AgentSession(self, next(self._ids), self.container_id)

@@ -164,25 +164,27 @@ class DockerRuntime:
             return False
         return True
 
-    async def volume_exists(self, name: str) -> bool:
+    async def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The volume's labels, or None when there is no such volume."""
         try:
             with self._errors(f"inspecting volume {name}"):
-                await self._docker.volumes.get(name)  # type: ignore[no-untyped-call]
+                data = await self._docker._query_json(f"volumes/{name}")
         except NotFound:
-            return False
-        return True
+            return None
+        return dict(data.get("Labels") or {})
 
     async def remove_volume(self, name: str) -> None:
         with contextlib.suppress(NotFound), self._errors(f"removing volume {name}"):
             await DockerVolume(self._docker, name).delete()  # type: ignore[no-untyped-call]
 
-    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerState]:
-        """Every container (running or not) carrying all of `labels`."""
+    async def container_names(self, labels: Mapping[str, str]) -> list[str]:
+        """The names of every container (running or not) carrying all of `labels`."""
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         with self._errors("listing containers"):
-            found = await self._docker.containers.list(all=True, filters=json.dumps(filters))
-        states = [await self.inspect(container.id) for container in found]
-        return [state for state in states if state is not None]
+            found = await self._docker._query_json(
+                "containers/json", params={"all": "1", "filters": json.dumps(filters)}
+            )
+        return [str(item["Names"][0]).lstrip("/") for item in found if item.get("Names")]
 
     async def agent_ready(self, container_id: str) -> bool:
         """Whether the container's agent answers, connecting its channel now if need be: commands then cost no

@@ -27,6 +27,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # Engine events of containers claimed from the warm pool are mapped to their workspace by container name.
+    (2, ["CREATE INDEX workspaces_container_name ON workspaces (container_name)"]),
 ]
 
 CREATE_VERSION_TABLE = """
