@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import Conflict, IDEError, InvalidPath, NotFound, PayloadTooLarge
-from .files import DirState, FileSet, build_tar, pack_for_writer
+from .files import DirState, FileSet, pack_for_writer, tar_files, tar_folders
 from .runtime import ContainerState, PathStat, Runtime
 from .settings import Settings
 
@@ -68,8 +68,14 @@ class WorkspaceFiles:
         ):
             self.writes["writer"] += 1
             return
+        s = self.settings
         targets = {entry.path for entry in fileset.files}
-        found = await self._survey(container_id, base, fileset.ancestors(), targets)
+        survey = asyncio.create_task(self._survey(container_id, base, fileset.ancestors(), targets))
+        await asyncio.sleep(0)  # let the survey send its request, then pack the files while the container answers
+        try:
+            files_part = tar_files(fileset, uid=s.workspace_uid, gid=s.workspace_gid)
+        finally:
+            found = await survey
         existing: dict[str, DirState] = {}
         for path, stat in found.items():
             if path in targets:
@@ -78,9 +84,8 @@ class WorkspaceFiles:
             else:
                 _require_real_folder(path, stat, "written")
                 existing[path] = DirState(stat.mode, stat.mtime)
-        s = self.settings
-        data = build_tar(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
-        await self.runtime.put_archive(container_id, base, data)
+        folders_part = tar_folders(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
+        await self.runtime.put_archive(container_id, base, folders_part + files_part)
         self.writes["archive"] += 1
 
     async def _write_in_container(self, container_id: str, base: str, fileset: FileSet) -> bool:

@@ -185,19 +185,33 @@ def build_tar(
 ) -> bytes:
     """Pack the set as one tar: every ancestor folder first (so the engine refuses to write through a link that
     appeared after our check), then the files. Existing folders keep their mode and mtime."""
-    existing_dirs = existing_dirs or {}
+    return tar_folders(fileset, uid=uid, gid=gid, existing_dirs=existing_dirs or {}) + tar_files(
+        fileset, uid=uid, gid=gid
+    )
+
+
+def tar_folders(fileset: FileSet, *, uid: int, gid: int, existing_dirs: Mapping[str, DirState]) -> bytes:
+    """The archive's first part: a member for every folder the set needs, parents first."""
     now = int(time.time())
     parts: list[bytes] = []
     for path in fileset.ancestors():
         state = existing_dirs.get(path)
         mode, mtime = (state.mode, int(state.mtime)) if state else (DEFAULT_DIR_MODE, now)
         parts.append(_header(path, 0, mode, mtime, uid, gid, tarfile.DIRTYPE))
+    return b"".join(parts)
+
+
+def tar_files(fileset: FileSet, *, uid: int, gid: int) -> bytes:
+    """The archive's second part: every file, then the end-of-archive marker. Needs nothing from the workspace,
+    so it can be packed while the workspace is being looked at."""
+    now = int(time.time())
+    parts: list[bytes] = []
     for entry in fileset.files:
         parts.append(_header(entry.path, len(entry.data), entry.mode, now, uid, gid, tarfile.REGTYPE))
         parts.append(entry.data)
         if pad := -len(entry.data) % tarfile.BLOCKSIZE:
             parts.append(bytes(pad))
-    parts.append(bytes(tarfile.BLOCKSIZE * 2))  # the end-of-archive marker
+    parts.append(bytes(tarfile.BLOCKSIZE * 2))
     return b"".join(parts)
 
 
