@@ -5,9 +5,9 @@ tab) gets every chunk after the `seq` it names replayed from the buffer, then li
 duplicate: replay and registration happen in one step of the event loop. A process with nobody attached is killed
 after `detached_ttl` seconds; a finished one is kept `finished_ttl` seconds for late attaches.
 
-Listeners are bounded queues too. One that falls `LISTENER_QUEUE` messages or `LISTENER_CHARS` characters of output
-behind is detached and told so (`slow_consumer`); it can attach again with the last seq it saw and lose nothing the
-buffer still holds.
+Listeners are bounded queues too. One that falls `LISTENER_QUEUE` messages or `lag_limit` characters of output
+(setting process_lag_chars) behind is detached and told so (`slow_consumer`); it can attach again with the last seq
+it saw and lose nothing the buffer still holds.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from .runtime.session import STDERR, STDOUT
 log = logging.getLogger(__name__)
 
 LISTENER_QUEUE = 4096
-# Output chunks are merged up to 128 KiB (runtime.session.MAX_CHUNK), so a count of messages alone would let one
-# slow connection hold half a GiB; this bounds what waits for it.
-LISTENER_CHARS = 32 * 1024 * 1024
 
 
 class Outbox(asyncio.Queue[dict[str, Any]]):
@@ -61,6 +58,7 @@ class Process:
     session: ExecSession
     timeout: float | None
     buffer_limit: int
+    lag_limit: int  # characters of output one listener may fall behind before it is detached
     output_cap: int
     chunks: deque[dict[str, Any]] = field(default_factory=deque)
     buffered: int = 0
@@ -85,7 +83,7 @@ class Process:
 
     def _emit(self, message: dict[str, Any]) -> None:
         for outbox in list(self.listeners):
-            if outbox.qsize() >= LISTENER_QUEUE - 1 or outbox.waiting_chars >= LISTENER_CHARS:
+            if outbox.qsize() >= LISTENER_QUEUE - 1 or outbox.waiting_chars >= self.lag_limit:
                 self.listeners.discard(outbox)
                 outbox.put_nowait(
                     {
@@ -162,12 +160,14 @@ class ProcessManager:
         self,
         *,
         buffer_limit: int,
+        lag_limit: int,
         output_cap: int,
         detached_ttl: float,
         finished_ttl: float,
         end_reason: ReasonLookup,
     ) -> None:
         self.buffer_limit = buffer_limit
+        self.lag_limit = lag_limit
         self.output_cap = output_cap
         self.detached_ttl = detached_ttl
         self.finished_ttl = finished_ttl
@@ -223,6 +223,7 @@ class ProcessManager:
             session=session,
             timeout=timeout,
             buffer_limit=self.buffer_limit,
+            lag_limit=self.lag_limit,
             output_cap=self.output_cap,
         )
         process.listeners.add(outbox)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Websocket processes: replay buffer per process, how long one lives with nobody attached, how long a finished
     # one is kept for late attaches, and the most output one process may send.
     process_buffer_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Characters of output a websocket may fall behind on one process before it is detached (`slow_consumer`):
+    # memory held per slow connection, against how long a busy client may pause while a large output streams.
+    process_lag_chars: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
     process_detached_ttl: float = Field(default=300.0, gt=0)
     process_finished_ttl: float = Field(default=300.0, gt=0)
     process_output_cap: int = Field(default=4 * 1024**3, ge=1024)

@@ -78,6 +78,7 @@ class WorkspaceService:
         self._names: dict[tuple[str, str], str] = {}  # (project, workspace) -> container name
         self.processes = ProcessManager(
             buffer_limit=settings.process_buffer_bytes,
+            lag_limit=settings.process_lag_chars,
             output_cap=settings.process_output_cap,
             detached_ttl=settings.process_detached_ttl,
             finished_ttl=settings.process_finished_ttl,

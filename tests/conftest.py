@@ -102,6 +102,7 @@ def start_server(tmp: Path, *, instance: str | None = None, **env_overrides: str
         "IDE_MEMORY_LIMIT_MB": "512",
         "IDE_PIDS_LIMIT": "256",
         "IDE_PROCESS_DETACHED_TTL": "3",
+        "IDE_PROCESS_LAG_CHARS": str(32 * 1024 * 1024),  # test_streaming outruns it with 64 MiB, not 192
         # Off unless a test asks: the warm pool's own tests (test_pool, test_lifecycle) run both ways.
         "IDE_POOL_SIZE": "0",
         **env_overrides,

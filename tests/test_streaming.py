@@ -122,7 +122,7 @@ def test_a_burst_is_split_at_the_cap_without_breaking_characters(
 def test_a_connection_that_does_not_read_is_detached_and_attaches_again(
     server: Server, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    size = 64 * 1024 * 1024  # past the 32 MiB of output a connection may fall behind, and all socket buffers
+    size = 64 * 1024 * 1024  # past the 32 MiB a connection may fall behind on test servers, and all socket buffers
     pid = _pid()
     done = f"/tmp/done-{pid}"
     reader = Channel(server)
