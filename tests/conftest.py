@@ -55,7 +55,7 @@ def remove_instance(instance: str) -> None:
     label = f"label=ide-backend.instance={instance}"
     ids = docker("ps", "-aq", "--filter", label).stdout.split()
     if ids:
-        docker("rm", "-f", *ids, check=False)
+        docker("rm", "-f", "-v", *ids, check=False)  # -v: anonymous volumes too (the backend image's /data)
     vols = docker("volume", "ls", "-q", "--filter", label).stdout.split()
     if vols:
         docker("volume", "rm", "-f", *vols, check=False)
