@@ -243,48 +243,45 @@ async function statusFromRest(ref) {
   }
 }
 
-async function start() {
-  if (!applyIds()) return;
-  const ref = state.ref;
+/**
+ * One start or stop: the page is busy and the button shows it meanwhile; a failure is shown and the status asked of
+ * REST; afterwards the live channel follows the workspace again.
+ */
+async function lifecycle(button, ref, status, call) {
   state.busy = true;
-  setStatus("starting");
-  $("start").classList.add("loading");
+  setStatus(status);
+  $(button).classList.add("loading");
   try {
-    const answer = await api.start(ref);
-    const wanted = state.theme.name;
-    if (ref === state.ref && answer.data && answer.data.theme !== wanted) {
-      api.theme(ref, wanted).catch(showError);
-    }
+    await call();
   } catch (err) {
     showError(err);
     state.busy = false;
     await statusFromRest(ref);
   } finally {
     state.busy = false;
-    $("start").classList.remove("loading");
+    $(button).classList.remove("loading");
     // The answer to subscribe is a snapshot of what the workspace is now; events follow.
     if (ref === state.ref) live.subscribe(ref);
   }
+}
+
+async function start() {
+  if (!applyIds()) return;
+  const ref = state.ref;
+  await lifecycle("start", ref, "starting", async () => {
+    const answer = await api.start(ref);
+    const wanted = state.theme.name;
+    if (ref === state.ref && answer.data && answer.data.theme !== wanted) {
+      api.theme(ref, wanted).catch(showError);
+    }
+  });
 }
 
 async function stop() {
   if (!state.ref) return;
   const ref = state.ref;
   if (editor.dirtyCount > 0) toast("Unsaved changes stay in the editor; save them after the next start", "info");
-  state.busy = true;
-  $("stop").classList.add("loading");
-  setStatus(state.status);
-  try {
-    await api.stop(ref);
-  } catch (err) {
-    showError(err);
-    state.busy = false;
-    await statusFromRest(ref);
-  } finally {
-    state.busy = false;
-    $("stop").classList.remove("loading");
-    if (ref === state.ref) live.subscribe(ref);
-  }
+  await lifecycle("stop", ref, state.status, () => api.stop(ref));
 }
 
 // --- theme ---------------------------------------------------------------------------------------------------
