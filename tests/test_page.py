@@ -75,6 +75,14 @@ class IdePage:
         self.page.click("#start")
         self.expect_badge("running")
 
+    def open_file(self, path: str) -> None:
+        """Refresh the tree, open every folder on the way by clicking it, click the file, and see it in the editor."""
+        self.page.click("#refresh")
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            self.page.click(f'#tree .row[data-path="{"/".join(parts[:depth])}"]')
+        expect(self.page.locator("#editor-title")).to_have_attribute("data-path", path)
+
     def wait_terminal_prompt(self) -> None:
         # xterm.js does not render rows that are scrolled out of view (as on a narrow window), so look at it first.
         self.page.locator("#terminal").scroll_into_view_if_needed()
@@ -251,10 +259,7 @@ def test_new_file_typed_and_saved_lands_in_the_workspace(ide: IdePage, rest: Api
 def test_a_file_written_elsewhere_opens_edits_and_saves_with_the_button(ide: IdePage, rest: Api) -> None:
     page = ide.page
     rest.post("sync", files={"src/app.py": "def main():\n    return 42\n"})
-    page.click("#refresh")
-    page.click('#tree .row[data-path="src"]')
-    page.click('#tree .row[data-path="src/app.py"]')
-    expect(page.locator("#editor-title")).to_have_attribute("data-path", "src/app.py")
+    ide.open_file("src/app.py")
     expect(page.locator("#editor .view-lines")).to_contain_text("return 42")
     expect(page.locator("#language")).to_have_text("Python")
 
@@ -271,10 +276,7 @@ def test_a_file_written_elsewhere_opens_edits_and_saves_with_the_button(ide: Ide
 def test_delete_removes_the_file_from_workspace_and_tree(ide: IdePage, rest: Api) -> None:
     page = ide.page
     rest.post("sync", files={"trash/old.txt": "bye"})
-    page.click("#refresh")
-    page.click('#tree .row[data-path="trash"]')
-    page.click('#tree .row[data-path="trash/old.txt"]')
-    expect(page.locator("#editor-title")).to_have_attribute("data-path", "trash/old.txt")
+    ide.open_file("trash/old.txt")
     page.click("#delete")
     expect(page.locator("#confirm-dialog")).to_be_visible()
     ide.shot("06-delete-confirm")
@@ -443,9 +445,7 @@ def test_theme_sets_vscode_settings_editor_terminal_and_page(
 ) -> None:
     page = ide.page
     rest.post("sync", files={"themed.js": "// a comment\nconst answer = { value: 42, text: 'forty-two' };\n"})
-    page.click("#refresh")
-    page.click('#tree .row[data-path="themed.js"]')
-    expect(page.locator("#editor-title")).to_have_attribute("data-path", "themed.js")
+    ide.open_file("themed.js")
     page.select_option("#theme", theme)
     expect(page.locator("#note")).to_have_text(f"VS Code theme set to {theme}")
     settings = rest.run(f"cat {SETTINGS}")
