@@ -176,22 +176,9 @@ class DirState:
     mtime: float
 
 
-def build_tar(
-    fileset: FileSet,
-    *,
-    uid: int,
-    gid: int,
-    existing_dirs: Mapping[str, DirState] | None = None,
-) -> bytes:
-    """Pack the set as one tar: every ancestor folder first (so the engine refuses to write through a link that
-    appeared after our check), then the files. Existing folders keep their mode and mtime."""
-    return tar_folders(fileset, uid=uid, gid=gid, existing_dirs=existing_dirs or {}) + tar_files(
-        fileset, uid=uid, gid=gid
-    )
-
-
 def tar_folders(fileset: FileSet, *, uid: int, gid: int, existing_dirs: Mapping[str, DirState]) -> bytes:
-    """The archive's first part: a member for every folder the set needs, parents first."""
+    """The archive's first part: a member for every folder the set needs, parents first (so the engine refuses to
+    write through a link that appeared after our check). Existing folders keep their mode and mtime."""
     now = int(time.time())
     parts: list[bytes] = []
     for path in fileset.ancestors():

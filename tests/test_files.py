@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from ide_backend.errors import IDEError, InvalidPath, PayloadTooLarge, ValidationFailed
-from ide_backend.files import MAX_FILES, DirState, build_tar, normalize_path, parse_files
+from ide_backend.files import MAX_FILES, DirState, FileSet, normalize_path, parse_files, tar_files, tar_folders
 
 
 @pytest.mark.parametrize(
@@ -61,6 +61,11 @@ def test_bad_specs() -> None:
 def test_too_many_files() -> None:
     with pytest.raises(PayloadTooLarge):
         parse_files({f"f{i}": "" for i in range(MAX_FILES + 1)})
+
+
+def build_tar(fileset: FileSet, *, uid: int, gid: int, existing_dirs: dict[str, DirState]) -> bytes:
+    """The archive as the sync's archive path uploads it: the folders part, then the files part."""
+    return tar_folders(fileset, uid=uid, gid=gid, existing_dirs=existing_dirs) + tar_files(fileset, uid=uid, gid=gid)
 
 
 def test_tar_puts_folders_first_with_existing_state_kept() -> None:
