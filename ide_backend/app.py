@@ -17,15 +17,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .api import AuthMiddleware, BodyLimitMiddleware, FailureLimiter, routes
+from .api.models import WorkspaceRef
+from .api.openapi import build_openapi
 from .errors import IDEError
-from .events import EventBus
-from .models import WorkspaceRef
-from .openapi import build_openapi
-from .proxy import IDEProxy
+from .proxy.proxy import IDEProxy
 from .runtime import DockerRuntime
+from .service.bus import EventBus
+from .service.workspaces import WorkspaceService
 from .settings import Settings
 from .store import Store
-from .workspaces import WorkspaceService
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from . import __version__
 from .app import create_app
 from .settings import Settings
+from .version import __version__
 
 
 def _parser() -> argparse.ArgumentParser:

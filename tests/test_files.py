@@ -8,7 +8,15 @@ import tarfile
 import pytest
 
 from ide_backend.errors import IDEError, InvalidPath, PayloadTooLarge, ValidationFailed
-from ide_backend.files import MAX_FILES, DirState, FileSet, normalize_path, parse_files, tar_files, tar_folders
+from ide_backend.service.filesets import (
+    MAX_FILES,
+    DirState,
+    FileSet,
+    normalize_path,
+    parse_files,
+    tar_files,
+    tar_folders,
+)
 
 
 @pytest.mark.parametrize(

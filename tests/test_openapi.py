@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ide_backend import models
+from ide_backend.api import models
 
 from .conftest import TOKEN, Server, remove_instance, start_server
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ide_backend.protocol import client_message, server_message
+from ide_backend.api.protocol import client_message, server_message
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 BLOCK = re.compile(r"```json (client|server)\n(.*?)\n```", re.S)

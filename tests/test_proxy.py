@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from ide_backend.errors import IDEError, NotFound, NotRunning
-from ide_backend.proxy import (
+from ide_backend.proxy.proxy import (
     COOKIE_NAME,
     IDEProxy,
     request_headers,

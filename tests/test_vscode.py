@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ide_backend.errors import Conflict
-from ide_backend.vscode import THEME_KEY, set_theme, strip_jsonc
+from ide_backend.service.vscode import THEME_KEY, set_theme, strip_jsonc
 
 
 def test_strips_comments_and_trailing_commas_but_not_inside_strings() -> None:

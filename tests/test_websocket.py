@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from ide_backend.protocol import server_message
+from ide_backend.api.protocol import server_message
 
 from .conftest import TOKEN, Call, Server, docker, run
 

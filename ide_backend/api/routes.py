@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from ..errors import BadRequest, ValidationFailed
-from ..models import (
+from ..service.workspaces import WorkspaceService
+from .models import (
     ExecRequest,
     ExecResponse,
     FileEntryInfo,
@@ -32,7 +33,6 @@ from ..models import (
     ThemeResponse,
     WorkspaceRef,
 )
-from ..workspaces import WorkspaceService
 from .websocket import websocket_endpoint
 
 M = TypeVar("M", bound=BaseModel)

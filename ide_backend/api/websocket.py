@@ -20,9 +20,11 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import IDEError, TooManyAttempts, Unauthorized
-from ..models import WorkspaceRef
-from ..processes import LISTENER_QUEUE, Outbox, Process
-from ..protocol import (
+from ..service.processes import LISTENER_QUEUE, Outbox, Process
+from ..service.workspaces import WorkspaceService
+from .middleware import FailureLimiter, client_address, token_matches
+from .models import WorkspaceRef
+from .protocol import (
     AttachMessage,
     ClientMessage,
     CloseStdinMessage,
@@ -36,8 +38,6 @@ from ..protocol import (
     UnsubscribeMessage,
     client_message,
 )
-from ..workspaces import WorkspaceService
-from .middleware import FailureLimiter, client_address, token_matches
 
 log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401

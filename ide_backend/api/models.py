@@ -63,7 +63,7 @@ class WorkspaceRef(_Model):
 
 
 class StartRequest(WorkspaceRef):
-    # Validated and normalised by ide_backend.files, which knows the accepted shapes.
+    # Validated and normalised by ide_backend.service.filesets, which knows the accepted shapes.
     files: dict[str, Any] | None = None
 
 

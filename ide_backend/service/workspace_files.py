@@ -15,10 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import Conflict, IDEError, InvalidPath, NotFound, PayloadTooLarge
-from .files import DirState, FileSet, pack_for_writer, tar_files, tar_folders
-from .runtime import ContainerState, PathStat, Runtime
-from .settings import Settings
+from ..errors import Conflict, IDEError, InvalidPath, NotFound, PayloadTooLarge
+from ..runtime import ContainerState, PathStat, Runtime
+from ..settings import Settings
+from .filesets import DirState, FileSet, pack_for_writer, tar_files, tar_folders
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Conflict, IDEError, NotFound
-from .runtime import ExecSession
-from .runtime.session import STDERR, STDOUT
+from ..errors import Conflict, IDEError, NotFound
+from ..runtime import ExecSession
+from ..runtime.session import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from yarl import URL
 
-from .errors import IDEError, IDETimeout, IDEUnavailable, NotFound, TooManyAttempts, Unauthorized
-from .models import ID_PATTERN
+from ..api.models import ID_PATTERN
+from ..errors import IDEError, IDETimeout, IDEUnavailable, NotFound, TooManyAttempts, Unauthorized
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from .errors import Conflict, IDEError, NotFound
-from .runtime import ContainerSpec, Runtime
+from ..errors import Conflict, IDEError, NotFound
+from ..runtime import ContainerSpec, Runtime
 
 log = logging.getLogger(__name__)
 

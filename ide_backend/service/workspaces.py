@@ -17,11 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
-from .events import EventBus
-from .fileops import Entry, FileContent, WorkspaceFiles
-from .files import FileEntry, FileSet, normalize_path, parse_files
-from .models import (
+from ..api.models import (
     ContainerInfo,
     ExecRequest,
     ExecResult,
@@ -30,14 +26,18 @@ from .models import (
     FilesReadRequest,
     WorkspaceRef,
 )
+from ..api.protocol import ExecMessage
+from ..errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
+from ..runtime import ContainerSpec, ContainerState, Runtime
+from ..settings import Settings
+from ..store import Store, WorkspaceRecord
+from .bus import EventBus
+from .filesets import FileEntry, FileSet, normalize_path, parse_files
 from .pool import POOL_LABEL, WarmPool
 from .processes import Outbox, Process, ProcessManager
-from .protocol import ExecMessage
-from .runtime import ContainerSpec, ContainerState, Runtime
-from .settings import Settings
 from .status import StatusEvents
-from .store import Store, WorkspaceRecord
 from .vscode import SETTINGS_PATH, set_theme
+from .workspace_files import Entry, FileContent, WorkspaceFiles
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidPath, PayloadTooLarge, ValidationFailed
+from ..errors import InvalidPath, PayloadTooLarge, ValidationFailed
 
 MAX_FILES = 10_000
 MAX_PATH_CHARS = 1024

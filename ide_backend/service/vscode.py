@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import Conflict
+from ..errors import Conflict
 
 SETTINGS_PATH = ".local/share/code-server/User/settings.json"  # relative to the workspace user's home
 THEME_KEY = "workbench.colorTheme"

@@ -10,9 +10,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from .errors import IDEError
-from .events import EventBus
-from .runtime import ContainerState, Runtime, RuntimeEvent
+from ..errors import IDEError
+from ..runtime import ContainerState, Runtime, RuntimeEvent
+from .bus import EventBus
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The service: workspaces, their containers, processes, files and status, in domain terms."""
