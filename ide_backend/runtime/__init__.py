@@ -1,9 +1,21 @@
 """The container runtime: a Protocol the service depends on, and its Docker implementation."""
 
-from .base import ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, Runtime, RuntimeEvent
+from .base import (
+    STDERR,
+    STDOUT,
+    ContainerSpec,
+    ContainerState,
+    ExecOutput,
+    ExecSession,
+    PathStat,
+    Runtime,
+    RuntimeEvent,
+)
 from .docker import DockerRuntime
 
 __all__ = [
+    "STDERR",
+    "STDOUT",
     "ContainerSpec",
     "ContainerState",
     "DockerRuntime",

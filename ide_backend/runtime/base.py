@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+STDOUT, STDERR = 1, 2  # the stream numbers ExecSession.read() returns
+
 
 @dataclass(frozen=True)
 class ContainerSpec:

@@ -10,6 +10,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 
+from .base import STDOUT
 from .errors import translate_errors
 
 # Signals every process that inherited one exec's marker: a fixed script; the marker and the signal name (from a
@@ -21,7 +22,6 @@ _SIGNAL_MARKED = (
     '[ "$2" = KILL ] && kill -STOP $p 2>/dev/null; kill -s "$2" $p 2>/dev/null; exit 0'
 )
 ALLOWED_SIGNALS = frozenset({"INT", "TERM", "KILL", "HUP", "QUIT", "USR1", "USR2"})
-STDOUT, STDERR = 1, 2
 # At most this many bytes per read(): output that is already waiting is merged up to it, so a fast producer costs
 # few large websocket messages instead of many small ones. 128 KiB keeps a message under 1 MiB (a common client
 # limit) even when every byte becomes a six-character JSON escape.

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Conflict, IDEError, NotFound
-from ..runtime import ExecSession
-from ..runtime.session import STDERR, STDOUT
+from ..runtime import STDERR, STDOUT, ExecSession
 
 log = logging.getLogger(__name__)
 
