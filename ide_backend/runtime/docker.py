@@ -24,9 +24,9 @@ from aiodocker.volumes import DockerVolume
 
 from ..errors import BadRequest, Conflict, IDEError, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
 from .agent import AgentChannel
-from .base import ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
+from .base import STDERR, STDOUT, ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
 from .errors import translate_errors, unavailable
-from .session import STDERR, STDOUT, DockerExecSession
+from .session import DockerExecSession
 
 log = logging.getLogger(__name__)
 
