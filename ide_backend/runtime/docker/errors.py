@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from ..errors import Conflict, IDEError, NotFound, RuntimeFailure, RuntimeUnavailable
+from ...errors import Conflict, IDEError, NotFound, RuntimeFailure, RuntimeUnavailable
 
 
 def unavailable(doing: str, detail: str, host: str) -> RuntimeUnavailable:

@@ -19,10 +19,10 @@ from typing import Any
 
 import aiodocker
 
-from ..errors import BadRequest, IDEError, RuntimeFailure
-from .base import STDERR, STDOUT
+from ...errors import BadRequest, IDEError, RuntimeFailure
+from ..base import STDERR, STDOUT
 from .errors import translate_errors
-from .session import MAX_CHUNK
+from .exec import MAX_CHUNK
 
 log = logging.getLogger(__name__)
 

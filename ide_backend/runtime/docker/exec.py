@@ -10,7 +10,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 
-from .base import STDOUT
+from ..base import STDOUT
 from .errors import translate_errors
 
 # Signals every process that inherited one exec's marker: a fixed script; the marker and the signal name (from a

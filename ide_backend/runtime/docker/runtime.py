@@ -22,11 +22,11 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 from aiodocker.volumes import DockerVolume
 
-from ..errors import BadRequest, Conflict, IDEError, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
+from ...errors import BadRequest, Conflict, IDEError, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
+from ..base import STDERR, STDOUT, ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
 from .agent import AgentChannel
-from .base import STDERR, STDOUT, ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
 from .errors import translate_errors, unavailable
-from .session import DockerExecSession
+from .exec import DockerExecSession
 
 log = logging.getLogger(__name__)
 
