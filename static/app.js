@@ -130,7 +130,9 @@ function applyIds() {
   const workspaceId = $("workspace-id").value.trim();
   for (const [label, value] of [["Project", projectId], ["Workspace", workspaceId]]) {
     if (!ID_PATTERN.test(value)) {
-      toast(`${label} id: 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit`);
+      toast(
+        `${label} id: 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit and not ending with '.'`,
+      );
       return false;
     }
   }

@@ -1,4 +1,5 @@
-// Small helpers shared by the page's modules.
+// Small helpers shared by the page's modules. Nothing here touches the DOM until it is called, so the pure ones also
+// run under Node (tests/test_static_util.py).
 
 /** A random id; crypto.randomUUID needs a secure context, getRandomValues does not. */
 export function uid() {
@@ -50,4 +51,8 @@ export function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+/**
+ * A project or workspace id, by the server's rule: 1-63 letters, digits, '_', '-' or '.', starting with a letter or
+ * digit and not ending with '.'.
+ */
+export const ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9_-])?$/;
