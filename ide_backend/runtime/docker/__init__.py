@@ -1,6 +1,16 @@
-"""The Docker implementation of the runtime seam, over aiodocker."""
+"""The Docker implementation of the runtime seam, over aiodocker.
 
+client.py   the aiodocker adapter: every use of aiodocker's private API, nowhere else
+runtime.py  DockerRuntime: containers, volumes, events; delegates to the modules below
+exec.py     a Docker exec session, and running a command to its end
+agent.py    the warm exec path: one attach stream per container to its ide-agent
+archive.py  path stats, tar uploads, file reads, emptying the workspace (in a helper when stopped)
+parsing.py  Docker's JSON without I/O: container config out; inspect, events, path stats in
+errors.py   aiodocker's and aiohttp's errors become ours
+"""
+
+from .agent import AGENT_LABEL
 from .exec import MAX_CHUNK
-from .runtime import AGENT_LABEL, DockerRuntime
+from .runtime import DockerRuntime
 
 __all__ = ["AGENT_LABEL", "MAX_CHUNK", "DockerRuntime"]

@@ -13,21 +13,22 @@ import itertools
 import logging
 import secrets
 import struct
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import aiodocker
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ...errors import BadRequest, IDEError, RuntimeFailure
-from ..base import STDERR, STDOUT
+from ..base import STDERR, STDOUT, ContainerState
+from .client import DockerClient, DockerStream
 from .errors import translate_errors
 from .exec import MAX_CHUNK
 
 log = logging.getLogger(__name__)
 
+AGENT_LABEL = "ide-backend.agent"  # on images whose main process is the agent
 HEADER = struct.Struct(">cII")
 PING_TIMEOUT = 2.0
+RETRY_AFTER = 60.0  # seconds before a container whose agent did not answer is tried again
 
 
 class AgentSession:
@@ -119,10 +120,11 @@ class AgentSession:
 class AgentChannel:
     """The attach stream to one container's agent and the commands running over it."""
 
-    def __init__(self, container_id: str, stream: Any, host: str) -> None:
+    def __init__(self, container_id: str, stream: DockerStream, stack: contextlib.AsyncExitStack, host: str) -> None:
         self._host = host
         self.container_id = container_id
         self._stream = stream
+        self._stack = stack  # holds the attach stream open until close()
         # Random start: frames of commands an earlier backend process started must not reach this one's sessions.
         self._ids = itertools.count(1 + secrets.randbelow(2**31))
         self._sessions: dict[int, AgentSession] = {}
@@ -132,13 +134,14 @@ class AgentChannel:
         self.alive = True
 
     @classmethod
-    async def connect(cls, docker: aiodocker.Docker, host: str, container_id: str) -> AgentChannel | None:
+    async def connect(cls, client: DockerClient, container_id: str) -> AgentChannel | None:
         """Attach and ping; None when the container runs no agent (another image, or it is not up yet)."""
-        container = docker.containers.container(container_id)
-        stream = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
-        with translate_errors("attaching to the workspace agent", host):
-            await stream.__aenter__()
-        channel = cls(container_id, stream, host)
+        container = client.api.containers.container(container_id)
+        async with contextlib.AsyncExitStack() as stack:
+            with translate_errors("attaching to the workspace agent", client.host):
+                attach = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
+                stream = await DockerStream.open(stack, attach)
+            channel = cls(container_id, stream, stack.pop_all(), client.host)
         try:
             await channel.send(b"P", 0)
             version = await asyncio.wait_for(asyncio.shield(channel._pong), PING_TIMEOUT)
@@ -154,7 +157,7 @@ class AgentChannel:
         line = (HEADER.pack(kind, process_id, len(payload)) + payload).hex().encode() + b"\n"
         async with self._send_lock:
             with translate_errors("talking to the workspace's agent", self._host):
-                await self._stream.write_in(line)
+                await self._stream.write(line)
 
     async def run(self, argv: Sequence[str], *, workdir: str, env: Mapping[str, str]) -> AgentSession:
         session = AgentSession(self, next(self._ids), self.container_id)
@@ -169,10 +172,11 @@ class AgentChannel:
     async def _read_forever(self) -> None:
         buffer = bytearray()
         try:
-            while (message := await self._stream.read_out()) is not None:
-                if message.stream != STDOUT:
+            while (message := await self._stream.read()) is not None:
+                stream, data = message
+                if stream != STDOUT:
                     continue  # the agent never writes to stderr on purpose; perl warnings are not frames
-                buffer += message.data
+                buffer += data
                 # Walk the whole frames by offset and drop them in one go: payloads are handed on as views, so
                 # no frame is copied out of the buffer on its own.
                 offset = 0
@@ -210,4 +214,49 @@ class AgentChannel:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader
         with contextlib.suppress(Exception):
-            await self._stream.close()
+            await self._stack.aclose()
+
+
+class AgentChannels:
+    """One channel per running container with the agent: connected on first use, again after the container
+    restarted; None for stopped containers and images without the agent (they use Docker exec)."""
+
+    def __init__(self, client: DockerClient, inspect: Callable[[str], Awaitable[ContainerState | None]]) -> None:
+        self._client = client
+        self._inspect = inspect
+        self._channels: dict[str, AgentChannel | None] = {}  # None: the container's image has no agent
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._retry_at: dict[str, float] = {}
+
+    async def get(self, container_id: str) -> AgentChannel | None:
+        """The container's live channel, connecting it if need be; None when it has none to offer."""
+        channel = self._channels.get(container_id)
+        if channel is not None and channel.alive:
+            return channel
+        if container_id in self._channels and channel is None:
+            return None
+        if time.monotonic() < self._retry_at.get(container_id, 0.0):
+            return None
+        lock = self._locks.setdefault(container_id, asyncio.Lock())
+        async with lock:  # one channel per container: two attach streams would interleave on its stdin
+            channel = self._channels.get(container_id)
+            if channel is not None and channel.alive:
+                return channel
+            state = await self._inspect(container_id)
+            if state is None or not state.running:
+                return None
+            if AGENT_LABEL not in state.labels:
+                self._channels[container_id] = None
+                return None
+            channel = await AgentChannel.connect(self._client, container_id)
+            if channel is None:
+                log.warning("container %s should run the agent but does not answer; using Docker exec", container_id)
+                self._retry_at[container_id] = time.monotonic() + RETRY_AFTER
+                return None
+            self._channels[container_id] = channel
+            return channel
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            if channel is not None:
+                await channel.close()

@@ -1,16 +1,19 @@
-"""One live exec in a container: its output stream, stdin, terminal size, signals and exit code."""
+"""Docker exec: one live exec in a container (its output stream, stdin, terminal size, signals and exit code),
+and running a command to its end with its output collected."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
 
-import aiodocker
 import aiohttp
+from aiodocker.execs import Exec
 
-from ..base import STDOUT
+from ...errors import BadRequest
+from ..base import STDERR, STDOUT, ExecOutput, ExecSession
+from .client import DockerClient, DockerStream
 from .errors import translate_errors
 
 # Signals every process that inherited one exec's marker: a fixed script; the marker and the signal name (from a
@@ -29,24 +32,25 @@ MAX_CHUNK = 128 * 1024
 
 
 class DockerExecSession:
-    """Created by DockerRuntime.open_exec. read() until None, then exit_code()."""
+    """Created by open_docker_exec(); implements runtime.base.ExecSession. read() until None, then exit_code()."""
 
     def __init__(
         self,
-        docker: aiodocker.Docker,
-        host: str,
+        client: DockerClient,
         container_id: str,
-        execution: Any,
-        stream: Any,
+        execution: Exec,
+        stream: DockerStream,
+        stack: contextlib.AsyncExitStack,
         marker: str,
         user: str,
         tty: bool,
     ) -> None:
-        self._docker = docker
-        self._host = host
+        self._client = client
+        self._host = client.host
         self.container_id = container_id
         self._execution = execution
         self._stream = stream
+        self._stack = stack  # holds the stream open until close()
         self.marker = marker
         self._user = user
         self.tty = tty
@@ -62,7 +66,7 @@ class DockerExecSession:
             return None
         stream, data = item
         parts, size = [data], len(data)
-        while size < MAX_CHUNK and self._buffered():
+        while size < MAX_CHUNK and self._stream.buffered():
             following = await self._next()  # already there: no wait
             if following is None or following[0] != stream:
                 self._held = following
@@ -76,27 +80,19 @@ class DockerExecSession:
 
     async def _next(self) -> tuple[int, bytes] | None:
         with translate_errors("reading command output", self._host):
-            message = await self._stream.read_out()
+            message = await self._stream.read()
         if message is None:
             return None
-        return (STDOUT if self.tty else int(message.stream)), bytes(message.data)
-
-    def _buffered(self) -> bool:
-        """Whether aiodocker holds a parsed message already, so that reading it cannot wait (its queue is not
-        public: without it, nothing is merged)."""
-        queue = getattr(self._stream, "_queue", None)
-        return queue is not None and len(queue) > 0
+        stream, data = message
+        return (STDOUT if self.tty else int(stream)), bytes(data)
 
     async def write(self, data: bytes) -> None:
         with translate_errors("writing to the command's input", self._host):
-            await self._stream.write_in(data)
+            await self._stream.write(data)
 
     async def close_stdin(self) -> None:
         """Half-close the connection: the process reads end-of-file, its output keeps flowing."""
-        response = self._stream._resp
-        transport = response.connection.transport if response is not None and response.connection else None
-        if transport is not None and transport.can_write_eof():
-            transport.write_eof()
+        self._stream.close_input()
 
     async def resize(self, cols: int, rows: int) -> None:
         """Set the terminal size; retried briefly, since the engine refuses until the process exists."""
@@ -117,13 +113,16 @@ class DockerExecSession:
         if name not in ALLOWED_SIGNALS:
             raise ValueError(f"signal {name} is not allowed")
         await self._wait_until_created()
-        container = self._docker.containers.container(self.container_id)
+        container = self._client.api.containers.container(self.container_id)
         with translate_errors(f"sending SIG{name}", self._host):
             sender = await container.exec(
                 ["sh", "-c", _SIGNAL_MARKED, "ide-signal", self.marker, name], user=self._user
             )
-            async with sender.start(detach=False, timeout=aiohttp.ClientTimeout(total=30)) as stream:
-                while await stream.read_out() is not None:
+            async with contextlib.AsyncExitStack() as stack:
+                stream = await DockerStream.open(
+                    stack, sender.start(detach=False, timeout=aiohttp.ClientTimeout(total=30))
+                )
+                while await stream.read() is not None:
                     pass
 
     async def _wait_until_created(self) -> None:
@@ -157,4 +156,70 @@ class DockerExecSession:
         if not self._closed:
             self._closed = True
             with contextlib.suppress(Exception):
-                await self._stream.close()
+                await self._stack.aclose()
+
+
+async def open_docker_exec(
+    client: DockerClient,
+    container_id: str,
+    argv: Sequence[str],
+    *,
+    user: str,
+    workdir: str,
+    env: Mapping[str, str],
+    tty: bool,
+    stdin: bool,
+    marker: str,
+    connect_timeout: float,
+) -> DockerExecSession:
+    """Create and start a Docker exec of argv, its output stream connected. `marker` goes into its environment
+    as IDE_EXEC_ID: signals find every process the command starts by it."""
+    container = client.api.containers.container(container_id)
+    with translate_errors("creating the exec", client.host):
+        execution = await container.exec(
+            list(argv),
+            stdout=True,
+            stderr=True,
+            stdin=stdin,
+            tty=tty,
+            user=user,
+            workdir=workdir,
+            environment={**env, "IDE_EXEC_ID": marker},
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        with translate_errors("starting the exec", client.host):
+            # Only the connect is timed: the output of a long command may be minutes apart.
+            start = execution.start(detach=False, timeout=aiohttp.ClientTimeout(sock_connect=connect_timeout))
+            stream = await DockerStream.open(stack, start)
+        return DockerExecSession(client, container_id, execution, stream, stack.pop_all(), marker, user, tty)
+
+
+async def run_to_end(session: ExecSession, *, timeout: float, output_cap: int) -> ExecOutput | None:
+    """Read the session to its end, stdout and stderr apart (each capped at output_cap bytes), then close it; on
+    timeout kill the whole process tree. None when the engine cannot say how the command ended."""
+    buffers = {STDOUT: bytearray(), STDERR: bytearray()}
+    truncated = timed_out = False
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                while (chunk := await session.read()) is not None:
+                    buf = buffers[chunk[0]]
+                    room = output_cap - len(buf)
+                    if room > 0:
+                        buf += chunk[1][:room]
+                    if len(chunk[1]) > room:
+                        truncated = True
+        except TimeoutError:
+            timed_out = True
+            await session.signal("KILL")
+        exit_code = await session.exit_code(killed=timed_out)
+    finally:
+        await session.close()
+    out, err = bytes(buffers[STDOUT]), bytes(buffers[STDERR])
+    if exit_code == 126 and out.startswith(b"OCI runtime exec failed"):  # Docker exec's way of saying it
+        # The engine could not start the process at all (a missing folder, most often): not the command's fault.
+        detail = out.decode("utf-8", "replace").strip()
+        raise BadRequest(f"The command could not be started: {detail}", hint="check cwd and that the program exists")
+    if exit_code is None:
+        return None
+    return ExecOutput(out, err, exit_code, timed_out, truncated)
