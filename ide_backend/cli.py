@@ -63,7 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # uvicorn has configured its loggers by now; the filter keeps `?token=` out of access lines.
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactTokens())
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises the Ctrl-C it caught once it has shut down cleanly: nothing is left to report.
+        return 130
     return 0
 
 

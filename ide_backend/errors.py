@@ -5,6 +5,7 @@
      |    +-- InvalidPath (400, "invalid_path")
      +-- ValidationFailed (422, "validation_error")
      +-- Unauthorized (401, "unauthorized")
+     +-- Forbidden (403, "forbidden")
      +-- NotFound (404, "not_found")
      +-- Conflict (409, "conflict")
      |    +-- NotRunning (409, "not_running")
@@ -17,7 +18,8 @@
      +-- StoreUnavailable (503, "store_unavailable")
 
 Foreign errors (aiodocker, aiohttp, the database) are translated into this tree where they are raised: the runtime
-and the store. Routes only ever see these.
+and the store. Routes only ever see these, and ide_backend.api.answers is the one place that turns them into an
+answer (JSON over HTTP, a websocket refusal or error message, a page for a browser tab).
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ class ValidationFailed(IDEError):
 class Unauthorized(IDEError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(IDEError):
+    """A valid credential that may not touch this workspace, or do this to it."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(IDEError):

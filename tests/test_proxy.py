@@ -25,22 +25,16 @@ import pytest
 import uvicorn
 from aiohttp import WSMsgType, web
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from ide_backend.errors import IDEError, NotFound, NotRunning
-from ide_backend.proxy.proxy import (
-    COOKIE_NAME,
-    IDEProxy,
-    request_headers,
-    response_headers,
-    rewrite_location,
-    rewrite_set_cookie,
-    strip_cookie,
-    without_param,
-)
+from ide_backend.api.answers import EXCEPTION_HANDLERS
+from ide_backend.api.auth import COOKIE_NAME, Authenticator, FailureLimiter
+from ide_backend.errors import NotFound, NotRunning
+from ide_backend.proxy import IDEProxy
+from ide_backend.proxy.cookies import rewrite_set_cookie, strip_cookie
+from ide_backend.proxy.headers import request_headers, response_headers, rewrite_location, without_param
+from ide_backend.service.domain import WorkspaceRef
 
 from .conftest import chromium_browser
 
@@ -167,39 +161,21 @@ def upstream_app(state: UpstreamState) -> web.Application:
 # --- the proxy in a real server ----------------------------------------------------------------------------------
 
 
-class Limiter:
-    """Counts failures like ide_backend's FailureLimiter, with a tiny limit so the test reaches it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.failures: dict[str, int] = {}
-
-    def blocked_for(self, client: str) -> float:
-        return 30.0 if self.failures.get(client, 0) >= self.limit else 0.0
-
-    def failed(self, client: str) -> None:
-        self.failures[client] = self.failures.get(client, 0) + 1
-
-
 @dataclass
 class Stack:
     proxy_url: str
     upstream_port: int
     state: UpstreamState
     proxy: IDEProxy
+    auth: Authenticator
     resolved: list[tuple[str, str]]
-    limiter: Limiter
+    limiter: FailureLimiter
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.proxy_url, timeout=30, **kwargs)
 
     def session_cookie(self, project: str = P, workspace: str = W) -> str:
-        return f"{COOKIE_NAME}={self.proxy.issue_cookie(project, workspace)}"
-
-
-async def _ide_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, IDEError)
-    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+        return f"{COOKIE_NAME}={self.auth.issue_session(WorkspaceRef(project, workspace))}"
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +186,8 @@ def stack() -> Iterator[Stack]:
     closed_port = _free_port()  # nothing listens here
     resolved: list[tuple[str, str]] = []
 
-    async def resolve(project_id: str, workspace_id: str) -> tuple[str, int]:
+    async def resolve(ref: WorkspaceRef) -> tuple[str, int]:
+        project_id, workspace_id = ref.project_id, ref.workspace_id
         resolved.append((project_id, workspace_id))
         if workspace_id == "stopped":
             raise NotRunning(f"Workspace {project_id}/{workspace_id} is not running")
@@ -220,15 +197,16 @@ def stack() -> Iterator[Stack]:
             return "127.0.0.1", holder["upstream_port"]
         raise NotFound(f"Workspace {project_id}/{workspace_id} does not exist")
 
-    limiter = Limiter(limit=1000)
-    proxy = IDEProxy(resolve, token=TOKEN, limiter=limiter, resolve_ttl=1.0)
+    limiter = FailureLimiter(limit=1000)
+    auth = Authenticator(TOKEN, limiter, session_ttl=12 * 3600)
+    proxy = IDEProxy(resolve, auth, resolve_ttl=1.0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await proxy.close()
 
-    app = Starlette(routes=proxy.routes(), exception_handlers={IDEError: _ide_error}, lifespan=lifespan)
+    app = Starlette(routes=proxy.routes(), exception_handlers=dict(EXCEPTION_HANDLERS), lifespan=lifespan)
     proxy_port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=proxy_port, log_level="warning"))
 
@@ -250,7 +228,7 @@ def stack() -> Iterator[Stack]:
         assert time.monotonic() < deadline and thread.is_alive(), "the proxy did not start"
         time.sleep(0.01)
     try:
-        yield Stack(f"http://127.0.0.1:{proxy_port}", holder["upstream_port"], state, proxy, resolved, limiter)
+        yield Stack(f"http://127.0.0.1:{proxy_port}", holder["upstream_port"], state, proxy, auth, resolved, limiter)
     finally:
         server.should_exit = True
         thread.join(20)
@@ -285,8 +263,8 @@ def test_token_sets_a_scoped_signed_cookie_and_redirects_without_it(stack: Stack
         assert "httponly" in attrs and "samesite=strict" in attrs and "max-age=43200" in attrs
         value = cookie.split(";")[0].split("=", 1)[1]
         assert TOKEN not in cookie and value
-        assert stack.proxy.cookie_valid(value, P, W)
-        assert not stack.proxy.cookie_valid(value, P, "other")
+        assert stack.auth.session_valid(value, WorkspaceRef(P, W))
+        assert not stack.auth.session_valid(value, WorkspaceRef(P, "other"))
         followed = client.get(response.headers["location"], headers={"Cookie": f"{COOKIE_NAME}={value}"})
         echo = _echo(followed)
         assert echo["rawPath"] == "/some/path?a=1&b=two"
@@ -308,7 +286,7 @@ def test_no_session_wrong_token_or_foreign_cookie_is_401(stack: Stack) -> None:
         assert client.get(f"{BASE}?token=wrong").status_code == 401
         for cookie in (
             stack.session_cookie(P, "w2"),  # another workspace's cookie
-            f"{COOKIE_NAME}={stack.proxy.issue_cookie(P, W, now=time.time() - 13 * 3600)}",  # expired
+            f"{COOKIE_NAME}={stack.auth.issue_session(WorkspaceRef(P, W), now=time.time() - 13 * 3600)}",  # expired
             stack.session_cookie()[:-3] + "AAA",  # tampered
             f"{COOKIE_NAME}={TOKEN}",  # the raw token is not a session
         ):
@@ -323,7 +301,7 @@ def test_no_session_wrong_token_or_foreign_cookie_is_401(stack: Stack) -> None:
 
 
 def test_wrong_tokens_are_throttled(stack: Stack) -> None:
-    stack.limiter.failures.clear()
+    stack.limiter.clear()
     stack.limiter.limit = 2
     try:
         with stack.client() as client:
@@ -335,10 +313,10 @@ def test_wrong_tokens_are_throttled(stack: Stack) -> None:
             assert bearer.status_code == 429
             # A valid session cookie is not a guess: it still works.
             assert client.get(f"{BASE}x", headers={"Cookie": stack.session_cookie()}).status_code == 200
-            assert stack.limiter.failures == {"127.0.0.1": 2}
+            assert stack.limiter.count("127.0.0.1") == 2
     finally:
         stack.limiter.limit = 1000
-        stack.limiter.failures.clear()
+        stack.limiter.clear()
 
 
 def test_bearer_token_works_and_is_not_forwarded(stack: Stack) -> None:
@@ -349,16 +327,18 @@ def test_bearer_token_works_and_is_not_forwarded(stack: Stack) -> None:
         assert client.get(f"{BASE}x").status_code == 401
 
 
-async def _no_resolver(project_id: str, workspace_id: str) -> tuple[str, int]:
+async def _no_resolver(ref: WorkspaceRef) -> tuple[str, int]:
     raise NotFound("unused")
 
 
 def test_cookie_values_are_hmac_bound_to_the_token() -> None:
-    one, two = IDEProxy(_no_resolver, token="token-one"), IDEProxy(_no_resolver, token="token-two")
-    value = one.issue_cookie(P, W)
-    assert one.cookie_valid(value, P, W) and not two.cookie_valid(value, P, W)
+    ref = WorkspaceRef(P, W)
+    one = Authenticator("token-one", FailureLimiter(5), session_ttl=3600)
+    two = Authenticator("token-two", FailureLimiter(5), session_ttl=3600)
+    value = one.issue_session(ref)
+    assert one.session_valid(value, ref) and not two.session_valid(value, ref)
     assert "token-one" not in value
-    assert not one.cookie_valid("garbage", P, W) and not one.cookie_valid("", P, W)
+    assert not one.session_valid("garbage", ref) and not one.session_valid("", ref)
 
 
 # --- paths and headers -------------------------------------------------------------------------------------------
@@ -538,7 +518,7 @@ def test_resolutions_are_cached_briefly(stack: Stack, authed: httpx.Client) -> N
 
 def test_ready_probes_the_health_endpoint(stack: Stack) -> None:
     async def probe() -> tuple[bool, bool]:
-        proxy = IDEProxy(_no_resolver, token=TOKEN)
+        proxy = IDEProxy(_no_resolver, Authenticator(TOKEN, FailureLimiter(5), session_ttl=60))
         try:
             up = await proxy.ready("127.0.0.1", stack.upstream_port)
             down = await proxy.ready("127.0.0.1", _free_port(), timeout=0.5)
@@ -623,10 +603,12 @@ def test_header_helpers() -> None:
     assert rewrite_location("login", BASE, set()) == "login"
     kept = request_headers(
         [("Host", "a"), ("Connection", "Upgrade, X-A"), ("X-A", "1"), ("Authorization", "Bearer t"), ("X-B", "2")],
-        token="t",
+        is_token=lambda presented: presented == "t",
     )
     assert kept == [("X-B", "2")]
-    assert request_headers([("Authorization", "Basic abc")], token="t") == [("Authorization", "Basic abc")]
+    assert request_headers([("Authorization", "Basic abc")], is_token=lambda p: p == "t") == [
+        ("Authorization", "Basic abc")
+    ]
     out = response_headers([("Transfer-Encoding", "chunked"), ("Content-Type", "text/html")], BASE, set())
     assert out == [("Content-Type", "text/html")]
 

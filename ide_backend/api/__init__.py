@@ -1,6 +1,7 @@
-"""The HTTP surface: thin routes over the workspace service, and the middleware in front of them."""
+"""The edge: thin routes over the workspace service, the websocket, authentication and the wire models."""
 
-from .middleware import AuthMiddleware, BodyLimitMiddleware, FailureLimiter
+from .auth import Authenticator, AuthMiddleware, Credential, FailureLimiter
+from .middleware import BodyLimitMiddleware
 from .routes import routes
 
-__all__ = ["AuthMiddleware", "BodyLimitMiddleware", "FailureLimiter", "routes"]
+__all__ = ["AuthMiddleware", "Authenticator", "BodyLimitMiddleware", "Credential", "FailureLimiter", "routes"]

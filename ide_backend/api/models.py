@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from ..service import domain
+
 ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9_-])?$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Linux refuses one argv string longer than this (MAX_ARG_STRLEN).
@@ -60,6 +62,11 @@ class _Model(BaseModel):
 class WorkspaceRef(_Model):
     project_id: WorkspaceIdStr
     workspace_id: WorkspaceIdStr
+
+    @property
+    def ref(self) -> domain.WorkspaceRef:
+        """The workspace this request is about, as the service names it."""
+        return domain.WorkspaceRef(self.project_id, self.workspace_id)
 
 
 class StartRequest(WorkspaceRef):

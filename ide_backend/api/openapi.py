@@ -42,6 +42,7 @@ ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
 ERRORS = {
     "400": "Not JSON, or a path that is absolute, climbs out, or goes through a link",
     "401": "The bearer token is missing or wrong",
+    "403": "The credential may not touch this workspace",
     "404": "The workspace was never started, or a file does not exist",
     "409": "The workspace is not running, or files and folders are in each other's way",
     "413": "The body or the file set is too large",

@@ -1,12 +1,15 @@
 """The websocket protocol: every message type, client to server and server to client, as pydantic models.
 
-Client messages form a discriminated union on "type"; docs/protocol.md documents each with an example, and a test
-checks every example there against these models.
+Client messages form a discriminated union on "type", which the websocket parses every message with;
+docs/protocol.md documents each with an example, and a test checks every example there against these models.
+The server's messages are built as typed dicts where they arise (ide_backend.service.messages for processes and
+status, Pong and Subscribed below for the channel's own); the models below describe the same shapes for the
+documentation and the tests, and a test keeps the two in step.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
 from pydantic.alias_generators import to_camel
@@ -179,3 +182,16 @@ ServerMessage = Annotated[
     Field(discriminator="type"),
 ]
 server_message = TypeAdapter[ServerMessage](ServerMessage)
+
+
+# -- the channel's own answers, as sent ---------------------------------------------------------------------
+
+
+class Pong(TypedDict):
+    type: Literal["pong"]
+
+
+class Subscribed(TypedDict):
+    type: Literal["subscribed", "unsubscribed"]
+    projectId: str
+    workspaceId: str

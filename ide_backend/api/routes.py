@@ -1,10 +1,11 @@
-"""The six POST endpoints of /api/v1/containers: validate with a model, call the service, answer JSON."""
+"""The POST endpoints of /api/v1/containers: parse the body into a model, ask the credential, call the service
+with domain values, answer with a response model."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
@@ -12,9 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from ..errors import BadRequest, ValidationFailed
+from ..errors import BadRequest, IDEError, ValidationFailed
+from ..service.domain import ExecSpec, WorkspaceInfo
 from ..service.workspaces import WorkspaceService
+from .auth import Action, credential
 from .models import (
+    ContainerInfo,
     ExecRequest,
     ExecResponse,
     FileEntryInfo,
@@ -35,7 +39,13 @@ from .models import (
 )
 from .websocket import websocket_endpoint
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=WorkspaceRef)
+
+
+class IDEProbe(Protocol):
+    """Whether a workspace's code-server answers (the /ide/ proxy, which knows how to reach it)."""
+
+    async def ready(self, host: str, port: int) -> bool: ...
 
 
 def _service(request: Request) -> WorkspaceService:
@@ -43,8 +53,9 @@ def _service(request: Request) -> WorkspaceService:
     return service
 
 
-async def parse(request: Request, model: type[M]) -> M:
-    """The body as `model`, or a 400 (not JSON) / 422 (wrong shape, naming each field) that a person can act on."""
+async def parse(request: Request, model: type[M], action: Action) -> M:
+    """The body as `model`, or a 400 (not JSON) / 422 (wrong shape, naming each field) that a person can act on;
+    then the request's credential must allow `action` on the workspace it names (403)."""
     raw = await request.body()
     try:
         data = pydantic_core.from_json(raw)  # ~10x json.loads on a 10 MB sync body; refuses lone surrogates too
@@ -53,11 +64,13 @@ async def parse(request: Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise ValidationFailed(f"The request body must be a JSON object, not {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        body = model.model_validate(data)
     except ValidationError as exc:
         problems = [_describe(err) for err in exc.errors(include_url=False, include_input=False)]
         fields = sorted({str(err["loc"][0]) for err in exc.errors() if err["loc"]})
         raise ValidationFailed("Invalid request: " + "; ".join(problems), fields=fields) from exc
+    credential(request).require(body.ref, action)
+    return body
 
 
 def _describe(error: Any) -> str:
@@ -73,62 +86,74 @@ def answer(model: BaseModel) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", by_alias=True))
 
 
+def _info(info: WorkspaceInfo) -> ContainerInfo:
+    return ContainerInfo(**asdict(info))
+
+
 async def start(request: Request) -> JSONResponse:
-    body = await parse(request, StartRequest)
-    outcome = await _service(request).start(body, body.files)
-    return answer(LifecycleResponse(message="Container started successfully", data=outcome.info))
+    body = await parse(request, StartRequest, "write")
+    outcome = await _service(request).start(body.ref, body.files)
+    return answer(LifecycleResponse(message="Container started successfully", data=_info(outcome.info)))
 
 
 async def stop(request: Request) -> JSONResponse:
-    body = await parse(request, WorkspaceRef)
-    outcome = await _service(request).stop(body)
+    body = await parse(request, WorkspaceRef, "write")
+    outcome = await _service(request).stop(body.ref)
     message = "Container stopped successfully" if outcome.changed else "Container was already stopped"
-    return answer(LifecycleResponse(message=message, data=outcome.info))
+    return answer(LifecycleResponse(message=message, data=_info(outcome.info)))
 
 
 async def status(request: Request) -> JSONResponse:
-    body = await parse(request, WorkspaceRef)
+    body = await parse(request, WorkspaceRef, "read")
     service = _service(request)
-    info, password = await service.status(body)
-    port = info.ports.get(str(service.settings.code_server_port))
-    ready = bool(info.ide_url and info.running and port) and await request.app.state.proxy.ready("127.0.0.1", port)
-    data = StatusData(**info.model_dump(), password=password, ide_ready=ready)
+    found = await service.status(body.ref)
+    ready = False
+    if found.info.ide_url and found.info.running:
+        probe: IDEProbe = request.app.state.ide_probe
+        try:
+            host, port = await service.ide_address(body.ref)
+        except IDEError:  # stopped meanwhile, or no address to reach it at: not ready, and not an error
+            pass
+        else:
+            ready = await probe.ready(host, port)
+    data = StatusData(**asdict(found.info), password=found.password, ide_ready=ready)
     return answer(StatusResponse(message="Container status retrieved successfully", data=data))
 
 
 async def exec_command(request: Request) -> JSONResponse:
-    body = await parse(request, ExecRequest)
-    result = await _service(request).exec(body)
-    return answer(ExecResponse(**result.model_dump()))
+    body = await parse(request, ExecRequest, "write")
+    spec = ExecSpec(command=body.command, cwd=body.cwd, env=body.env or {}, timeout=body.timeout)
+    result = await _service(request).exec(body.ref, spec)
+    return answer(ExecResponse(**asdict(result)))
 
 
 async def sync(request: Request) -> JSONResponse:
-    body = await parse(request, SyncRequest)
-    outcome = await _service(request).sync(body, body.files, body.clean)
+    body = await parse(request, SyncRequest, "write")
+    outcome = await _service(request).sync(body.ref, body.files, body.clean)
     message = "Files synced successfully" if outcome.changed or not body.clean else "Workspace cleaned successfully"
-    return answer(LifecycleResponse(message=message, data=outcome.info))
+    return answer(LifecycleResponse(message=message, data=_info(outcome.info)))
 
 
 async def vscode_theme(request: Request) -> JSONResponse:
-    body = await parse(request, ThemeRequest)
-    await _service(request).set_theme(body, body.theme)
+    body = await parse(request, ThemeRequest, "write")
+    await _service(request).set_theme(body.ref, body.theme)
     return answer(ThemeResponse(theme=body.theme))
 
 
 async def files_list(request: Request) -> JSONResponse:
-    body = await parse(request, FilesListRequest)
-    entries, truncated = await _service(request).list_files(body)
+    body = await parse(request, FilesListRequest, "read")
+    entries, truncated = await _service(request).list_files(body.ref, body.path, body.depth, body.limit)
     return answer(FilesListResponse(entries=[FileEntryInfo(**asdict(e)) for e in entries], truncated=truncated))
 
 
 async def files_read(request: Request) -> JSONResponse:
-    body = await parse(request, FilesReadRequest)
-    return answer(FilesReadResponse(**asdict(await _service(request).read_file(body))))
+    body = await parse(request, FilesReadRequest, "read")
+    return answer(FilesReadResponse(**asdict(await _service(request).read_file(body.ref, body.path))))
 
 
 async def files_delete(request: Request) -> JSONResponse:
-    body = await parse(request, FilesDeleteRequest)
-    return answer(FilesDeleteResponse(deleted=await _service(request).delete_files(body)))
+    body = await parse(request, FilesDeleteRequest, "write")
+    return answer(FilesDeleteResponse(deleted=await _service(request).delete_files(body.ref, body.paths)))
 
 
 async def openapi(request: Request) -> JSONResponse:
@@ -137,9 +162,8 @@ async def openapi(request: Request) -> JSONResponse:
 
 async def health(request: Request) -> JSONResponse:
     """Liveness plus whether the Docker engine answers; no token needed, tells nothing about workspaces."""
-    service = _service(request)
     try:
-        await service.runtime.ping()
+        await _service(request).runtime.ping()
         docker = "ok"
     except Exception as exc:
         docker = getattr(exc, "message", str(exc))
@@ -148,16 +172,17 @@ async def health(request: Request) -> JSONResponse:
 
 async def stats(request: Request) -> JSONResponse:
     """Counts that show leaks: live processes, status subscriptions, open websockets, asyncio tasks."""
-    service = _service(request)
+    credential(request).require_admin("read the server's statistics")
+    counts = _service(request).stats()
     return JSONResponse(
         dict(
             success=True,
-            processes=service.processes.running_count(),
-            subscriptions=service.bus.subscriber_count(),
+            processes=counts["processes"],
+            subscriptions=counts["subscriptions"],
             websockets=len(request.app.state.connections),
             tasks=len(asyncio.all_tasks()),
-            pool=service.pool.stats(),
-            writes=service.files.writes,
+            pool=counts["pool"],
+            writes=counts["writes"],
         )
     )
 

@@ -1,8 +1,9 @@
 """GET /api/v1/ws: the live channel. One connection multiplexes processes and status subscriptions.
 
-Authentication happens before the upgrade is accepted (HTTP 401, or close code 4401 where the server cannot send
-an HTTP denial). After that, a reader task parses client messages and a writer task drains one outbox; processes
-and subscriptions only ever put messages into that outbox, so a slow client cannot block them.
+AuthMiddleware has checked the credential before the upgrade; every message that touches a workspace asks it again
+for that workspace (a process another credential may not see is answered as unknown). A reader task parses client
+messages into domain values and calls the service; a writer task drains one outbox; processes and subscriptions
+only ever put messages into that outbox, so a slow client cannot block them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ import contextlib
 import functools
 import json
 import logging
-from typing import Any
+from collections.abc import Mapping
 
 import pydantic_core
 from pydantic import ValidationError
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..errors import IDEError, TooManyAttempts, Unauthorized
-from ..service.processes import LISTENER_QUEUE, Outbox, Process
+from ..errors import IDEError
+from ..service.domain import ExecSpec, WorkspaceRef
+from ..service.messages import error_message
+from ..service.processes import LISTENER_QUEUE, Outbox, ProcessHandle, unknown_process
 from ..service.workspaces import WorkspaceService
-from .middleware import FailureLimiter, client_address, token_matches
-from .models import WorkspaceRef
+from .answers import channel_error
+from .auth import Action, Credential, credential
 from .protocol import (
     AttachMessage,
     ClientMessage,
@@ -31,54 +33,33 @@ from .protocol import (
     DetachMessage,
     ExecMessage,
     PingMessage,
+    Pong,
     ResizeMessage,
     SignalMessage,
     StdinMessage,
+    Subscribed,
     SubscribeMessage,
     UnsubscribeMessage,
     client_message,
 )
 
 log = logging.getLogger(__name__)
-CLOSE_UNAUTHORIZED = 4401
 MAX_MESSAGE_CHARS = 2 * 1024 * 1024
 
 
-def _presented_token(websocket: WebSocket) -> str | None:
-    header = websocket.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return websocket.query_params.get("token")
-
-
-async def _refuse(websocket: WebSocket, error: IDEError) -> None:
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(error.to_json(), status_code=error.status_code))
-    else:
-        await websocket.accept()
-        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=error.code)
-
-
-def _error(code: str, message: str, process_id: str | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if process_id is not None:
-        error["id"] = process_id
-    return error
-
-
 class Connection:
-    """The state of one websocket: its outbox, the processes it follows, its subscriptions."""
+    """The state of one websocket: its credential, outbox, the processes it follows, its subscriptions."""
 
-    def __init__(self, websocket: WebSocket, service: WorkspaceService) -> None:
+    def __init__(self, websocket: WebSocket, service: WorkspaceService, credential: Credential) -> None:
         self.websocket = websocket
         self.service = service
+        self.credential = credential
         self.outbox = Outbox(LISTENER_QUEUE)
-        self.following: dict[str, Process] = {}
-        self.subscriptions: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.following: dict[str, ProcessHandle] = {}
+        self.subscriptions: dict[WorkspaceRef, asyncio.Task[None]] = {}
         self.starting: dict[str, asyncio.Task[None]] = {}
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Mapping[str, object]) -> None:
         if self.outbox.full():
             # Only control messages land here; output listeners are cut off by the process before this happens.
             log.warning("websocket outbox full; dropping a %s message", message.get("type"))
@@ -107,12 +88,12 @@ class Connection:
             except (WebSocketDisconnect, RuntimeError):
                 return
             if len(text) > MAX_MESSAGE_CHARS:
-                self.send(_error("too_large", f"Messages are limited to {MAX_MESSAGE_CHARS} characters"))
+                self.send(error_message("too_large", f"Messages are limited to {MAX_MESSAGE_CHARS} characters"))
                 continue
             try:
                 message = client_message.validate_json(text)
             except ValidationError as exc:
-                self.send(_error("invalid_message", _describe(exc), _guess_id(text)))
+                self.send(error_message("invalid_message", _describe(exc), _guess_id(text)))
                 continue
             if isinstance(message, ExecMessage):
                 # Starting waits on Docker: run it beside the reader so other processes' stdin keeps flowing.
@@ -124,65 +105,79 @@ class Connection:
             if pending is not None:
                 # stdin or a resize sent right behind its exec: keep the order the client sent them in.
                 await asyncio.wait([pending])
-            await self._handle(message)
+            try:
+                await self._handle(message)
+            except IDEError as exc:
+                self.send(channel_error(exc, getattr(message, "id", None)))
 
     def _started(self, process_id: str, _: object) -> None:
         self.starting.pop(process_id, None)
 
     async def _exec(self, message: ExecMessage) -> None:
+        ref = WorkspaceRef(message.project_id, message.workspace_id)
+        spec = ExecSpec(
+            command=message.command,
+            cwd=message.cwd,
+            env=message.env or {},
+            timeout=message.timeout,
+            tty=message.tty,
+            cols=message.cols,
+            rows=message.rows,
+        )
         try:
-            process = await self.service.open_process(message, self.outbox)
+            self.credential.require(ref, "write")
+            self.following[message.id] = await self.service.open_process(ref, message.id, spec, self.outbox)
         except IDEError as exc:
-            self.send(_error(exc.code, exc.message, message.id))
-            return
-        self.following[message.id] = process
+            self.send(channel_error(exc, message.id))
+
+    def _process(self, process_id: str, action: Action) -> ProcessHandle:
+        """A process this connection's credential may touch; any other is as good as unknown."""
+        handle = self.service.process(process_id)
+        if not self.credential.may(handle.ref, action):
+            raise unknown_process(process_id)
+        return handle
 
     async def _handle(self, message: ClientMessage) -> None:
-        try:
-            if isinstance(message, PingMessage):
-                self.send({"type": "pong"})
-            elif isinstance(message, StdinMessage):
-                await self.service.processes.get(message.id).session.write(message.data.encode("utf-8"))
-            elif isinstance(message, ResizeMessage):
-                await self.service.processes.get(message.id).session.resize(message.cols, message.rows)
-            elif isinstance(message, SignalMessage):
-                await self.service.processes.signal(message.id, message.signal)
-            elif isinstance(message, CloseStdinMessage):
-                await self.service.processes.get(message.id).session.close_stdin()
-            elif isinstance(message, AttachMessage):
-                process = self.service.processes.get(message.id)
-                process.attach(self.outbox, message.since)
-                self.following[message.id] = process
-            elif isinstance(message, DetachMessage):
-                process = self.service.processes.get(message.id)
-                process.detach(self.outbox)
-                self.following.pop(message.id, None)
-            elif isinstance(message, SubscribeMessage):
-                await self._subscribe(message)
-            elif isinstance(message, UnsubscribeMessage):
-                task = self.subscriptions.pop((message.project_id, message.workspace_id), None)
-                if task is not None:
-                    task.cancel()
-                self.send(
-                    {"type": "unsubscribed", "projectId": message.project_id, "workspaceId": message.workspace_id}
-                )
-        except IDEError as exc:
-            self.send(_error(exc.code, exc.message, getattr(message, "id", None)))
+        if isinstance(message, PingMessage):
+            self.send(Pong(type="pong"))
+        elif isinstance(message, StdinMessage):
+            await self._process(message.id, "write").write(message.data.encode("utf-8"))
+        elif isinstance(message, ResizeMessage):
+            await self._process(message.id, "write").resize(message.cols, message.rows)
+        elif isinstance(message, SignalMessage):
+            await self._process(message.id, "write").signal(message.signal)
+        elif isinstance(message, CloseStdinMessage):
+            await self._process(message.id, "write").close_stdin()
+        elif isinstance(message, AttachMessage):
+            handle = self._process(message.id, "read")
+            handle.attach(self.outbox, message.since)
+            self.following[message.id] = handle
+        elif isinstance(message, DetachMessage):
+            self._process(message.id, "read").detach(self.outbox)
+            self.following.pop(message.id, None)
+        elif isinstance(message, SubscribeMessage):
+            await self._subscribe(WorkspaceRef(message.project_id, message.workspace_id))
+        elif isinstance(message, UnsubscribeMessage):
+            ref = WorkspaceRef(message.project_id, message.workspace_id)
+            task = self.subscriptions.pop(ref, None)
+            if task is not None:
+                task.cancel()
+            self.send(Subscribed(type="unsubscribed", projectId=ref.project_id, workspaceId=ref.workspace_id))
 
-    async def _subscribe(self, message: SubscribeMessage) -> None:
-        key = (message.project_id, message.workspace_id)
-        snapshot = await self.service.status_event(WorkspaceRef(project_id=key[0], workspace_id=key[1]))
-        if key in self.subscriptions:
+    async def _subscribe(self, ref: WorkspaceRef) -> None:
+        self.credential.require(ref, "read")
+        snapshot = await self.service.status_snapshot(ref)
+        if ref in self.subscriptions:
             self.send(snapshot)
             return
         ready = asyncio.Event()
-        self.subscriptions[key] = asyncio.create_task(self._forward(key, ready), name=f"ws-sub-{key}")
+        self.subscriptions[ref] = asyncio.create_task(self._forward(ref, ready), name=f"ws-sub-{ref}")
         await ready.wait()
-        self.send({"type": "subscribed", "projectId": key[0], "workspaceId": key[1]})
+        self.send(Subscribed(type="subscribed", projectId=ref.project_id, workspaceId=ref.workspace_id))
         self.send(snapshot)
 
-    async def _forward(self, key: tuple[str, str], ready: asyncio.Event) -> None:
-        async with self.service.bus.subscribe(*key) as subscription:
+    async def _forward(self, ref: WorkspaceRef, ready: asyncio.Event) -> None:
+        async with self.service.subscribe(ref) as subscription:
             ready.set()
             while True:
                 self.send(await subscription.get())
@@ -195,12 +190,12 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.subscriptions.clear()
-        for process in self.following.values():
-            process.detach(self.outbox)
+        for handle in self.following.values():
+            handle.detach(self.outbox)
         self.following.clear()
 
 
-def encode(message: dict[str, Any]) -> str:
+def encode(message: Mapping[str, object]) -> str:
     """Compact JSON. pydantic-core's encoder is several times faster than the json module's on large strings,
     which is most of the cost of streaming output; text it cannot encode (a lone surrogate) is escaped instead."""
     try:
@@ -226,22 +221,9 @@ def _guess_id(text: str) -> str | None:
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    service: WorkspaceService = websocket.app.state.service
-    limiter: FailureLimiter = websocket.app.state.limiter
-    client = client_address(websocket.scope)
-    wait = limiter.blocked_for(client)
-    if wait:
-        await _refuse(websocket, TooManyAttempts(wait))
-        return
-    if not token_matches(_presented_token(websocket), websocket.app.state.token):
-        limiter.failed(client)
-        await _refuse(
-            websocket,
-            Unauthorized("The API token is missing or wrong: pass ?token=<token> or 'Authorization: Bearer <token>'"),
-        )
-        return
+    """The live channel, for a websocket AuthMiddleware let through."""
+    connection = Connection(websocket, websocket.app.state.service, credential(websocket))
     await websocket.accept()
-    connection = Connection(websocket, service)
     connections: set[Connection] = websocket.app.state.connections
     connections.add(connection)
     try:

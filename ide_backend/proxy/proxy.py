@@ -5,223 +5,52 @@ frame (text and binary), hop-by-hop headers are dropped and the path prefix is s
 URLs only, so it works below any prefix as long as the prefix ends with a slash (/ide/p/w is redirected to
 /ide/p/w/). The browser's Host and Origin go upstream unchanged, so code-server's own origin check holds.
 
-Access: the API token opens the IDE once, as `?token=` on a navigation; the answer sets an HttpOnly,
-SameSite=Strict cookie scoped to /ide/{projectId}/{workspaceId}/ holding an expiry and an HMAC of it (keyed by a
-key derived from the token, never the token itself) and sends the browser to the same URL without the token: a 303
-when the navigation started on this site, else a page that navigates by itself (a Strict cookie set during a
-redirect chain that began on another site would not be sent on the redirect's next request).
-`Authorization: Bearer <token>` works too, for programs. Neither the token nor the cookie is passed upstream, and
-code-server's password stays as a second lock.
+Access goes through the same Authenticator as the API (ide_backend.api.auth): the API token opens the IDE once,
+as `?token=` on a navigation; the answer sets an HttpOnly, SameSite=Strict cookie scoped to
+/ide/{projectId}/{workspaceId}/ (the authenticator's IDE session: an expiry and an HMAC of it, never the token) and
+sends the browser to the same URL without the token: a 303 when the navigation started on this site, else a page
+that navigates by itself (a Strict cookie set during a redirect chain that began on another site would not be sent
+on the redirect's next request). `Authorization: Bearer <token>` works too, for programs. Neither the token nor
+the cookie is passed upstream, and code-server's password stays as a second lock.
 
-    proxy = IDEProxy(resolve, token=api_token, limiter=limiter)
+    proxy = IDEProxy(resolve, authenticator)
     routes = [*api_routes, *proxy.routes()]          # and `await proxy.close()` on shutdown
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import html
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol
-from urllib.parse import quote, urlsplit
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from yarl import URL
 
+from ..api.answers import deny, error_page
+from ..api.auth import COOKIE_NAME, TOKEN_PARAM, Authenticator, Credential
 from ..api.models import ID_PATTERN
-from ..errors import IDEError, IDETimeout, IDEUnavailable, NotFound, TooManyAttempts, Unauthorized
+from ..errors import IDEError, IDETimeout, IDEUnavailable, NotFound
+from ..service.domain import WorkspaceRef
+from .headers import WS_REQUEST_DROP, request_headers, response_headers, sendable_close_code, without_param
 
 log = logging.getLogger(__name__)
 
-Resolver = Callable[[str, str], Awaitable[tuple[str, int]]]
-"""(projectId, workspaceId) -> (host, port) of the workspace's code-server; raises NotFound, NotRunning, ..."""
+Resolver = Callable[[WorkspaceRef], Awaitable[tuple[str, int]]]
+"""A workspace -> (host, port) of its code-server; raises NotFound, NotRunning, ..."""
 
 PREFIX = "/ide"
-COOKIE_NAME = "ide_session"
-TOKEN_PARAM = "token"  # noqa: S105 - the name of the query parameter, not a secret
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-# RFC 9110 7.6.1 hop-by-hop headers, plus what this proxy sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-_REQUEST_DROP = HOP_BY_HOP | {"host", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
-_REQUEST_DROP |= {"x-forwarded-prefix", "x-real-ip", "expect"}  # uvicorn has answered any 100-continue
-# The handshake headers of the browser's websocket belong to that connection; aiohttp makes its own.
-_WS_REQUEST_DROP = _REQUEST_DROP | {
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-extensions",
-    "sec-websocket-protocol",
-    "sec-websocket-accept",
-    "content-length",
-}
 _ID = re.compile(ID_PATTERN)
-
-
-class FailureCounter(Protocol):
-    """Throttling of wrong tokens per client address (ide_backend.api.middleware.FailureLimiter fits)."""
-
-    def blocked_for(self, client: str) -> float: ...
-
-    def failed(self, client: str) -> None: ...
-
-
-# -- headers ---------------------------------------------------------------------------------------------------
-
-
-def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
-    """Header names a Connection header declares hop-by-hop."""
-    names: set[str] = set()
-    for name, value in headers:
-        if name.lower() == "connection":
-            names.update(part.strip().lower() for part in value.split(",") if part.strip())
-    return names
-
-
-def request_headers(
-    headers: Iterable[tuple[str, str]],
-    *,
-    drop: frozenset[str] = _REQUEST_DROP,
-    token: str = "",
-    cookie_name: str = COOKIE_NAME,
-) -> list[tuple[str, str]]:
-    """The client's headers fit to send upstream: no hop-by-hop or forwarding headers, not our cookie, not the
-    API token (neither is the workspace's business)."""
-    items = list(headers)
-    listed = _connection_listed(items)
-    out: list[tuple[str, str]] = []
-    for name, value in items:
-        lower = name.lower()
-        if lower in drop or lower in listed:
-            continue
-        if lower == "authorization" and token and _bearer(value) is not None:
-            presented = _bearer(value) or ""
-            if hmac.compare_digest(presented.encode(), token.encode()):
-                continue
-        if lower == "cookie":
-            value = strip_cookie(value, cookie_name)
-            if not value:
-                continue
-        out.append((name, value))
-    return out
-
-
-def response_headers(
-    headers: Iterable[tuple[str, str]], prefix: str, upstream_hosts: Iterable[str]
-) -> list[tuple[str, str]]:
-    """Upstream's headers fit for the browser: no hop-by-hop, cookies and redirects kept below `prefix`."""
-    items = list(headers)
-    listed = _connection_listed(items)
-    hosts = {h.lower() for h in upstream_hosts}
-    out: list[tuple[str, str]] = []
-    for name, value in items:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in listed:
-            continue
-        if lower == "set-cookie":
-            rewritten = rewrite_set_cookie(value, prefix)
-            if rewritten is None:
-                continue
-            value = rewritten
-        elif lower in ("location", "content-location"):
-            value = rewrite_location(value, prefix, hosts)
-        out.append((name, value))
-    return out
-
-
-def strip_cookie(header: str, name: str) -> str:
-    """A Cookie header without the cookies called `name`."""
-    kept = [part.strip() for part in header.split(";") if part.strip() and part.split("=", 1)[0].strip() != name]
-    return "; ".join(kept)
-
-
-def rewrite_set_cookie(value: str, prefix: str) -> str | None:
-    """Keep upstream's cookie below `prefix` (code-server would scope its session cookie to / otherwise, where every
-    workspace would share it) and without a Domain; None drops a cookie that tries to replace ours."""
-    parts = [part.strip() for part in value.split(";")]
-    if not parts or parts[0].split("=", 1)[0].strip() == COOKIE_NAME:
-        return None
-    out = [parts[0]]
-    has_path = False
-    for attr in parts[1:]:
-        key, _, val = attr.partition("=")
-        key = key.strip().lower()
-        if key == "domain" or not attr:
-            continue
-        if key == "path":
-            has_path = True
-            path = val.strip()
-            attr = f"Path={path if _below(path, prefix) else _join(prefix, path)}"
-        out.append(attr)
-    if not has_path:
-        out.append(f"Path={prefix}")
-    return "; ".join(out)
-
-
-def rewrite_location(value: str, prefix: str, upstream_hosts: set[str]) -> str:
-    """A redirect upstream meant for its own root, put below `prefix`; relative ones ('./login') are fine as they
-    are, and so are redirects to other sites."""
-    parts = urlsplit(value)
-    if parts.netloc and parts.netloc.lower() not in upstream_hosts:
-        return value
-    if parts.netloc or value.startswith("/"):
-        if value.startswith("//"):
-            return value
-        path = parts.path or "/"
-        target = path if _below(path, prefix) else _join(prefix, path)
-        return target + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    return value
-
-
-def _below(path: str, prefix: str) -> bool:
-    return path == prefix.rstrip("/") or path.startswith(prefix)
-
-
-def _join(prefix: str, path: str) -> str:
-    return prefix.rstrip("/") + "/" + path.lstrip("/")
-
-
-def _bearer(value: str) -> str | None:
-    scheme, _, credentials = value.partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else None
-
-
-def without_param(query: str, name: str) -> str:
-    """The raw query string without the `name` parameters; the others stay exactly as they were sent."""
-    return "&".join(part for part in query.split("&") if part and part.split("=", 1)[0] != name)
-
-
-def _sendable_close_code(code: int | None) -> int:
-    """A close code that may go on the wire (1005/1006/1015 are reserved for reporting)."""
-    if code is None or code in (1005, 1006, 1015) or not (1000 <= code <= 4999):
-        return 1000 if code in (None, 1005) else 1011
-    return code
-
-
-# -- the proxy -------------------------------------------------------------------------------------------------
 
 
 class IDEProxy:
@@ -230,30 +59,22 @@ class IDEProxy:
     def __init__(
         self,
         resolve: Resolver,
+        authenticator: Authenticator,
         *,
-        token: str,
-        limiter: FailureCounter | None = None,
-        cookie_ttl: float = 12 * 3600,
         connect_timeout: float = 10.0,
         response_timeout: float = 300.0,
         websocket_heartbeat: float = 30.0,
         max_message_bytes: int = 64 * 1024 * 1024,
         resolve_ttl: float = 2.0,
     ) -> None:
-        if not token:
-            raise ValueError("the proxy needs the API token")
         self._resolve = resolve
-        self._token = token
-        # The cookie key is derived from the token: rotating the token ends every IDE session.
-        self._key = hmac.new(token.encode(), b"ide-backend proxy cookie v1", hashlib.sha256).digest()
-        self._limiter = limiter
-        self.cookie_ttl = cookie_ttl
+        self._auth = authenticator
         self._connect_timeout = connect_timeout
         self._response_timeout = response_timeout
         self._heartbeat = websocket_heartbeat
         self._max_message = max_message_bytes
         self._resolve_ttl = resolve_ttl
-        self._resolved: dict[tuple[str, str], tuple[float, tuple[str, int]]] = {}
+        self._resolved: dict[WorkspaceRef, tuple[float, tuple[str, int]]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def routes(self) -> list[BaseRoute]:
@@ -289,93 +110,39 @@ class IDEProxy:
             )
         return self._session
 
-    # -- the session cookie --------------------------------------------------------------------------------------
-
-    def _sign(self, project_id: str, workspace_id: str, expires: int) -> str:
-        message = f"{project_id}\0{workspace_id}\0{expires}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-    def issue_cookie(self, project_id: str, workspace_id: str, now: float | None = None) -> str:
-        """The cookie value for one workspace: `<expiry>.<HMAC(project, workspace, expiry)>`."""
-        expires = int((time.time() if now is None else now) + self.cookie_ttl)
-        return f"{expires}.{self._sign(project_id, workspace_id, expires)}"
-
-    def cookie_valid(self, value: str, project_id: str, workspace_id: str, now: float | None = None) -> bool:
-        expires_raw, _, signature = value.partition(".")
-        if not expires_raw.isdigit() or not signature:
-            return False
-        expires = int(expires_raw)
-        if expires < (time.time() if now is None else now):
-            return False
-        return hmac.compare_digest(signature.encode(), self._sign(project_id, workspace_id, expires).encode())
-
-    def _cookie_values(self, headers: Iterable[tuple[str, str]]) -> list[str]:
-        """Every value of our cookie (a browser may send more than one)."""
-        values = []
-        for name, header in headers:
-            if name.lower() != "cookie":
-                continue
-            for part in header.split(";"):
-                key, _, value = part.strip().partition("=")
-                if key == COOKIE_NAME:
-                    values.append(value)
-        return values
-
-    def _authenticated(self, conn: Request | WebSocket, project_id: str, workspace_id: str) -> bool:
-        items = conn.headers.items()
-        if any(self.cookie_valid(v, project_id, workspace_id) for v in self._cookie_values(items)):
-            return True
-        authorization = conn.headers.get("authorization")
-        presented = _bearer(authorization) if authorization else None
-        if presented is None:
-            return False
-        if wait := self._blocked(conn):
-            raise TooManyAttempts(wait)
-        return self._token_ok(conn, presented)
-
-    def _token_ok(self, conn: Request | WebSocket, presented: str) -> bool:
-        client = conn.client.host if conn.client else "unknown"
-        if hmac.compare_digest(presented.encode(), self._token.encode()):
-            return True
-        if self._limiter is not None:
-            self._limiter.failed(client)
-        return False
-
-    def _blocked(self, conn: Request | WebSocket) -> float:
-        if self._limiter is None:
-            return 0.0
-        return self._limiter.blocked_for(conn.client.host if conn.client else "unknown")
-
     # -- resolving ---------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _ids(conn: Request | WebSocket) -> tuple[str, str]:
+    def _ref(conn: Request | WebSocket) -> WorkspaceRef:
         project_id, workspace_id = conn.path_params["project_id"], conn.path_params["workspace_id"]
         for value in (project_id, workspace_id):
             if not _ID.match(value) or value.endswith("."):
                 raise NotFound(f"No such workspace: {value!r} is not a valid projectId/workspaceId")
-        return project_id, workspace_id
+        return WorkspaceRef(project_id, workspace_id)
 
-    async def _upstream(self, project_id: str, workspace_id: str) -> tuple[str, int]:
+    def _authenticate(self, conn: Request | WebSocket, ref: WorkspaceRef) -> Credential:
+        credential = self._auth.authenticate(conn, workspace=ref)
+        credential.require(ref, "write")
+        return credential
+
+    async def _upstream(self, ref: WorkspaceRef) -> tuple[str, int]:
         """The workspace's code-server address, remembered briefly (a page load is hundreds of requests)."""
-        key = (project_id, workspace_id)
-        cached = self._resolved.get(key)
+        cached = self._resolved.get(ref)
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        address = await self._resolve(project_id, workspace_id)
-        self._resolved[key] = (now + self._resolve_ttl, address)
+        address = await self._resolve(ref)
+        self._resolved[ref] = (now + self._resolve_ttl, address)
         if len(self._resolved) > 4096:
             self._resolved = {k: v for k, v in self._resolved.items() if v[0] > now}
         return address
 
-    def _forget(self, project_id: str, workspace_id: str) -> None:
-        self._resolved.pop((project_id, workspace_id), None)
+    def _forget(self, ref: WorkspaceRef) -> None:
+        self._resolved.pop(ref, None)
 
     @staticmethod
-    def _prefix(project_id: str, workspace_id: str) -> str:
-        return f"{PREFIX}/{project_id}/{workspace_id}/"
+    def _prefix(ref: WorkspaceRef) -> str:
+        return f"{PREFIX}/{ref.project_id}/{ref.workspace_id}/"
 
     @staticmethod
     def _upstream_target(conn: Request | WebSocket, prefix: str) -> str:
@@ -390,7 +157,7 @@ class IDEProxy:
 
     async def _add_slash(self, request: Request) -> Response:
         """code-server's URLs are relative: its root must end with a slash."""
-        self._ids(request)
+        self._ref(request)
         query = request.url.query
         return RedirectResponse(request.url.path + "/" + (f"?{query}" if query else ""), status_code=308)
 
@@ -399,23 +166,18 @@ class IDEProxy:
             return await self._serve(request)
         except IDEError as exc:
             if _is_navigation(request):
-                return _error_page(exc)
+                return error_page(exc)
             raise
 
     async def _serve(self, request: Request) -> Response:
-        project_id, workspace_id = self._ids(request)
-        prefix = self._prefix(project_id, workspace_id)
-        presented = request.query_params.get(TOKEN_PARAM)
-        if presented is not None and request.method in ("GET", "HEAD"):
-            return self._open(request, presented, project_id, workspace_id, prefix)
-        if not self._authenticated(request, project_id, workspace_id):
-            raise Unauthorized(
-                f"Open the IDE with the API token once: {prefix}?token=<API token>; that sets a session cookie for "
-                "this workspace (or send 'Authorization: Bearer <token>')"
-            )
-        host, port = await self._upstream(project_id, workspace_id)
+        ref = self._ref(request)
+        prefix = self._prefix(ref)
+        credential = self._authenticate(request, ref)
+        if credential.source == "query" and request.method in ("GET", "HEAD"):
+            return self._open(request, ref, prefix)
+        host, port = await self._upstream(ref)
         target = self._upstream_target(request, prefix)
-        headers = request_headers(request.headers.items(), token=self._token)
+        headers = request_headers(request.headers.items(), is_token=self._auth.is_token)
         headers += _forwarded(request, prefix)
         headers.append(("Host", request.headers.get("host", f"{host}:{port}")))
         has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
@@ -431,13 +193,11 @@ class IDEProxy:
                     compress=None,
                 )
         except TimeoutError as exc:
-            raise IDETimeout(
-                f"code-server in {project_id}/{workspace_id} did not answer within {self._response_timeout:g} s"
-            ) from exc
+            raise IDETimeout(f"code-server in {ref} did not answer within {self._response_timeout:g} s") from exc
         except aiohttp.ClientError as exc:
-            self._forget(project_id, workspace_id)
+            self._forget(ref)
             raise IDEUnavailable(
-                f"code-server in {project_id}/{workspace_id} does not answer on port {port} "
+                f"code-server in {ref} does not answer on port {port} "
                 f"({exc.__class__.__name__}); it may still be starting: try again in a moment",
                 retryAfter=2,
             ) from exc
@@ -449,12 +209,8 @@ class IDEProxy:
         ]
         return response
 
-    def _open(self, request: Request, presented: str, project_id: str, workspace_id: str, prefix: str) -> Response:
-        """?token=: check it, set the session cookie, and send the browser to the URL without the token."""
-        if wait := self._blocked(request):
-            raise TooManyAttempts(wait)
-        if not self._token_ok(request, presented):
-            raise Unauthorized("The token is wrong; open the IDE with ?token=<API token>")
+    def _open(self, request: Request, ref: WorkspaceRef, prefix: str) -> Response:
+        """A navigation with the right ?token=: set the session cookie and send the browser to the URL without it."""
         query = without_param(request.url.query, TOKEN_PARAM)
         target = request.url.path + (f"?{query}" if query else "")
         # A SameSite=Strict cookie set on a redirect that began on another site is not sent on the redirect's next
@@ -471,8 +227,8 @@ class IDEProxy:
         response.headers["referrer-policy"] = "no-referrer"
         response.set_cookie(
             COOKIE_NAME,
-            self.issue_cookie(project_id, workspace_id),
-            max_age=int(self.cookie_ttl),
+            self._auth.issue_session(ref),
+            max_age=int(self._auth.session_ttl),
             path=prefix,
             secure=request.url.scheme == "https",
             httponly=True,
@@ -484,16 +240,15 @@ class IDEProxy:
 
     async def _websocket(self, websocket: WebSocket) -> None:
         try:
-            project_id, workspace_id = self._ids(websocket)
-            if not self._authenticated(websocket, project_id, workspace_id):
-                raise Unauthorized("No valid IDE session for this workspace; open the IDE with ?token= first")
-            host, port = await self._upstream(project_id, workspace_id)
+            ref = self._ref(websocket)
+            self._authenticate(websocket, ref)
+            host, port = await self._upstream(ref)
         except IDEError as exc:
-            await _deny(websocket, exc)
+            await deny(websocket.scope, websocket.receive, websocket.send, exc)
             return
-        prefix = self._prefix(project_id, workspace_id)
+        prefix = self._prefix(ref)
         target = self._upstream_target(websocket, prefix)
-        headers = request_headers(websocket.headers.items(), drop=_WS_REQUEST_DROP, token=self._token)
+        headers = request_headers(websocket.headers.items(), drop=WS_REQUEST_DROP, is_token=self._auth.is_token)
         headers += _forwarded(websocket, prefix)
         headers.append(("Host", websocket.headers.get("host", f"{host}:{port}")))
         url = URL(f"http://{host}:{port}{target}", encoded=True)
@@ -507,13 +262,13 @@ class IDEProxy:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
             )
         except aiohttp.WSServerHandshakeError as exc:
-            await _deny(websocket, IDEUnavailable(f"code-server refused the websocket ({exc.status} {exc.message})"))
+            refused = IDEUnavailable(f"code-server refused the websocket ({exc.status} {exc.message})")
+            await deny(websocket.scope, websocket.receive, websocket.send, refused)
             return
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._forget(project_id, workspace_id)
-            await _deny(
-                websocket, IDEUnavailable(f"code-server in {project_id}/{workspace_id} does not answer ({exc})")
-            )
+            self._forget(ref)
+            silent = IDEUnavailable(f"code-server in {ref} does not answer ({exc})")
+            await deny(websocket.scope, websocket.receive, websocket.send, silent)
             return
         try:
             await websocket.accept(subprotocol=upstream.protocol)
@@ -560,24 +315,6 @@ def _is_navigation(request: Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
 
-def _error_page(exc: IDEError) -> Response:
-    """A failure a person sees in the browser tab: said in words; a starting code-server is retried by itself."""
-    refresh = '<meta http-equiv="refresh" content="2">' if isinstance(exc, IDEUnavailable) else ""
-    page = f"<!doctype html>{refresh}<title>IDE: {exc.code}</title><p>{html.escape(exc.message)}</p>\n"
-    response = HTMLResponse(page, status_code=exc.status_code, headers={"cache-control": "no-store"})
-    if isinstance(exc, IDEUnavailable):
-        response.headers["retry-after"] = "2"
-    return response
-
-
-async def _deny(websocket: WebSocket, error: IDEError) -> None:
-    """Refuse a websocket handshake with the error's HTTP status where the server can, else close it (1008)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(error.to_json(), status_code=error.status_code))
-    else:
-        await websocket.close(code=1008, reason=error.message[:120])
-
-
 async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> None:
     """Frames both ways until either side closes; the close code travels to the other side."""
 
@@ -585,7 +322,7 @@ async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse)
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                await upstream.close(code=_sendable_close_code(message.get("code")))
+                await upstream.close(code=sendable_close_code(message.get("code")))
                 return
             if message.get("text") is not None:
                 await upstream.send_str(message["text"])
@@ -602,7 +339,7 @@ async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse)
                 log.debug("upstream websocket error: %s", upstream.exception())
                 break
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-            await websocket.close(code=_sendable_close_code(upstream.close_code))
+            await websocket.close(code=sendable_close_code(upstream.close_code))
 
     tasks = [asyncio.create_task(browser_to_upstream()), asyncio.create_task(upstream_to_browser())]
     try:
@@ -618,16 +355,4 @@ async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse)
             log.warning("websocket proxy: %r", result)
 
 
-__all__ = [
-    "COOKIE_NAME",
-    "PREFIX",
-    "FailureCounter",
-    "IDEProxy",
-    "Resolver",
-    "request_headers",
-    "response_headers",
-    "rewrite_location",
-    "rewrite_set_cookie",
-    "strip_cookie",
-    "without_param",
-]
+__all__ = ["PREFIX", "IDEProxy", "Resolver"]

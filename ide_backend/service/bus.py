@@ -3,6 +3,10 @@
 A slow subscriber never blocks the publisher or the others: when its queue is full the oldest event waiting in it
 is dropped and counted, and the next event it receives carries `"missed": <n>`. Status events describe state, so
 the latest one is always the one that matters.
+
+Subscribers of one workspace get a status only when it changes (a repeat of the same status is skipped);
+`subscribe_all()` is for components that react to every event of every workspace (the process manager ending the
+streams of a stopped container), repeats included.
 """
 
 from __future__ import annotations
@@ -11,27 +15,32 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
-WorkspaceKey = tuple[str, str]
+from .domain import WorkspaceRef
+from .messages import Status, StatusMessage, StatusSource
+
 QUEUE_SIZE = 256
+ALL_QUEUE_SIZE = 4096
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One subscriber's queue for one workspace."""
+    """One subscriber's queue."""
 
-    key: WorkspaceKey
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    size: int = QUEUE_SIZE
+    queue: asyncio.Queue[StatusMessage] = field(init=False)
     missed: int = 0
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.size)
+
+    def offer(self, event: StatusMessage) -> None:
         if self.queue.full():
             self.queue.get_nowait()
             self.missed += 1
         self.queue.put_nowait(event)
 
-    async def get(self) -> dict[str, Any]:
+    async def get(self) -> StatusMessage:
         event = await self.queue.get()
         if self.missed:
             event = {**event, "missed": self.missed}
@@ -40,36 +49,57 @@ class Subscription:
 
 
 class EventBus:
-    """publish() never waits; subscribe() is an async context manager that always unsubscribes."""
+    """publish() never waits; subscribe() and subscribe_all() are async context managers that always unsubscribe."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[WorkspaceKey, set[Subscription]] = {}
-        self._last: dict[WorkspaceKey, str] = {}
+        self._subscribers: dict[WorkspaceRef, set[Subscription]] = {}
+        self._everything: set[Subscription] = set()
+        self._last: dict[WorkspaceRef, str] = {}
 
-    def publish(self, project_id: str, workspace_id: str, status: str, **details: Any) -> None:
-        """Send a status event to every subscriber of the workspace; a repeat of the same status is skipped."""
-        key = (project_id, workspace_id)
-        if self._last.get(key) == status and not details.get("force"):
-            return
-        self._last[key] = status
-        details.pop("force", None)
-        event = {"type": "status", "projectId": project_id, "workspaceId": workspace_id, "status": status, **details}
-        for subscription in list(self._subscribers.get(key, ())):
+    def publish(
+        self, ref: WorkspaceRef, status: Status, source: StatusSource, exit_code: int | None = None
+    ) -> StatusMessage:
+        """Send a status event to every subscriber of the workspace (unless it repeats the last status), and to
+        every subscriber of all workspaces."""
+        event: StatusMessage = {
+            "type": "status",
+            "projectId": ref.project_id,
+            "workspaceId": ref.workspace_id,
+            "status": status,
+            "source": source,
+        }
+        if status in ("exited", "died"):
+            event["exitCode"] = exit_code
+        for subscription in list(self._everything):
             subscription.offer(event)
+        if self._last.get(ref) != status:
+            self._last[ref] = status
+            for subscription in list(self._subscribers.get(ref, ())):
+                subscription.offer(event)
+        return event
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, project_id: str, workspace_id: str) -> AsyncIterator[Subscription]:
-        key = (project_id, workspace_id)
-        subscription = Subscription(key)
-        self._subscribers.setdefault(key, set()).add(subscription)
+    async def subscribe(self, ref: WorkspaceRef) -> AsyncIterator[Subscription]:
+        subscription = Subscription()
+        self._subscribers.setdefault(ref, set()).add(subscription)
         try:
             yield subscription
         finally:
-            subscribers = self._subscribers.get(key)
+            subscribers = self._subscribers.get(ref)
             if subscribers is not None:
                 subscribers.discard(subscription)
                 if not subscribers:
-                    del self._subscribers[key]
+                    del self._subscribers[ref]
+
+    @contextlib.asynccontextmanager
+    async def subscribe_all(self) -> AsyncIterator[Subscription]:
+        subscription = Subscription(ALL_QUEUE_SIZE)
+        self._everything.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._everything.discard(subscription)
 
     def subscriber_count(self) -> int:
+        """Subscriptions held by clients (the service's own subscribe_all() is not counted)."""
         return sum(len(s) for s in self._subscribers.values())

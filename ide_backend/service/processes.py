@@ -8,6 +8,9 @@ after `detached_ttl` seconds; a finished one is kept `finished_ttl` seconds for 
 Listeners are bounded queues too. One that falls `LISTENER_QUEUE` messages or `lag_limit` characters of output
 (setting process_lag_chars) behind is detached and told so (`slow_consumer`); it can attach again with the last seq
 it saw and lose nothing the buffer still holds.
+
+Callers get a ProcessHandle: stdin, resize, signals, attach and detach, and which workspace the process runs in
+(so the edge can ask whether a credential may touch it); never the runtime's session itself.
 """
 
 from __future__ import annotations
@@ -18,33 +21,40 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import Conflict, IDEError, NotFound
-from ..runtime import STDERR, STDOUT, ExecSession
+from ..runtime import STDERR, STDOUT, ExecSession, Runtime
+from .bus import EventBus
+from .domain import WorkspaceRef
+from .messages import AttachedMessage, ErrorMessage, ExitMessage, OutputMessage, ProcessMessage
 
 log = logging.getLogger(__name__)
 
 LISTENER_QUEUE = 4096
 
 
-class Outbox(asyncio.Queue[dict[str, Any]]):
+class Outbox(asyncio.Queue[Mapping[str, object]]):
     """One connection's messages waiting to be sent, with the characters of output among them."""
 
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
         self.waiting_chars = 0
 
-    def _put(self, item: dict[str, Any]) -> None:
-        self.waiting_chars += len(item.get("data", ""))
+    def _put(self, item: Mapping[str, object]) -> None:
+        self.waiting_chars += _data_chars(item)
         super()._put(item)
 
-    def _get(self) -> dict[str, Any]:
+    def _get(self) -> Mapping[str, object]:
         item = super()._get()
-        self.waiting_chars -= len(item.get("data", ""))
+        self.waiting_chars -= _data_chars(item)
         return item
+
+
+def _data_chars(item: Mapping[str, object]) -> int:
+    data = item.get("data")
+    return len(data) if isinstance(data, str) else 0
 
 
 @dataclass(eq=False)
@@ -52,19 +62,18 @@ class Process:
     """One exec and everything needed to replay its output."""
 
     id: str
-    project_id: str
-    workspace_id: str
+    ref: WorkspaceRef
     session: ExecSession
     timeout: float | None
     buffer_limit: int
     lag_limit: int  # characters of output one listener may fall behind before it is detached
     output_cap: int
-    chunks: deque[dict[str, Any]] = field(default_factory=deque)
+    chunks: deque[OutputMessage] = field(default_factory=deque)
     buffered: int = 0
     next_seq: int = 1
     sent_bytes: int = 0
     truncated: bool = False
-    exit: dict[str, Any] | None = None
+    exit: ExitMessage | None = None
     listeners: set[Outbox] = field(default_factory=set)
     detached_since: float | None = None
     finished_at: float | None = None
@@ -78,21 +87,20 @@ class Process:
 
     @property
     def first_seq(self) -> int:
-        return int(self.chunks[0]["seq"]) if self.chunks else self.next_seq
+        return self.chunks[0]["seq"] if self.chunks else self.next_seq
 
-    def _emit(self, message: dict[str, Any]) -> None:
+    def _emit(self, message: ProcessMessage) -> None:
         for outbox in list(self.listeners):
             if outbox.qsize() >= LISTENER_QUEUE - 1 or outbox.waiting_chars >= self.lag_limit:
                 self.listeners.discard(outbox)
-                outbox.put_nowait(
-                    {
-                        "type": "error",
-                        "id": self.id,
-                        "code": "slow_consumer",
-                        "message": "Output came faster than this connection read it; attach again with the last "
-                        "seq you received to continue",
-                    }
-                )
+                slow: ErrorMessage = {
+                    "type": "error",
+                    "id": self.id,
+                    "code": "slow_consumer",
+                    "message": "Output came faster than this connection read it; attach again with the last "
+                    "seq you received to continue",
+                }
+                outbox.put_nowait(slow)
                 if not self.listeners:
                     self.detached_since = time.monotonic()
                 continue
@@ -102,7 +110,12 @@ class Process:
         """Buffer one decoded chunk (dropping the oldest past the limit) and send it to every listener."""
         if not text:
             return
-        chunk = {"type": "stdout" if stream == STDOUT else "stderr", "id": self.id, "seq": self.next_seq, "data": text}
+        chunk: OutputMessage = {
+            "type": "stdout" if stream == STDOUT else "stderr",
+            "id": self.id,
+            "seq": self.next_seq,
+            "data": text,
+        }
         self.next_seq += 1
         self.chunks.append(chunk)
         self.buffered += len(text)
@@ -123,9 +136,9 @@ class Process:
         self.finished_at = time.monotonic()
         self._emit(self.exit)
 
-    def attach(self, outbox: Outbox, since: int) -> dict[str, Any]:
-        """Replay what came after `since`, then follow live; returns the `attached` message to send first."""
-        attached = {
+    def attach(self, outbox: Outbox, since: int) -> AttachedMessage:
+        """Replay what came after `since`, then follow live; returns the `attached` message sent first."""
+        attached: AttachedMessage = {
             "type": "attached",
             "id": self.id,
             "firstSeq": self.first_seq,
@@ -149,52 +162,87 @@ class Process:
             self.detached_since = time.monotonic()
 
 
-ReasonLookup = Callable[[str, int | None, Callable[[], str | None]], Awaitable[str | None]]
+class ProcessHandle:
+    """What a caller may do with one process: the only way in from outside the service."""
+
+    def __init__(self, manager: ProcessManager, process: Process) -> None:
+        self._manager = manager
+        self._process = process
+
+    @property
+    def id(self) -> str:
+        return self._process.id
+
+    @property
+    def ref(self) -> WorkspaceRef:
+        return self._process.ref
+
+    async def write(self, data: bytes) -> None:
+        await self._process.session.write(data)
+
+    async def close_stdin(self) -> None:
+        await self._process.session.close_stdin()
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self._process.session.resize(cols, rows)
+
+    async def signal(self, name: str) -> None:
+        self._process.signalled = True
+        await self._process.session.signal(name)
+
+    def attach(self, outbox: Outbox, since: int) -> AttachedMessage:
+        return self._process.attach(outbox, since)
+
+    def detach(self, outbox: Outbox) -> None:
+        self._process.detach(outbox)
 
 
 class ProcessManager:
-    """All live and recently finished processes, by the client's id (ids are global on this server)."""
+    """All live and recently finished processes, by the client's id (ids are global on this server). It hears of
+    containers that stop from the status bus, and ends their processes' streams."""
 
     def __init__(
         self,
+        runtime: Runtime,
+        bus: EventBus,
         *,
         buffer_limit: int,
         lag_limit: int,
         output_cap: int,
         detached_ttl: float,
         finished_ttl: float,
-        end_reason: ReasonLookup,
     ) -> None:
+        self.runtime = runtime
+        self.bus = bus
         self.buffer_limit = buffer_limit
         self.lag_limit = lag_limit
         self.output_cap = output_cap
         self.detached_ttl = detached_ttl
         self.finished_ttl = finished_ttl
-        self._end_reason = end_reason
         self._processes: dict[str, Process] = {}
-        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        self._reaper = asyncio.create_task(self._reap_forever(), name="process-reaper")
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._reap_forever(), name="process-reaper"))
+        ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._follow_containers(ready), name="process-container-ends"))
+        await ready.wait()
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+                await task
+        self._tasks.clear()
         await asyncio.gather(*(self._kill(p, "backend_shutdown") for p in list(self._processes.values())))
 
-    def get(self, process_id: str) -> Process:
+    def get(self, process_id: str) -> ProcessHandle:
         process = self._processes.get(process_id)
         if process is None:
-            raise NotFound(f"No process {process_id!r} (it never ran here, or finished too long ago)")
-        return process
-
-    async def signal(self, process_id: str, name: str) -> None:
-        process = self.get(process_id)
-        process.signalled = True
-        await process.session.signal(name)
+            raise unknown_process(process_id)
+        return ProcessHandle(self, process)
 
     def check_free(self, process_id: str) -> None:
         existing = self._processes.get(process_id)
@@ -205,20 +253,13 @@ class ProcessManager:
         return sum(1 for p in self._processes.values() if p.running)
 
     def add(
-        self,
-        process_id: str,
-        project_id: str,
-        workspace_id: str,
-        session: ExecSession,
-        timeout: float | None,
-        outbox: Outbox,
-    ) -> Process:
+        self, process_id: str, ref: WorkspaceRef, session: ExecSession, timeout: float | None, outbox: Outbox
+    ) -> ProcessHandle:
         """Register a started exec with its first listener, then start pumping its output."""
         self.check_free(process_id)
         process = Process(
             id=process_id,
-            project_id=project_id,
-            workspace_id=workspace_id,
+            ref=ref,
             session=session,
             timeout=timeout,
             buffer_limit=self.buffer_limit,
@@ -229,11 +270,11 @@ class ProcessManager:
         outbox.put_nowait({"type": "started", "id": process_id})  # ahead of any output
         self._processes[process_id] = process
         process.task = asyncio.create_task(self._pump(process), name=f"process-{process_id}")
-        return process
+        return ProcessHandle(self, process)
 
     async def _pump(self, process: Process) -> None:
         """Read the exec to its end, decoding UTF-8 incrementally per stream so no character is split."""
-        decoders = {stream: codecs.getincrementaldecoder("utf-8")("replace") for stream in (1, 2)}
+        decoders = {stream: codecs.getincrementaldecoder("utf-8")("replace") for stream in (STDOUT, STDERR)}
         timed_out = False
         try:
             async with asyncio.timeout(process.timeout):
@@ -266,6 +307,28 @@ class ProcessManager:
         await process.session.close()
         process.finish(exit_code, timed_out=timed_out, reason=reason)
 
+    async def _end_reason(
+        self, container_id: str, exit_code: int | None, known: Callable[[], str | None]
+    ) -> str | None:
+        """Why a process's stream ended, when its container is the reason. A process killed by a signal may have
+        died with its container a moment before the engine says so: look again for a while, and take the engine's
+        die event (`known`, set when the bus reports it) as soon as it arrives."""
+        deadline = time.monotonic() + (3.0 if exit_code is None or exit_code >= 128 else 0.0)
+        while True:
+            if known() is not None:
+                return known()
+            try:
+                state = await self.runtime.inspect(container_id)
+            except IDEError:
+                return "runtime_unavailable"
+            if state is None:
+                return "container_removed"
+            if not state.running:
+                return "oom_killed" if state.oom_killed else "container_stopped"
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+
     async def _kill(self, process: Process, reason: str) -> None:
         if not process.running:
             return
@@ -280,10 +343,24 @@ class ProcessManager:
                 process.task.cancel()
                 process.finish(None, timed_out=False, reason=reason)
 
-    def workspace_ended(self, project_id: str, workspace_id: str, reason: str) -> None:
+    async def _follow_containers(self, ready: asyncio.Event) -> None:
+        """End the streams of processes whose container the engine reports stopped or removed."""
+        async with self.bus.subscribe_all() as events:
+            ready.set()
+            while True:
+                event = await events.get()
+                if event["source"] != "docker":
+                    continue
+                ref = WorkspaceRef(event["projectId"], event["workspaceId"])
+                if event["status"] in ("exited", "died"):
+                    self._workspace_ended(ref, "container_stopped")
+                elif event["status"] == "removed":
+                    self._workspace_ended(ref, "container_removed")
+
+    def _workspace_ended(self, ref: WorkspaceRef, reason: str) -> None:
         """The container stopped or died: end its processes' streams even if the engine leaves them open."""
         for process in list(self._processes.values()):
-            if process.running and (process.project_id, process.workspace_id) == (project_id, workspace_id):
+            if process.running and process.ref == ref:
                 process.ending_reason = reason
                 asyncio.get_running_loop().call_later(1.0, self._close_if_open, process)
 
@@ -303,3 +380,8 @@ class ProcessManager:
                     await self._kill(process, "detached_timeout")
                 elif not process.running and process.finished_at and now - process.finished_at > self.finished_ttl:
                     del self._processes[process.id]
+
+
+def unknown_process(process_id: str) -> NotFound:
+    """The one answer for a process that is not there, or that the caller may not see: they must look the same."""
+    return NotFound(f"No process {process_id!r} (it never ran here, or finished too long ago)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import sqlalchemy as sa
 from databases import Database
 
@@ -19,6 +21,9 @@ from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
 from .tables import schema_migrations, workspaces
 
 log = logging.getLogger(__name__)
+
+# What the drivers raise when the database itself fails: locked, full, gone, refusing, or too slow to answer.
+DATABASE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def _now() -> str:
@@ -71,12 +76,14 @@ class Store:
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Every driver error (sqlite3, asyncpg, OS) becomes StoreUnavailable with what we were doing."""
+        """The database's own failures (sqlite3, asyncpg, the network, the disk) become StoreUnavailable with what
+        we were doing; anything else is a bug in our own code and goes on as it is (a 500 in the log, not a 503
+        that tells the operator to look at the database)."""
         try:
             yield
         except StoreUnavailable:
             raise
-        except Exception as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("database error while %s: %s", doing, exc)
             raise StoreUnavailable(
                 f"The database failed while {doing}: {exc}. Check that it is reachable and writable, then retry."

@@ -1,0 +1,83 @@
+"""The values the service speaks in: which workspace, what to run in it, and what it looks like now.
+
+Routes and the websocket turn wire messages (ide_backend.api.models, ide_backend.api.protocol) into these, call the
+service, and turn what it hands back into their answers; nothing here knows about HTTP, JSON or Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRef:
+    """One workspace: the unit of ownership, locking and (for credentials) access."""
+
+    project_id: str
+    workspace_id: str
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.workspace_id}"
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """One command to run as the workspace user: `sh -c command` in the workspace folder (or `cwd`)."""
+
+    command: str
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds; None: the default (REST) or no limit (websocket processes)
+    tty: bool = False
+    cols: int = 80
+    rows: int = 24
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    """A workspace's container as the API shows it: the engine's live state merged with the stored record."""
+
+    id: str | None
+    name: str
+    project_id: str
+    workspace_id: str
+    image: str
+    status: str
+    running: bool
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    oom_killed: bool
+    workspace_dir: str
+    volume: str
+    ports: dict[str, int]
+    theme: str | None
+    ide_url: str | None  # where VS Code opens through the backend; None when the image has none
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a lifecycle call did, for the route to word its answer."""
+
+    info: WorkspaceInfo
+    changed: bool
+
+
+@dataclass(frozen=True)
+class WorkspaceStatus:
+    """`status`: the info, the IDE password, and whether the IDE answers."""
+
+    info: WorkspaceInfo
+    password: str
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    output: str
+    error: str
+    exit_code: int
+    timed_out: bool
+    truncated: bool
+    duration_ms: float
