@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port, remove_instance
+from .harness import free_port, remove_instance
 
 pytestmark = pytest.mark.docker
 
