@@ -1,162 +1,67 @@
-"""Shared fixtures: a real ide-backend server (a uvicorn subprocess) on a real Docker engine, and clean-up by label.
+"""Fixtures and collection hooks: a real ide-backend server (a uvicorn subprocess) on a real Docker engine, and
+clean-up by label.
 
 Every server started here runs with its own IDE_INSTANCE, so everything it creates carries that label and is
-removed at the end, even when a test fails half-way.
+removed at the end, even when a test fails half-way. What test modules share besides fixtures is in helpers.py
+(and the process harness, shared with bench/, in harness.py); import it from there.
+
+Test tiers, by marker (pyproject.toml): `docker` needs a Docker engine, `browser` needs Chromium, `postgres` needs
+IDE_TEST_POSTGRES_URL. `pytest -m "not docker and not browser"` runs the rest in seconds. `engine_restart` stops
+every container on the engine, so the hook below runs it last.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
-# Debian's Chromium, driven by Playwright; never `playwright install` (it downloads a browser of its own).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+from .harness import DOCKER, Server, docker, docker_json, free_port, remove_instance
+from .helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TOKEN,
+    Call,
+    Channel,
+    chromium_browser,
+    run,
+    start_server,
+    wait_for_pool,
+)
+
+# Names modules imported from here before helpers.py existed; new code imports them from helpers or harness.
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "DOCKER",
+    "TOKEN",
+    "Call",
+    "Server",
+    "chromium_browser",
+    "docker",
+    "docker_json",
+    "free_port",
+    "remove_instance",
+    "run",
+    "start_server",
+    "wait_for_pool",
 ]
-TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI: what an operator (or an attacker behind our back) would do."""
-    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=check, timeout=120)
-
-
-def docker_json(*args: str) -> Any:
-    return json.loads(docker(*args).stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def remove_instance(instance: str) -> None:
-    label = f"label=ide-backend.instance={instance}"
-    ids = docker("ps", "-aq", "--filter", label).stdout.split()
-    if ids:
-        docker("rm", "-f", "-v", *ids, check=False)  # -v: anonymous volumes too (the backend image's /data)
-    vols = docker("volume", "ls", "-q", "--filter", label).stdout.split()
-    if vols:
-        docker("volume", "rm", "-f", *vols, check=False)
-
-
-@dataclass
-class Server:
-    """One running ide-backend process and what it was started with."""
-
-    url: str
-    instance: str
-    log_path: Path
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-    refs: list[dict[str, str]] = field(default_factory=list)
-
-    def client(self, token: str | None = TOKEN, timeout: float = 120.0) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(tmp: Path, *, instance: str | None = None, **env_overrides: str) -> Server:
-    """Start `python -m ide_backend serve` and wait until /healthz answers."""
-    instance = instance or "t" + uuid.uuid4().hex[:10]
-    port = free_port()
-    env = {
-        **os.environ,
-        "IDE_API_TOKEN": TOKEN,
-        "IDE_INSTANCE": instance,
-        "IDE_DATA_DIR": str(tmp / "data"),
-        "IDE_STOP_TIMEOUT": "1",
-        "IDE_MEMORY_LIMIT_MB": "512",
-        "IDE_PIDS_LIMIT": "256",
-        "IDE_PROCESS_DETACHED_TTL": "3",
-        "IDE_PROCESS_LAG_CHARS": str(32 * 1024 * 1024),  # test_streaming outruns it with 64 MiB, not 192
-        # Off unless a test asks: the warm pool's own tests (test_pool, test_lifecycle) run both ways.
-        "IDE_POOL_SIZE": "0",
-        **env_overrides,
-    }
-    tmp.mkdir(parents=True, exist_ok=True)
-    log_path = tmp / f"server-{port}.log"
-    with log_path.open("wb") as handle:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ide_backend", "serve", "--port", str(port)],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, instance, log_path, env, process)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"server did not come up:\n{server.log()}")
-
-
-def wait_for_pool(server: Server, timeout: float = 60.0) -> dict[str, int]:
-    """Until the server's warm pool is full; returns its stats."""
-    deadline = time.monotonic() + timeout
-    with server.client() as c:
-        while True:
-            pool: dict[str, int] = c.get("/api/v1/stats").json()["pool"]
-            if pool["ready"] >= pool["size"] or time.monotonic() > deadline:
-                assert pool["ready"] >= pool["size"], f"the warm pool did not fill: {pool}\n{server.log()[-3000:]}"
-                return pool
-            time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def chromium_browser() -> Iterator[Any]:
-    """Debian's Chromium under Playwright; fails (not skips) when missing: scripts/setup.sh --test installs it."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run `engine_restart` tests after all others; refuse a test that uses the engine without the `docker` mark,
+    so `-m "not docker"` never needs one."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "docker_engine" in getattr(item, "fixturenames", ()) and item.get_closest_marker("docker") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("these tests use the Docker engine but are not marked `docker`: " + ", ".join(unmarked))
+    items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)  # stable: order kept otherwise
 
 
 @pytest.fixture(scope="session")
@@ -177,6 +82,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Ite
         remove_instance(srv.instance)
 
 
+@pytest.fixture(scope="session")
+def server_without_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real server whose Docker socket does not exist: for what needs no engine (validation, auth, the OpenAPI
+    document) and for the clear 503 when there is none. Nothing is created, so there is nothing to clean up."""
+    tmp = tmp_path_factory.mktemp("no-engine")
+    srv = start_server(tmp, IDE_DOCKER_HOST=f"unix://{tmp}/absent.sock")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
     with server.client() as c:
@@ -187,9 +104,6 @@ def client(server: Server) -> Iterator[httpx.Client]:
 def ref() -> dict[str, str]:
     """A workspace no other test uses."""
     return {"projectId": "proj-" + uuid.uuid4().hex[:6], "workspaceId": "ws-" + uuid.uuid4().hex[:6]}
-
-
-Call = Callable[..., httpx.Response]
 
 
 @pytest.fixture
@@ -211,12 +125,12 @@ def started(api: Call, ref: dict[str, str]) -> dict[str, Any]:
     return data
 
 
-def run(api: Call, ref: dict[str, str], command: str, **extra: Any) -> dict[str, Any]:
-    """Exec a command that must complete; returns the answer."""
-    response = api("exec", ref, command=command, **extra)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+@pytest.fixture
+def channel(server: Server) -> Iterator[Channel]:
+    """A websocket to `server`'s live channel."""
+    ch = Channel(server)
+    yield ch
+    ch.close()
 
 
 @pytest.fixture(scope="module", params=["agent", "docker-exec"])

@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TOKEN, docker, free_port, remove_instance
+from .harness import docker, free_port, remove_instance
+from .helpers import TOKEN
+
+pytestmark = pytest.mark.docker
 
 IMAGE = "ide-backend/server:latest"
 CODE_SERVER = "ide-backend/code-server:latest"

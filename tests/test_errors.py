@@ -1,4 +1,7 @@
-"""Every failure is a JSON answer with success false, a message a person can act on, and the right status."""
+"""Every failure is a JSON answer with success false, a message a person can act on, and the right status.
+
+None of these needs a Docker engine: the server here has none (its socket is absent), which the 503 test wants and
+the others never reach, since requests are refused or found unknown before anything asks Docker."""
 
 from __future__ import annotations
 
@@ -11,7 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Call, Server, start_server
+from .harness import Server
+from .helpers import Call, start_server
+
+
+@pytest.fixture(scope="module")
+def server(server_without_engine: Server) -> Server:
+    """This module's `server` (and so its `client` and `api`): a real one whose Docker socket does not exist."""
+    return server_without_engine
+
 
 ENDPOINTS = ["start", "stop", "status", "exec", "sync", "vscode-theme"]
 
@@ -27,7 +38,7 @@ def _assert_error(response: httpx.Response, status: int) -> dict[str, object]:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_missing_and_wrong_token(server: Server, endpoint: str) -> None:
-    with server.client(token=None) as anonymous:
+    with server.client(token="") as anonymous:
         body = _assert_error(anonymous.post(f"/api/v1/containers/{endpoint}", json={}), 401)
         assert "Authorization: Bearer" in str(body["message"])
     with server.client(token="wrong") as wrong:
@@ -143,7 +154,7 @@ def silent_docker_socket(tmp_path: Path) -> Iterator[str]:
 
 
 def test_docker_engine_that_does_not_answer_is_503(tmp_path: Path, silent_docker_socket: str) -> None:
-    srv = start_server(tmp_path, IDE_DOCKER_HOST=silent_docker_socket, IDE_DOCKER_TIMEOUT="1.5")
+    srv = start_server(tmp_path, IDE_DOCKER_HOST=silent_docker_socket, IDE_DOCKER_TIMEOUT="0.5")
     try:
         with srv.client() as c:
             began = time.monotonic()
@@ -151,17 +162,13 @@ def test_docker_engine_that_does_not_answer_is_503(tmp_path: Path, silent_docker
             elapsed = time.monotonic() - began
             body = _assert_error(response, 503)
             assert "dockerd" in str(body["message"]) and body["hint"]
-            assert elapsed < 30  # bounded by the configured timeout, not hung
+            assert elapsed < 10  # bounded by the configured timeout (a few of them at most), not hung
             health = c.get("/healthz").json()
             assert health["docker"] != "ok"
     finally:
         srv.stop()
 
 
-def test_docker_socket_missing_is_503(tmp_path: Path) -> None:
-    srv = start_server(tmp_path, IDE_DOCKER_HOST=f"unix://{tmp_path}/absent.sock")
-    try:
-        with srv.client() as c:
-            _assert_error(c.post("/api/v1/containers/start", json={"projectId": "p", "workspaceId": "w"}), 503)
-    finally:
-        srv.stop()
+def test_docker_socket_missing_is_503(client: httpx.Client) -> None:
+    body = _assert_error(client.post("/api/v1/containers/start", json={"projectId": "p", "workspaceId": "w"}), 503)
+    assert "dockerd" in str(body["message"])

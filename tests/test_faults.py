@@ -1,5 +1,5 @@
 """Faults produced for real: the backend killed mid-start, shut down mid-request, racing syncs, a locked or full
-database, a missing image. (The Docker engine restart lives in test_zz_engine_restart.py: it runs last.)"""
+database, a missing image. (The Docker engine restart lives in test_engine_restart.py: it runs last.)"""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TOKEN, Call, Server, docker, remove_instance, run, start_server
+from .harness import Server, docker, remove_instance
+from .helpers import TOKEN, Call, Channel, post, run, start_server
+
+pytestmark = pytest.mark.docker
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _post(srv: Server, endpoint: str, body: dict[str, Any], timeout: float = 120) -> httpx.Response:
-    return httpx.post(f"{srv.url}/api/v1/containers/{endpoint}", json=body, headers=HEADERS, timeout=timeout)
 
 
 def _containers(instance: str) -> list[str]:
@@ -32,7 +31,7 @@ def _containers(instance: str) -> list[str]:
 def _post_in_background(srv: Server, endpoint: str, body: dict[str, Any]) -> threading.Thread:
     def call() -> None:
         try:
-            _post(srv, endpoint, body, timeout=30)
+            post(srv, endpoint, body, timeout=30)
         except httpx.HTTPError:
             pass  # the server is killed under this request: that is the point
 
@@ -47,8 +46,8 @@ def test_backend_killed_mid_start_then_restarted(tmp_path: Path, existing: bool)
     first = start_server(tmp_path)
     try:
         if existing:
-            _post(first, "start", {**ref, "files": {"precious.txt": "do not lose me"}})
-            _post(first, "stop", ref)
+            post(first, "start", {**ref, "files": {"precious.txt": "do not lose me"}})
+            post(first, "stop", ref)
         thread = _post_in_background(first, "start", ref)
         time.sleep(0.15)
         first.process.send_signal(signal.SIGKILL)
@@ -56,14 +55,12 @@ def test_backend_killed_mid_start_then_restarted(tmp_path: Path, existing: bool)
         thread.join(timeout=30)
         second = start_server(tmp_path, instance=first.instance)
         try:
-            answer = _post(second, "start", ref)
+            answer = post(second, "start", ref)
             assert answer.status_code == 200, answer.text
             assert answer.json()["data"]["running"] is True
             assert len(_containers(first.instance)) == 1
             if existing:
-                assert (
-                    _post(second, "exec", {**ref, "command": "cat precious.txt"}).json()["output"] == "do not lose me"
-                )
+                assert post(second, "exec", {**ref, "command": "cat precious.txt"}).json()["output"] == "do not lose me"
         finally:
             second.stop()
     finally:
@@ -75,10 +72,10 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
     srv = start_server(tmp_path)
     ref = {"projectId": "graceful", "workspaceId": "w"}
     try:
-        _post(srv, "start", ref)
+        post(srv, "start", ref)
         answers: list[httpx.Response] = []
         thread = threading.Thread(
-            target=lambda: answers.append(_post(srv, "exec", {**ref, "command": "sleep 2; echo finished"}))
+            target=lambda: answers.append(post(srv, "exec", {**ref, "command": "sleep 2; echo finished"}))
         )
         thread.start()
         time.sleep(0.7)
@@ -116,17 +113,17 @@ def test_locked_database_is_a_clear_503_and_nothing_breaks(tmp_path: Path) -> No
     srv = start_server(tmp_path)
     ref = {"projectId": "locked", "workspaceId": "db"}
     try:
-        assert _post(srv, "start", ref).status_code == 200
+        assert post(srv, "start", ref).status_code == 200
         holder = sqlite3.connect(tmp_path / "data" / "ide-backend.db", isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         try:
-            blocked = _post(srv, "start", {"projectId": "locked", "workspaceId": "second"})
+            blocked = post(srv, "start", {"projectId": "locked", "workspaceId": "second"})
             assert blocked.status_code == 503, blocked.text
             assert "database" in blocked.json()["message"] and "locked" in blocked.json()["message"]
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        assert _post(srv, "start", {"projectId": "locked", "workspaceId": "second"}).status_code == 200
+        assert post(srv, "start", {"projectId": "locked", "workspaceId": "second"}).status_code == 200
         with sqlite3.connect(tmp_path / "data" / "ide-backend.db") as check:
             assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             assert check.execute("SELECT count(*) FROM workspaces").fetchone() == (2,)
@@ -143,15 +140,15 @@ def test_full_disk_is_a_clear_503_and_the_database_survives(tmp_path: Path) -> N
     srv = None
     try:
         srv = start_server(tmp_path, IDE_DATA_DIR=str(data))
-        assert _post(srv, "start", {"projectId": "full", "workspaceId": "one"}).status_code == 200
+        assert post(srv, "start", {"projectId": "full", "workspaceId": "one"}).status_code == 200
         filler = data / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
-        refused = _post(srv, "start", {"projectId": "full", "workspaceId": "two"})
+        refused = post(srv, "start", {"projectId": "full", "workspaceId": "two"})
         assert refused.status_code == 503, refused.text
         assert "full" in refused.json()["message"]
         filler.unlink()
-        assert _post(srv, "start", {"projectId": "full", "workspaceId": "two"}).status_code == 200
-        status = _post(srv, "status", {"projectId": "full", "workspaceId": "one"})
+        assert post(srv, "start", {"projectId": "full", "workspaceId": "two"}).status_code == 200
+        status = post(srv, "status", {"projectId": "full", "workspaceId": "one"})
         assert status.status_code == 200 and status.json()["data"]["running"] is True
         with sqlite3.connect(data / "ide-backend.db") as check:
             assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -165,7 +162,7 @@ def test_full_disk_is_a_clear_503_and_the_database_survives(tmp_path: Path) -> N
 def test_missing_image_is_a_clear_503(tmp_path: Path) -> None:
     srv = start_server(tmp_path, IDE_WORKSPACE_IMAGE="ide-backend/not-built:never")
     try:
-        answer = _post(srv, "start", {"projectId": "no", "workspaceId": "image"})
+        answer = post(srv, "start", {"projectId": "no", "workspaceId": "image"})
         assert answer.status_code == 503
         assert "scripts/build-images.sh" in answer.json()["message"]
         assert _containers(srv.instance) == []
@@ -175,8 +172,6 @@ def test_missing_image_is_a_clear_503(tmp_path: Path) -> None:
 
 
 def test_removed_behind_our_back_pushes_an_event(server: Server, api: Call, ref: dict[str, str]) -> None:
-    from .test_websocket import Channel
-
     started = api("start", ref).json()["data"]
     channel = Channel(server)
     try:

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Call, run
+from .helpers import Call, run
+
+pytestmark = pytest.mark.docker
 
 
 def test_list_read_delete(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:

@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TOKEN, Call, Server, docker, docker_json, remove_instance, run, start_server, wait_for_pool
+from .harness import Server, docker, docker_json, remove_instance
+from .helpers import TOKEN, Call, run, start_server, wait_for_pool
+
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module", params=["cold", "pool"])

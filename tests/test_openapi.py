@@ -13,11 +13,12 @@ import pytest
 
 from ide_backend.api import models
 
-from .conftest import TOKEN, Server, remove_instance, start_server
+from .harness import Server, remove_instance
+from .helpers import TOKEN, start_server
 
 
-def test_openapi_lists_every_endpoint_with_its_models(server: Server) -> None:
-    spec = httpx.get(f"{server.url}/openapi.json").json()
+def test_openapi_lists_every_endpoint_with_its_models(server_without_engine: Server) -> None:
+    spec = httpx.get(f"{server_without_engine.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     paths = spec["paths"]
     for name in ("start", "stop", "status", "exec", "sync", "vscode-theme", "files/list", "files/read", "files/delete"):
@@ -28,6 +29,7 @@ def test_openapi_lists_every_endpoint_with_its_models(server: Server) -> None:
     assert set(schemas["ExecRequest"]["required"]) == {"projectId", "workspaceId", "command"}
 
 
+@pytest.mark.docker
 def test_schemathesis_finds_no_server_error_or_schema_violation(tmp_path: Path) -> None:
     cli = Path(sys.executable).with_name("schemathesis")
     if not cli.exists() and shutil.which("schemathesis") is None:

@@ -25,7 +25,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, TOKEN, Server
+from .harness import Server
+from .helpers import CHROMIUM, CHROMIUM_ARGS, TOKEN
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "page"

@@ -8,19 +8,18 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import TOKEN, Server, docker, docker_json, remove_instance, start_server, wait_for_pool
-from .test_websocket import Channel
+from .harness import Server, docker, docker_json, remove_instance
+from .helpers import TOKEN, Channel, post, start_server, wait_for_pool
 
+pytestmark = pytest.mark.docker
 
-def _post(server: Server, endpoint: str, body: dict[str, Any]) -> httpx.Response:
-    with server.client() as c:
-        return c.post(f"/api/v1/containers/{endpoint}", json=body)
+StartPooled = Callable[..., Server]
 
 
 def _stats(server: Server) -> dict[str, int]:
@@ -37,13 +36,14 @@ def _names(instance: str, *, pool_only: bool = False) -> list[str]:
 
 
 def _run(server: Server, ref: dict[str, str], command: str) -> str:
-    answer = _post(server, "exec", {**ref, "command": command}).json()
+    answer = post(server, "exec", {**ref, "command": command}).json()
     assert answer["success"] and answer["exitCode"] == 0, answer
     return str(answer["output"])
 
 
 @pytest.fixture
-def pooled(tmp_path: Path, docker_engine: None) -> Any:
+def pooled(tmp_path: Path, docker_engine: None) -> Iterator[StartPooled]:
+    """Starts servers with a warm pool (pooled(data folder, instance, size)); stops and clears them all after."""
     servers: list[Server] = []
 
     def start(data: str = "data", instance: str | None = None, size: str = "2") -> Server:
@@ -59,12 +59,12 @@ def pooled(tmp_path: Path, docker_engine: None) -> Any:
         remove_instance(instance)
 
 
-def test_a_new_workspace_is_a_claimed_pool_container_and_the_pool_refills(pooled: Any) -> None:
+def test_a_new_workspace_is_a_claimed_pool_container_and_the_pool_refills(pooled: StartPooled) -> None:
     server: Server = pooled()
     ready = _names(server.instance, pool_only=True)
     assert len(ready) == 2
     ref = {"projectId": "pool", "workspaceId": "one"}
-    answer = _post(server, "start", {**ref, "files": {"hello.txt": "hi"}})
+    answer = post(server, "start", {**ref, "files": {"hello.txt": "hi"}})
     assert answer.status_code == 200, answer.text
     data = answer.json()["data"]
     assert _stats(server)["hits"] == 1
@@ -79,19 +79,19 @@ def test_a_new_workspace_is_a_claimed_pool_container_and_the_pool_refills(pooled
     assert [m["Name"] for m in inspected["Mounts"]] == [data["volume"]]
     assert _run(server, ref, "cat hello.txt; id -u; pwd") == "hi1000\n/workspace\n"
     # The password the container was made with is the workspace's now.
-    password = _post(server, "status", ref).json()["data"]["password"]
+    password = post(server, "status", ref).json()["data"]["password"]
     assert f"PASSWORD={password}" in inspected["Config"]["Env"]
     # The pool is back to its size, with a container that was not there before.
     wait_for_pool(server)
     after = _names(server.instance, pool_only=True)
     assert len(after) == 2 and after != ready
     # Files survive a stop and a start like any workspace's.
-    _post(server, "stop", ref)
-    assert _post(server, "start", ref).json()["data"]["id"] == data["id"]
+    post(server, "stop", ref)
+    assert post(server, "start", ref).json()["data"]["id"] == data["id"]
     assert _run(server, ref, "cat hello.txt") == "hi"
 
 
-def test_a_burst_larger_than_the_pool_gets_distinct_containers(pooled: Any) -> None:
+def test_a_burst_larger_than_the_pool_gets_distinct_containers(pooled: StartPooled) -> None:
     server: Server = pooled()
     refs = [{"projectId": "burst", "workspaceId": f"w{i}"} for i in range(6)]
 
@@ -111,20 +111,20 @@ def test_a_burst_larger_than_the_pool_gets_distinct_containers(pooled: Any) -> N
     assert all(len(ids) == 1 for ids in by_ref.values()) and len(by_ref) == 6
     stats = _stats(server)
     assert stats["hits"] == 2 and stats["misses"] >= 4, stats  # two from the pool, the rest created cold
-    volumes = {_post(server, "status", ref).json()["data"]["volume"] for ref in refs}
+    volumes = {post(server, "status", ref).json()["data"]["volume"] for ref in refs}
     assert len(volumes) == 6
     for i, ref in enumerate(refs):
-        _post(server, "sync", {**ref, "files": {"me.txt": str(i)}})
+        post(server, "sync", {**ref, "files": {"me.txt": str(i)}})
     assert [_run(server, ref, "cat me.txt; ls | wc -l") for ref in refs] == [f"{i}1\n" for i in range(6)]
     containers = [n for n in _names(server.instance) if n not in _names(server.instance, pool_only=True)]
     assert len(containers) == 6
 
 
-def test_restart_lost_database_and_removed_container(pooled: Any) -> None:
+def test_restart_lost_database_and_removed_container(pooled: StartPooled) -> None:
     first: Server = pooled()
     ref = {"projectId": "pool", "workspaceId": "kept"}
-    data = _post(first, "start", {**ref, "files": {"kept.txt": "kept"}}).json()["data"]
-    password = _post(first, "status", ref).json()["data"]["password"]
+    data = post(first, "start", {**ref, "files": {"kept.txt": "kept"}}).json()["data"]
+    password = post(first, "status", ref).json()["data"]["password"]
     assert _stats(first)["hits"] == 1
     first.stop()
     # A graceful stop leaves no idle pool container behind; the claimed one stays.
@@ -132,23 +132,23 @@ def test_restart_lost_database_and_removed_container(pooled: Any) -> None:
 
     # Same database: the same container, password and files.
     second: Server = pooled(instance=first.instance)
-    status = _post(second, "status", ref).json()["data"]
+    status = post(second, "status", ref).json()["data"]
     assert (status["id"], status["password"], status["volume"]) == (data["id"], password, data["volume"])
     assert _run(second, ref, "cat kept.txt") == "kept"
     second.stop()
 
     # The database is lost: the container is found by its name and its volume and password are adopted.
     third: Server = pooled("other-data", instance=first.instance)
-    assert _post(third, "status", ref).status_code == 404
-    again = _post(third, "start", ref).json()["data"]
+    assert post(third, "status", ref).status_code == 404
+    again = post(third, "start", ref).json()["data"]
     assert (again["id"], again["volume"]) == (data["id"], data["volume"])
     assert _stats(third)["hits"] == 0  # nothing was claimed for it
-    assert _post(third, "status", ref).json()["data"]["password"] == password
+    assert post(third, "status", ref).json()["data"]["password"] == password
     assert _run(third, ref, "cat kept.txt") == "kept"
 
     # The container is removed behind the backend's back: a new one on the same volume, not a pool container.
     docker("rm", "-f", data["id"])
-    recreated = _post(third, "start", ref).json()["data"]
+    recreated = post(third, "start", ref).json()["data"]
     assert recreated["id"] != data["id"] and recreated["volume"] == data["volume"]
     assert _stats(third)["hits"] == 0
     assert _run(third, ref, "cat kept.txt") == "kept"
@@ -158,15 +158,15 @@ def test_restart_lost_database_and_removed_container(pooled: Any) -> None:
     # says where its files are.
     docker("rm", "-f", recreated["id"])
     fourth: Server = pooled("third-data", instance=first.instance)
-    last = _post(fourth, "start", ref).json()["data"]
+    last = post(fourth, "start", ref).json()["data"]
     assert last["volume"] == data["volume"] and _stats(fourth)["hits"] == 0
     assert _run(fourth, ref, "cat kept.txt") == "kept"
 
 
-def test_engine_events_reach_the_workspace_of_a_claimed_container(pooled: Any) -> None:
+def test_engine_events_reach_the_workspace_of_a_claimed_container(pooled: StartPooled) -> None:
     first: Server = pooled()
     ref = {"projectId": "pool", "workspaceId": "events"}
-    data = _post(first, "start", ref).json()["data"]
+    data = post(first, "start", ref).json()["data"]
     assert _stats(first)["hits"] == 1
     first.stop()
     # A new process knows the container only from the store: a `docker kill` must still be reported.
@@ -179,7 +179,7 @@ def test_engine_events_reach_the_workspace_of_a_claimed_container(pooled: Any) -
         docker("kill", data["id"])
         died = channel.wait_for(type="status", status="died", timeout=15)
         assert died["source"] == "docker" and died["exitCode"] == 137
-        _post(server, "start", ref)
+        post(server, "start", ref)
         assert channel.wait_for(type="status", status="running", source="docker", timeout=15)
         docker("rm", "-f", data["id"])
         assert channel.wait_for(type="status", status="removed", source="docker", timeout=15)
@@ -187,10 +187,10 @@ def test_engine_events_reach_the_workspace_of_a_claimed_container(pooled: Any) -
         channel.close()
 
 
-def test_pool_containers_left_by_a_killed_backend_are_replaced(pooled: Any) -> None:
+def test_pool_containers_left_by_a_killed_backend_are_replaced(pooled: StartPooled) -> None:
     first: Server = pooled()
     ref = {"projectId": "pool", "workspaceId": "survivor"}
-    claimed = _post(first, "start", ref).json()["data"]["name"]
+    claimed = post(first, "start", ref).json()["data"]["name"]
     wait_for_pool(first)
     stale = _names(first.instance, pool_only=True)
     first.process.send_signal(signal.SIGKILL)
@@ -205,7 +205,7 @@ def test_pool_containers_left_by_a_killed_backend_are_replaced(pooled: Any) -> N
     assert _run(second, ref, "echo ok") == "ok\n"
 
 
-def test_pool_off_removes_leftovers_and_creates_cold(pooled: Any) -> None:
+def test_pool_off_removes_leftovers_and_creates_cold(pooled: StartPooled) -> None:
     first: Server = pooled()
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
@@ -213,14 +213,14 @@ def test_pool_off_removes_leftovers_and_creates_cold(pooled: Any) -> None:
     second: Server = pooled(instance=first.instance, size="0")
     assert _names(first.instance, pool_only=True) == []
     ref = {"projectId": "pool", "workspaceId": "cold"}
-    data = _post(second, "start", ref).json()["data"]
+    data = post(second, "start", ref).json()["data"]
     labels = docker_json("inspect", data["id"])[0]["Config"]["Labels"]
     assert labels["ide-backend.project"] == "pool" and "ide-backend.pool" not in labels
     assert _stats(second) == {"size": 0, "ready": 0, "hits": 0, "misses": 0}
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.01, 0.02, 0.04])
-def test_backend_killed_mid_claim_then_restarted(pooled: Any, delay: float) -> None:
+def test_backend_killed_mid_claim_then_restarted(pooled: StartPooled, delay: float) -> None:
     """SIGKILL lands before, during or after the rename (a claim takes ~20 ms): the next backend finds one container
     for the workspace under its name, and the record it answers with names the volume actually mounted."""
     first: Server = pooled()
@@ -228,7 +228,7 @@ def test_backend_killed_mid_claim_then_restarted(pooled: Any, delay: float) -> N
 
     def start() -> None:
         with contextlib.suppress(httpx.HTTPError):  # the backend dies under it
-            _post(first, "start", ref)
+            post(first, "start", ref)
 
     thread = threading.Thread(target=start)
     thread.start()
@@ -237,11 +237,11 @@ def test_backend_killed_mid_claim_then_restarted(pooled: Any, delay: float) -> N
     first.process.wait()
     thread.join(timeout=30)
     second: Server = pooled(instance=first.instance)
-    data = _post(second, "start", ref).json()["data"]
+    data = post(second, "start", ref).json()["data"]
     assert data["running"] is True
     mine = [n for n in _names(first.instance) if n.startswith(f"ide-{first.instance}-pool-mid-claim-")]
     assert mine == [data["name"]]
     mounts = docker_json("inspect", data["id"])[0]["Mounts"]
-    assert [m["Name"] for m in mounts] == [data["volume"]] == [_post(second, "status", ref).json()["data"]["volume"]]
-    _post(second, "sync", {**ref, "files": {"after.txt": "ok"}})
+    assert [m["Name"] for m in mounts] == [data["volume"]] == [post(second, "status", ref).json()["data"]["volume"]]
+    post(second, "sync", {**ref, "files": {"after.txt": "ok"}})
     assert _run(second, ref, "cat after.txt") == "ok"

@@ -11,16 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import TOKEN, docker, free_port, remove_instance, start_server
+from .harness import docker, free_port, remove_instance
+from .helpers import post, start_server
 
 PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
 
 
-def _post(srv_url: str, endpoint: str, body: dict[str, object]) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    return httpx.post(f"{srv_url}/api/v1/containers/{endpoint}", json=body, headers=headers, timeout=120)
-
-
+@pytest.mark.docker
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_state_survives_a_backend_restart(tmp_path: Path, backend: str) -> None:
     env = {}
@@ -31,14 +28,14 @@ def test_state_survives_a_backend_restart(tmp_path: Path, backend: str) -> None:
     ref = {"projectId": "restart", "workspaceId": backend}
     first = start_server(tmp_path, **env)
     try:
-        started = _post(first.url, "start", {**ref, "files": {"kept.txt": "kept"}}).json()["data"]
-        password = _post(first.url, "status", ref).json()["data"]["password"]
+        started = post(first, "start", {**ref, "files": {"kept.txt": "kept"}}).json()["data"]
+        password = post(first, "status", ref).json()["data"]["password"]
         first.stop()
         second = start_server(tmp_path, instance=first.instance, **env)
         try:
-            status = _post(second.url, "status", ref).json()["data"]
+            status = post(second, "status", ref).json()["data"]
             assert status["id"] == started["id"] and status["password"] == password
-            out = _post(second.url, "exec", {**ref, "command": "cat kept.txt"}).json()
+            out = post(second, "exec", {**ref, "command": "cat kept.txt"}).json()
             assert out["output"] == "kept"
         finally:
             second.stop()
@@ -47,21 +44,22 @@ def test_state_survives_a_backend_restart(tmp_path: Path, backend: str) -> None:
         remove_instance(first.instance)
 
 
+@pytest.mark.docker
 def test_a_container_from_an_earlier_run_is_adopted_not_duplicated(tmp_path: Path) -> None:
     """The database is lost but Docker still has the container: start finds it by name and labels."""
     ref = {"projectId": "adopt", "workspaceId": "me"}
     first = start_server(tmp_path / "a")
     try:
-        started = _post(first.url, "start", {**ref, "files": {"mine.txt": "mine"}}).json()["data"]
-        password = _post(first.url, "status", ref).json()["data"]["password"]
+        started = post(first, "start", {**ref, "files": {"mine.txt": "mine"}}).json()["data"]
+        password = post(first, "status", ref).json()["data"]["password"]
         first.stop()
         second = start_server(tmp_path / "b", instance=first.instance)  # a fresh, empty SQLite file
         try:
-            assert _post(second.url, "status", ref).status_code == 404
-            again = _post(second.url, "start", ref).json()["data"]
+            assert post(second, "status", ref).status_code == 404
+            again = post(second, "start", ref).json()["data"]
             assert again["id"] == started["id"]
-            assert _post(second.url, "status", ref).json()["data"]["password"] == password
-            assert _post(second.url, "exec", {**ref, "command": "cat mine.txt"}).json()["output"] == "mine"
+            assert post(second, "status", ref).json()["data"]["password"] == password
+            assert post(second, "exec", {**ref, "command": "cat mine.txt"}).json()["output"] == "mine"
             label = f"label=ide-backend.instance={first.instance}"
             assert len(docker("ps", "-aq", "--filter", label).stdout.split()) == 1
         finally:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .conftest import Call, Server, docker_json, run
+import pytest
+from websockets.sync.client import connect
+
+from .harness import Server, docker_json
+from .helpers import TOKEN, Call, run
+
+pytestmark = pytest.mark.docker
 
 
 def test_container_is_hardened(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
@@ -48,11 +54,7 @@ def test_password_never_reaches_the_log(
 
 
 def test_token_never_reaches_the_log(server: Server) -> None:
-    from websockets.sync.client import connect
-
-    from .conftest import TOKEN
-
-    with server.client(token=None) as anonymous:
+    with server.client(token="") as anonymous:
         anonymous.get(f"/?token={TOKEN}")
     with connect(f"{server.url.replace('http', 'ws')}/api/v1/ws?token={TOKEN}") as ws:
         ws.send('{"type": "ping"}')

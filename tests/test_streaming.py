@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from .conftest import TOKEN, Server, docker, remove_instance, start_server
-from .test_websocket import Channel, _pid
+from .harness import Server, docker, remove_instance
+from .helpers import TOKEN, Channel, new_process_id, start_server
+
+pytestmark = pytest.mark.docker
 
 MAX_CHUNK = 128 * 1024  # ide_backend.runtime.session.MAX_CHUNK, as documented in docs/protocol.md
 PIECE = 64 * 1024  # no piece read from a command (agent) or from the engine (Docker exec) is larger
@@ -31,13 +33,6 @@ PIECE = 64 * 1024  # no piece read from a command (agent) or from the engine (Do
 @pytest.fixture(scope="module")
 def server(exec_server: Server) -> Server:
     return exec_server
-
-
-@pytest.fixture
-def channel(server: Server) -> Iterator[Channel]:
-    ch = Channel(server)
-    yield ch
-    ch.close()
 
 
 @contextlib.contextmanager
@@ -59,7 +54,7 @@ def wait_for_file(container: str, path: str) -> None:
 def run_while_paused(server: Server, channel: Channel, ref: dict[str, str], container: str, script: str) -> list[Any]:
     """Start `script` behind a gate, stop the server, open the gate, wait until the script has written everything,
     let the server go on; returns every message of the process."""
-    pid = _pid()
+    pid = new_process_id()
     gate, done = f"/tmp/gate-{pid}", f"/tmp/done-{pid}"
     channel.send(
         type="exec", id=pid, command=f"while [ ! -f {gate} ]; do sleep 0.05; done; {script}; touch {done}", **ref
@@ -80,7 +75,7 @@ def output_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_large_output_arrives_whole_and_in_order(
     channel: Channel, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="seq 1 300000", **ref)
     messages = channel.process(pid, timeout=60)
     output = output_of(messages)
@@ -123,7 +118,7 @@ def test_a_connection_that_does_not_read_is_detached_and_attaches_again(
     server: Server, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
     size = 64 * 1024 * 1024  # past the 32 MiB a connection may fall behind on test servers, and all socket buffers
-    pid = _pid()
+    pid = new_process_id()
     done = f"/tmp/done-{pid}"
     reader = Channel(server)
     try:

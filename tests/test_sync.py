@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from .conftest import Call, Server, run
+from .harness import Server
+from .helpers import Call, run
+
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")

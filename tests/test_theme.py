@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from .conftest import Call, Server, docker, run
+from .harness import Server, docker
+from .helpers import Call, run
+
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")

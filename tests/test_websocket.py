@@ -2,88 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
 
-from ide_backend.api.protocol import server_message
+from .harness import Server, docker
+from .helpers import Call, Channel, new_process_id, run
 
-from .conftest import TOKEN, Call, Server, docker, run
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
 def server(exec_server: Server) -> Server:
     """Every test here runs on both exec paths (agent and Docker exec) and must see the same results."""
     return exec_server
-
-
-class Channel:
-    """A test client for /api/v1/ws that keeps messages it was not waiting for."""
-
-    def __init__(self, server: Server, token: str = TOKEN) -> None:
-        self._stack = contextlib.ExitStack()
-        url = f"{server.url.replace('http', 'ws')}/api/v1/ws?token={token}"
-        self.ws: ClientConnection = self._stack.enter_context(connect(url))
-        self.backlog: list[dict[str, Any]] = []
-
-    def send(self, **message: Any) -> None:
-        self.ws.send(json.dumps(message))
-
-    def recv(self, timeout: float = 30) -> dict[str, Any]:
-        if self.backlog:
-            return self.backlog.pop(0)
-        return self._read(timeout)
-
-    def _read(self, timeout: float) -> dict[str, Any]:
-        """One message off the wire, checked against the documented protocol models."""
-        text = self.ws.recv(timeout=timeout)
-        server_message.validate_json(text)
-        message: dict[str, Any] = json.loads(text)
-        return message
-
-    def wait_for(self, timeout: float = 30, **match: Any) -> dict[str, Any]:
-        """The first message with all of `match`; others are kept for later."""
-        deadline = time.monotonic() + timeout
-        for index, message in enumerate(self.backlog):
-            if all(message.get(k) == v for k, v in match.items()):
-                return self.backlog.pop(index)
-        while True:
-            message = self._read(max(0.1, deadline - time.monotonic()))
-            if all(message.get(k) == v for k, v in match.items()):
-                return dict(message)
-            self.backlog.append(message)
-
-    def process(self, process_id: str, timeout: float = 30) -> list[dict[str, Any]]:
-        """Every message for one process up to and including its exit."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self.wait_for(timeout=max(0.1, deadline - time.monotonic()), id=process_id)
-            seen.append(message)
-            if message["type"] == "exit":
-                return seen
-
-    def close(self) -> None:
-        self._stack.close()
-
-
-@pytest.fixture
-def channel(server: Server) -> Iterator[Channel]:
-    ch = Channel(server)
-    yield ch
-    ch.close()
-
-
-def _pid() -> str:
-    return "p-" + uuid.uuid4().hex[:8]
 
 
 def _text(messages: list[dict[str, Any]], kind: str) -> str:
@@ -93,7 +29,7 @@ def _text(messages: list[dict[str, Any]], kind: str) -> str:
 def test_output_streams_as_it_is_written(
     channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    pid = _pid()
+    pid = new_process_id()
     command = "echo first; while [ ! -f /tmp/go ]; do sleep 0.05; done; echo second"
     channel.send(type="exec", id=pid, command=command, **ref)
     assert channel.wait_for(id=pid)["type"] == "started"
@@ -106,7 +42,7 @@ def test_output_streams_as_it_is_written(
 
 
 def test_stdout_stderr_and_exit_code(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="echo out; echo err >&2; exit 7", **ref)
     messages = channel.process(pid)
     assert messages[0]["type"] == "started"
@@ -117,13 +53,13 @@ def test_stdout_stderr_and_exit_code(channel: Channel, ref: dict[str, str], star
 
 
 def test_utf8_split_across_writes_is_not_broken(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="printf '\\342'; sleep 0.3; printf '\\202\\254\\n'", **ref)
     assert _text(channel.process(pid), "stdout") == "€\n"
 
 
 def test_pty_shell_typing_and_resize(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="bash -l", tty=True, cols=100, rows=30, **ref)
     channel.send(type="stdin", id=pid, data="stty size; echo hel''lo\r")
     output = ""
@@ -139,7 +75,7 @@ def test_pty_shell_typing_and_resize(channel: Channel, ref: dict[str, str], star
 
 
 def test_sigint_stops_sleep(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="sleep 100", **ref)
     channel.wait_for(id=pid, type="started")
     channel.send(type="signal", id=pid, signal="SIGINT")
@@ -149,7 +85,7 @@ def test_sigint_stops_sleep(channel: Channel, ref: dict[str, str], started: dict
 
 
 def test_close_stdin_ends_input(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="tr a-z A-Z", **ref)
     channel.send(type="stdin", id=pid, data="shout\n")
     channel.send(type="close_stdin", id=pid)
@@ -158,7 +94,7 @@ def test_close_stdin_ends_input(channel: Channel, ref: dict[str, str], started: 
 
 
 def test_timeout_keeps_partial_output(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="echo partial; sleep 30", timeout=1, **ref)
     messages = channel.process(pid)
     assert _text(messages, "stdout") == "partial\n"
@@ -168,7 +104,7 @@ def test_timeout_keeps_partial_output(channel: Channel, ref: dict[str, str], sta
 def test_reconnect_and_attach_replays_exactly_what_was_missed(
     server: Server, api: Call, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    pid = _pid()
+    pid = new_process_id()
     command = "for i in 1 2 3 4 5; do echo line$i; while [ ! -f /tmp/gate$i ]; do sleep 0.05; done; done; echo done"
     first = Channel(server)
     first.send(type="exec", id=pid, command=command, **ref)
@@ -203,7 +139,7 @@ def test_container_killed_ends_stream_and_emits_status(
     channel.send(type="subscribe", **ref)
     channel.wait_for(type="subscribed")
     assert channel.wait_for(type="status")["status"] == "running"
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="sleep 100", **ref)
     channel.wait_for(id=pid, type="started")
     docker("kill", started["id"])
@@ -284,7 +220,7 @@ def test_bad_messages_get_errors_and_the_connection_stays(channel: Channel, ref:
 def test_exec_on_a_stopped_workspace_and_duplicate_ids(
     channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="sleep 30", **ref)
     channel.wait_for(id=pid, type="started")
     channel.send(type="exec", id=pid, command="true", **ref)
@@ -292,7 +228,7 @@ def test_exec_on_a_stopped_workspace_and_duplicate_ids(
     channel.send(type="signal", id=pid, signal="SIGKILL")
     channel.process(pid)
     api("stop", ref)
-    other = _pid()
+    other = new_process_id()
     channel.send(type="exec", id=other, command="true", **ref)
     assert channel.wait_for(id=other)["code"] == "not_running"
 
@@ -311,7 +247,7 @@ def test_closing_the_socket_leaks_nothing(
     ch = Channel(server)
     ch.send(type="subscribe", **ref)
     ch.wait_for(type="subscribed")
-    pid = _pid()
+    pid = new_process_id()
     ch.send(type="exec", id=pid, command="sleep 300", **ref)
     ch.wait_for(id=pid, type="started")
     during = _stats(server)
@@ -338,7 +274,7 @@ def test_stats_needs_the_token(server: Server) -> None:
 
 
 def test_a_command_that_cannot_start_says_why(channel: Channel, ref: dict[str, str], started: dict[str, Any]) -> None:
-    pid = _pid()
+    pid = new_process_id()
     channel.send(type="exec", id=pid, command="true", cwd="no/such/folder", **ref)
     messages = channel.process(pid)
     assert "no/such/folder" in _text(messages, "stdout") + _text(messages, "stderr")

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import pydantic_core
 from pydantic import ValidationError
@@ -97,7 +97,7 @@ class Connection:
                 continue
             if isinstance(message, ExecMessage):
                 # Starting waits on Docker: run it beside the reader so other processes' stdin keeps flowing.
-                task = asyncio.create_task(self._exec(message))
+                task = asyncio.create_task(self._answering(message.id, functools.partial(self._exec, message)))
                 self.starting[message.id] = task
                 task.add_done_callback(functools.partial(self._started, message.id))
                 continue
@@ -105,10 +105,14 @@ class Connection:
             if pending is not None:
                 # stdin or a resize sent right behind its exec: keep the order the client sent them in.
                 await asyncio.wait([pending])
-            try:
-                await self._handle(message)
-            except IDEError as exc:
-                self.send(channel_error(exc, getattr(message, "id", None)))
+            await self._answering(getattr(message, "id", None), functools.partial(self._handle, message))
+
+    async def _answering(self, process_id: str | None, handle: Callable[[], Awaitable[None]]) -> None:
+        """Handle one client message; an error answers that message alone, and the connection stays up."""
+        try:
+            await handle()
+        except IDEError as exc:
+            self.send(channel_error(exc, process_id))
 
     def _started(self, process_id: str, _: object) -> None:
         self.starting.pop(process_id, None)
@@ -124,11 +128,8 @@ class Connection:
             cols=message.cols,
             rows=message.rows,
         )
-        try:
-            self.credential.require(ref, "write")
-            self.following[message.id] = await self.service.open_process(ref, message.id, spec, self.outbox)
-        except IDEError as exc:
-            self.send(channel_error(exc, message.id))
+        self.credential.require(ref, "write")
+        self.following[message.id] = await self.service.open_process(ref, message.id, spec, self.outbox)
 
     def _process(self, process_id: str, action: Action) -> ProcessHandle:
         """A process this connection's credential may touch; any other is as good as unknown."""

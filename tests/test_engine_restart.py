@@ -1,4 +1,5 @@
-"""The Docker engine restarted under a running backend. Named to run last: it stops every container on the engine.
+"""The Docker engine restarted under a running backend. Marked `engine_restart`, which conftest runs after every
+other test: it stops every container on the engine.
 
 Requests while the engine is down fail fast with a clear 503; afterwards the same backend process serves again,
 statuses are right, and its engine event stream is followed again (a container killed behind its back is reported).
@@ -10,19 +11,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
+import pytest
 
-from .conftest import DOCKER, TOKEN, Server, docker, remove_instance, start_server
-from .test_websocket import Channel
+from .harness import DOCKER, ROOT, docker, remove_instance
+from .helpers import Channel, post, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
-HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _post(srv: Server, endpoint: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{srv.url}/api/v1/containers/{endpoint}", json=body, headers=HEADERS, timeout=60)
+pytestmark = [pytest.mark.docker, pytest.mark.engine_restart]
 
 
 def _engine_up() -> bool:
@@ -42,24 +38,24 @@ def test_engine_restart_under_a_running_backend(tmp_path: Path) -> None:
     srv = start_server(tmp_path, IDE_DOCKER_TIMEOUT="5")
     ref = {"projectId": "engine", "workspaceId": "restart"}
     try:
-        assert _post(srv, "start", {**ref, "files": {"kept.txt": "kept"}}).status_code == 200
+        assert post(srv, "start", {**ref, "files": {"kept.txt": "kept"}}).status_code == 200
         in_flight: list[httpx.Response] = []
-        thread = threading.Thread(target=lambda: in_flight.append(_post(srv, "exec", {**ref, "command": "sleep 60"})))
+        thread = threading.Thread(target=lambda: in_flight.append(post(srv, "exec", {**ref, "command": "sleep 60"})))
         thread.start()
         time.sleep(1.0)
         try:
             _stop_engine()
             thread.join(timeout=30)
             assert in_flight and in_flight[0].status_code in (409, 503), in_flight and in_flight[0].text
-            down = _post(srv, "status", ref)
+            down = post(srv, "status", ref)
             assert down.status_code == 503 and "dockerd" in down.json()["message"]
         finally:
             subprocess.run([str(ROOT / "scripts" / "docker-engine.sh")], check=True, timeout=120)
-        status = _post(srv, "status", ref)
+        status = post(srv, "status", ref)
         assert status.status_code == 200 and status.json()["data"]["running"] is False
-        again = _post(srv, "start", ref)
+        again = post(srv, "start", ref)
         assert again.status_code == 200 and again.json()["data"]["running"] is True
-        assert _post(srv, "exec", {**ref, "command": "cat kept.txt"}).json()["output"] == "kept"
+        assert post(srv, "exec", {**ref, "command": "cat kept.txt"}).json()["output"] == "kept"
         channel = Channel(srv)
         try:
             channel.send(type="subscribe", **ref)
