@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from .harness import Server, docker, remove_instance
+from .harness import Server, docker, leftovers, remove_instance
 from .helpers import TOKEN, Call, Channel, post, run, start_server
 
 pytestmark = pytest.mark.docker
@@ -28,37 +28,56 @@ def _containers(instance: str) -> list[str]:
     return docker("ps", "-aq", "--filter", f"label=ide-backend.instance={instance}").stdout.split()
 
 
-def _post_in_background(srv: Server, endpoint: str, body: dict[str, Any]) -> threading.Thread:
-    def call() -> None:
-        try:
-            post(srv, endpoint, body, timeout=30)
-        except httpx.HTTPError:
-            pass  # the server is killed under this request: that is the point
+def _wait_for_log(server: Server, pattern: str, timeout: float = 60) -> re.Match[str]:
+    """Until a line of the server's log matches `pattern`, read as the server writes it (every few milliseconds)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    with server.log_path.open(errors="replace") as log:
+        while not (found := re.search(pattern, seen)):
+            assert server.process.poll() is None, f"the server exited:\n{seen[-3000:]}"
+            assert time.monotonic() < deadline, f"the server never logged {pattern!r}:\n{seen[-3000:]}"
+            time.sleep(0.002)
+            seen += log.read()
+    return found
 
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    return thread
 
-
-@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "files-kept"])
 def test_backend_killed_mid_start_then_restarted(tmp_path: Path, existing: bool) -> None:
+    """SIGKILL between the container's creation and its start, at the log line the server writes in between
+    (warm pool off, so /start creates). With `existing`, the workspace already has files and its container was
+    removed behind the backend's back: the new container goes onto the old volume. A second backend on the same
+    database then starts the workspace: one container, the one created before the kill, and the files intact."""
     ref = {"projectId": "killed", "workspaceId": "mid-start"}
-    first = start_server(tmp_path)
+    first = start_server(tmp_path, IDE_POOL_SIZE="0")
     try:
         if existing:
-            post(first, "start", {**ref, "files": {"precious.txt": "do not lose me"}})
-            post(first, "stop", ref)
-        thread = _post_in_background(first, "start", ref)
-        time.sleep(0.15)
+            old = post(first, "start", {**ref, "files": {"precious.txt": "do not lose me"}}).json()["data"]
+            docker("rm", "-f", old["id"])  # the volume stays; the next /start creates a container on it
+        outcome: list[httpx.Response | httpx.HTTPError] = []
+
+        def start() -> None:
+            try:
+                outcome.append(post(first, "start", ref, timeout=60))
+            except httpx.HTTPError as exc:  # the server is killed under this request: that is the point
+                outcome.append(exc)
+
+        thread = threading.Thread(target=start, daemon=True)
+        thread.start()
+        created = _wait_for_log(first, r"created container (\S+) for killed/mid-start")
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
         thread.join(timeout=30)
-        second = start_server(tmp_path, instance=first.instance)
+        assert len(outcome) == 1 and isinstance(outcome[0], httpx.TransportError), (
+            f"/start answered before the kill landed: {outcome}"
+        )
+        second = start_server(tmp_path, instance=first.instance, IDE_POOL_SIZE="0")
         try:
             answer = post(second, "start", ref)
             assert answer.status_code == 200, answer.text
-            assert answer.json()["data"]["running"] is True
-            assert len(_containers(first.instance)) == 1
+            data = answer.json()["data"]
+            assert data["running"] is True and data["name"] == created[1]
+            containers, volumes = leftovers(first.instance)
+            assert len(containers) == 1 and len(volumes) == 1, (containers, volumes)
             if existing:
                 assert post(second, "exec", {**ref, "command": "cat precious.txt"}).json()["output"] == "do not lose me"
         finally:
