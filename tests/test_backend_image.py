@@ -82,19 +82,36 @@ def test_the_page_and_its_packages_are_served(backend: tuple[str, str]) -> None:
         assert httpx.get(url + asset, timeout=30).status_code == 200, asset
 
 
+def _ide_health(url: str) -> httpx.Response:
+    """code-server's /healthz through the backend's /ide/ proxy, once it answers 200 (within a minute)."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = httpx.get(f"{url}/ide/img/one/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        if answer.status_code == 200:
+            return answer
+        assert time.monotonic() < deadline, f"code-server did not answer through the proxy: {answer.text}"
+        time.sleep(0.3)
+
+
 def test_workspaces_run_and_the_ide_is_proxied_from_inside_a_container(backend: tuple[str, str]) -> None:
     url, image = backend
     ref = {"projectId": "img", "workspaceId": "one"}
     started = _post(url, "start", {**ref, "files": {"a.txt": "from the image"}})["data"]
     assert started["running"] is True
     assert _post(url, "exec", {**ref, "command": "cat a.txt"})["output"] == "from the image"
+    status = _post(url, "status", ref)
+    assert status["success"] is True
+    data = status["data"]
+    assert (data["projectId"], data["workspaceId"]) == ("img", "one")
+    assert data["id"] == started["id"] and data["image"] == image
+    assert data["status"] == "running" and data["running"] is True
+    assert isinstance(data["password"], str) and len(data["password"]) >= 16
     if image != CODE_SERVER:
         pytest.skip(f"{CODE_SERVER} is not built, so there is no IDE to proxy (scripts/build-images.sh --code-server)")
-    deadline = time.monotonic() + 60
-    while True:
-        answer = httpx.get(f"{url}/ide/img/one/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        if answer.status_code == 200:
-            break
-        assert time.monotonic() < deadline, f"code-server did not answer through the proxy: {answer.text}"
-        time.sleep(0.3)
-    assert '"status"' in answer.text
+    assert data["ideUrl"] == "/ide/img/one/"
+    # code-server's own health answer, from inside the workspace container.
+    health = _ide_health(url).json()
+    assert health["status"] in ("alive", "expired") and isinstance(health["lastHeartbeat"], int), health
+    # ... and /status says so: it asks code-server where the proxy reaches it (the container's own address here).
+    ready = _post(url, "status", ref)["data"]
+    assert ready["ideReady"] is True and ready["running"] is True
