@@ -152,6 +152,7 @@ def test_compression_is_offered_only_when_turned_on(tmp_path: Path, docker_engin
     try:
         url = f"{srv.url.replace('http', 'ws')}/api/v1/ws?token={TOKEN}"
         with connect(url) as ws:  # the client offers permessage-deflate by default
+            assert ws.response is not None  # set once the handshake is done, which connect() waits for
             extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
             ws.send('{"type": "ping"}')
             assert ws.recv(timeout=10) == '{"type":"pong"}'
