@@ -24,8 +24,12 @@ from typing import Any
 import httpx
 import websockets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Server, leftovers, percentile, remove_instance
+# After bench/ itself: the repository, for `tests.harness` (the server harness the tests and bench.py use too).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+from measure import memory_kb, percentile
+from runner import start_server
+
+from tests.harness import Server, leftovers, remove_instance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -132,7 +136,7 @@ async def run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
 
         async def sample_memory() -> None:
             while time.monotonic() < until + 5:
-                memory.append(server.memory_kb()["VmRSS"])
+                memory.append(memory_kb(server.pid)["VmRSS"])
                 await asyncio.sleep(2)
 
         sampler = asyncio.create_task(sample_memory())
@@ -186,12 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     args.workspaces, args.terminals, args.workers, args.seconds = (10, 40, 8, 30) if args.quick else (50, 200, 20, 180)
     instance = "load" + secrets.token_hex(4)
     with tempfile.TemporaryDirectory(prefix="ide-load-") as tmp:
-        server = Server(Path(tmp), instance, secrets.token_urlsafe(16))
+        server: Server | None = None
         try:
-            server.start()
+            server = start_server(Path(tmp), instance, secrets.token_urlsafe(16))
             result = asyncio.run(run(args, server))
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
             left = remove_instance(instance)
     containers, volumes = leftovers(instance)
     result["cleanup"] = {**left, "after_sweep": {"containers": len(containers), "volumes": len(volumes)}}
