@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (skipping what is done) and run every check: ruff, mypy and the pytest suite against a real Docker
-# engine, real SQLite files and a real PostgreSQL. Extra arguments go to pytest.
+# engine, real SQLite files and a real PostgreSQL. Extra arguments go to pytest, for instance the quick tier:
+#   scripts/test.sh -m "not docker and not browser"    (no engine, no browser; markers in pyproject.toml)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
