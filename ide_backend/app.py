@@ -3,6 +3,7 @@ the Docker client, the service's background work) are opened in its lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,8 +18,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .api import Authenticator, AuthMiddleware, BodyLimitMiddleware, FailureLimiter, routes
-from .api.answers import EXCEPTION_HANDLERS
+from .api.answers import CLOSE_BASE, EXCEPTION_HANDLERS
 from .api.openapi import build_openapi
+from .api.tokens import TokenSigner
+from .api.websocket import Connection
 from .errors import IDEError
 from .proxy import IDEProxy
 from .runtime import DockerRuntime
@@ -41,11 +44,31 @@ def _index(path: Path) -> Callable[[Request], Awaitable[Response]]:
     return index
 
 
+async def _enforce_revocations(
+    app: Starlette, store: Store, authenticator: Authenticator, proxy: IDEProxy, settings: Settings
+) -> None:
+    """Read the revocations other processes recorded, and close the websockets (the API's and the IDE's) whose
+    credential was revoked or has expired, every IDE_REVOCATION_POLL seconds."""
+    while True:
+        try:
+            authenticator.revocations.merge(await store.revocations())
+        except IDEError as exc:
+            log.warning("cannot read token revocations: %s", exc.message)
+        connections: set[Connection] = app.state.connections
+        for connection in [c for c in connections if not authenticator.still_valid(c.credential)]:
+            await connection.close(CLOSE_BASE + 401, "token revoked or expired")
+        await proxy.close_sockets(authenticator.still_valid, CLOSE_BASE + 401, "token revoked or expired")
+        await asyncio.sleep(settings.revocation_poll)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The application: the API and its websocket, the /ide/ proxy and the demo page, behind one authenticator."""
     token, _ = settings.ensure_token()
     authenticator = Authenticator(
-        token, FailureLimiter(settings.auth_failure_limit), session_ttl=settings.session_hours * 3600
+        token,
+        FailureLimiter(settings.auth_failure_limit),
+        session_ttl=settings.session_hours * 3600,
+        signer=TokenSigner(settings.ensure_token_secret(), token),
     )
 
     async def resolve_ide(ref: WorkspaceRef) -> tuple[str, int]:
@@ -61,6 +84,8 @@ def create_app(settings: Settings) -> Starlette:
         runtime = DockerRuntime(settings.docker_host, settings.docker_timeout, use_agent=settings.exec_agent)
         service = WorkspaceService(settings, store, runtime)
         app.state.service = service
+        app.state.store = store
+        app.state.authenticator = authenticator
         app.state.openapi = build_openapi()
         app.state.ide_probe = proxy
         app.state.connections = set()
@@ -69,9 +94,13 @@ def create_app(settings: Settings) -> Starlette:
         except IDEError as exc:
             log.warning("Docker is not reachable yet: %s", exc.message)
         await service.startup()
+        enforcer = asyncio.create_task(_enforce_revocations(app, store, authenticator, proxy, settings))
         try:
             yield
         finally:
+            enforcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await enforcer
             await proxy.close()
             await service.shutdown()
             await runtime.close()

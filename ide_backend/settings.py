@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -67,6 +68,12 @@ class Settings(BaseSettings):
     # that halves the output stream's throughput on a local network.
     ws_compression: bool = False
 
+    # Signs scoped tokens and IDE session cookies; empty: generated once and kept in data_dir/token-secret.
+    token_secret: str = ""
+    token_max_ttl: int = Field(default=7 * 24 * 3600, ge=60)  # seconds a scoped token may live at most
+    # How often each backend process reads the revocations (tokens/revoke) from the shared database.
+    revocation_poll: float = Field(default=0.5, gt=0)
+
     # Failed token checks allowed per client address per minute before it gets 429 for the rest of the minute.
     auth_failure_limit: int = Field(default=30, ge=1)
     # Origins allowed to call the API from a browser page served elsewhere; empty (the default) means no CORS.
@@ -98,6 +105,30 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'ide-backend.db'}"
+
+    def ensure_token_secret(self) -> bytes:
+        """The secret that signs scoped tokens: IDE_TOKEN_SECRET, else the one kept in the data folder (made on first
+        use, readable by this user only), so tokens outlive a restart."""
+        if self.token_secret:
+            return self.token_secret.encode()
+        path = self.data_dir / "token-secret"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48).encode()
+        draft = path.with_name(f".token-secret.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secret + b"\n")
+        try:
+            os.link(draft, path)  # whole or not at all, and the first process to get there wins
+        except FileExistsError:
+            secret = path.read_bytes().strip()
+        finally:
+            draft.unlink()
+        return secret
 
     def ensure_token(self) -> tuple[str, bool]:
         """The API token, generating one when none is configured. Returns (token, generated)."""

@@ -3,6 +3,8 @@ IDE session cookie, throttling, and what a credential may touch."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from starlette.requests import HTTPConnection
 
@@ -31,7 +33,7 @@ def auth(limit: int = 3) -> Authenticator:
 
 def test_the_token_is_read_from_the_header_or_the_query() -> None:
     a = auth()
-    assert a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"})) == Credential("header", admin=True)
+    assert a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"})) == Credential("header", raw=TOKEN)
     assert a.authenticate(conn({"Authorization": f"bearer  {TOKEN} "})).admin
     assert a.authenticate(conn(query=f"token={TOKEN}")).source == "query"
     with pytest.raises(Unauthorized, match="missing"):
@@ -50,7 +52,8 @@ def test_wrong_tokens_are_throttled_per_address_but_a_session_still_works() -> N
         a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"}))  # even the right one, for a while
     assert a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"}, client="10.0.0.2")).admin  # others may
     cookie = conn({"Cookie": f"{COOKIE_NAME}={session}"})
-    assert a.authenticate(cookie, workspace=REF).workspaces == frozenset({REF})
+    session = a.authenticate(cookie, workspace=REF)
+    assert session.source == "cookie" and session.covers(REF) and not session.covers(OTHER)
 
 
 def test_the_ide_cookie_counts_only_for_its_workspace_and_until_it_expires() -> None:
@@ -84,3 +87,59 @@ def test_failure_limiter_window() -> None:
     assert 59 < limiter.blocked_for("a") <= 60 and limiter.blocked_for("b") == 0.0
     limiter.clear()
     assert limiter.count("a") == 0
+
+
+def test_scoped_tokens_cover_their_workspace_or_project_and_their_actions() -> None:
+    a = auth()
+    one, _ = a.signer.mint("p", "w", ["write"], 60)
+    project, _ = a.signer.mint("p", None, ["read"], 60)
+    c = a.authenticate(conn({"Authorization": f"Bearer {one}"}))
+    assert not c.admin and c.may(REF, "write") and c.may(REF, "read") and not c.may(OTHER, "read")
+    with pytest.raises(Forbidden, match="not valid for workspace p/x"):
+        c.require(OTHER, "read")
+    with pytest.raises(Forbidden):
+        c.require_admin("mint tokens")
+    r = a.authenticate(conn(query=f"token={project}"))
+    assert r.may(REF, "read") and r.may(OTHER, "read") and not r.may(REF, "write")
+    assert not r.may(WorkspaceRef("q", "w"), "read")
+    with pytest.raises(Forbidden, match="may only read"):
+        r.require(REF, "write")
+
+
+def test_expired_tampered_and_foreign_tokens_are_401_and_counted() -> None:
+    a = auth(limit=10)
+    expired, _ = a.signer.mint("p", "w", ["write"], 5, now=1000.0)
+    with pytest.raises(Unauthorized, match="expired"):
+        a.authenticate(conn({"Authorization": f"Bearer {expired}"}))
+    good, _ = a.signer.mint("p", "w", ["read"], 60)
+    head, body, sig = good.split(".")
+    tampered = ".".join([head, body, sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")])
+    with pytest.raises(Unauthorized, match="not valid"):
+        a.authenticate(conn({"Authorization": f"Bearer {tampered}"}))
+    foreign, _ = Authenticator("other-operator", FailureLimiter(5), session_ttl=60).signer.mint("p", "w", ["read"], 60)
+    with pytest.raises(Unauthorized, match="not valid"):
+        a.authenticate(conn({"Authorization": f"Bearer {foreign}"}))
+    session = a.issue_session(REF)  # a session cookie is not a token
+    with pytest.raises(Unauthorized):
+        a.authenticate(conn({"Authorization": f"Bearer {session}"}))
+    assert a.limiter.count("10.0.0.1") == 4
+
+
+def test_revocation_voids_tokens_issued_before_it_and_their_sessions() -> None:
+    a = auth()
+    old, claims = a.signer.mint("p", "w", ["write"], 600, now=time.time() - 10)
+    project_wide, _ = a.signer.mint("p", None, ["write"], 600, now=time.time() - 10)
+    opened = a.authenticate(conn({"Authorization": f"Bearer {old}"}))
+    session = a.issue_session(REF, opened_by=opened)
+    a.revocations.add("p", "w", claims.issued_at + 0.001)
+    with pytest.raises(Unauthorized, match="revoked"):
+        a.authenticate(conn({"Authorization": f"Bearer {old}"}))
+    assert not a.still_valid(opened)
+    assert not a.session_valid(session, REF)
+    assert a.authenticate(conn({"Authorization": f"Bearer {project_wide}"})).may(REF, "write")  # not this scope
+    newer, _ = a.signer.mint("p", "w", ["write"], 600)
+    assert a.authenticate(conn({"Authorization": f"Bearer {newer}"})).may(REF, "write")
+    a.revocations.add("p", "", claims.issued_at + 5)  # the whole project
+    with pytest.raises(Unauthorized, match="revoked"):
+        a.authenticate(conn({"Authorization": f"Bearer {project_wide}"}))
+    assert a.is_token(TOKEN) and a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"})).admin

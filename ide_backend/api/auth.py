@@ -10,19 +10,21 @@ where a browser cannot set a header), or, below /ide/{projectId}/{workspaceId}/ 
 that opening the IDE with the token once sets. Wrong tokens are counted per client address (FailureLimiter); past
 the limit every attempt from that address gets 429 for the rest of the minute, the right token included.
 
+The operator's token (IDE_API_TOKEN) is the admin credential: every workspace, minting and revoking tokens, the
+statistics. A scoped token (ide_backend.api.tokens, minted by POST /api/v1/tokens) covers one project or one
+workspace, for some actions, until it expires or is revoked. An IDE session cookie covers the workspace it was set
+for, with the actions of the token that opened it.
+
 A Credential carries what it may touch: every route and websocket message asks `credential.require(ref, action)`
-before it acts on a workspace. Today the API token may touch every workspace; an IDE session cookie only the
-workspace it was issued for.
+before it acts on a workspace.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from starlette.requests import HTTPConnection
@@ -31,9 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import Forbidden, TooManyAttempts, Unauthorized
 from ..service.domain import WorkspaceRef
 from .answers import deny
-
-Action = Literal["read", "write"]
-"""What a request does to a workspace: `read` looks (status, listings, attach, subscribe), `write` changes."""
+from .tokens import ACTIONS, Action, Claims, Revocations, TokenSigner, looks_like_jwt
 
 COOKIE_NAME = "ide_session"
 TOKEN_PARAM = "token"  # noqa: S105 - the name of the query parameter, not a secret
@@ -42,19 +42,35 @@ SCOPE_KEY = "ide_backend.credential"
 
 @dataclass(frozen=True)
 class Credential:
-    """An authenticated caller: how it proved itself, and the workspaces it may touch (None: every one)."""
+    """An authenticated caller: how it proved itself and what it may touch. `claims` is None for the operator's
+    token (every workspace, every action, administration)."""
 
     source: Literal["header", "query", "cookie"]
-    admin: bool
-    workspaces: frozenset[WorkspaceRef] | None = None
+    claims: Claims | None = None
+    raw: str = field(default="", repr=False)  # the token as presented (an IDE session is opened with it)
+
+    @property
+    def admin(self) -> bool:
+        return self.claims is None
+
+    def covers(self, ref: WorkspaceRef) -> bool:
+        """Whether the workspace is within this credential's reach at all."""
+        claims = self.claims
+        if claims is None:
+            return True
+        return claims.project_id == ref.project_id and claims.workspace_id in (None, ref.workspace_id)
 
     def may(self, ref: WorkspaceRef, action: Action) -> bool:
-        return self.workspaces is None or ref in self.workspaces
+        if self.claims is None:
+            return True
+        return self.covers(ref) and (action in self.claims.actions or "write" in self.claims.actions)
 
     def require(self, ref: WorkspaceRef, action: Action) -> None:
         """Raise Forbidden unless this credential may do `action` to the workspace."""
         if not self.may(ref, action):
-            raise Forbidden(f"This credential may not {action} workspace {ref}")
+            if self.covers(ref):
+                raise Forbidden(f"This token may only {', '.join(sorted(self.claims.actions if self.claims else ()))}")
+            raise Forbidden(f"This token is not valid for workspace {ref}")
 
     def require_admin(self, doing: str) -> None:
         if not self.admin:
@@ -111,19 +127,21 @@ def bearer(value: str | None) -> str | None:
 
 
 class Authenticator:
-    """Checks the API token (header or query) and IDE session cookies; counts failures."""
+    """Checks the operator's token, scoped tokens and IDE session cookies; counts failures; knows revocations."""
 
-    def __init__(self, token: str, limiter: FailureLimiter, *, session_ttl: float) -> None:
+    def __init__(
+        self, token: str, limiter: FailureLimiter, *, session_ttl: float, signer: TokenSigner | None = None
+    ) -> None:
         if not token:
             raise ValueError("the authenticator needs the API token")
         self._token = token.encode()
-        # The cookie key is derived from the token: rotating the token ends every IDE session.
-        self._cookie_key = hmac.new(self._token, b"ide-backend proxy cookie v1", hashlib.sha256).digest()
+        self.signer = signer or TokenSigner(hmac.new(self._token, b"ide-backend signer", "sha256").digest(), token)
         self.limiter = limiter
         self.session_ttl = session_ttl
+        self.revocations = Revocations()
 
     def is_token(self, presented: str) -> bool:
-        """Constant-time comparison, so the token cannot be guessed byte by byte from timings."""
+        """Whether this is the operator's token (constant-time, so it cannot be guessed from timings)."""
         return hmac.compare_digest(presented.encode(), self._token)
 
     def authenticate(self, conn: HTTPConnection, *, workspace: WorkspaceRef | None = None) -> Credential:
@@ -134,8 +152,9 @@ class Authenticator:
         if presented is None and TOKEN_PARAM in conn.query_params:
             presented, source = conn.query_params[TOKEN_PARAM], "query"
         if presented is None and workspace is not None:
-            if any(self.session_valid(value, workspace) for value in _cookies(conn, COOKIE_NAME)):
-                return Credential(source="cookie", admin=False, workspaces=frozenset({workspace}))
+            for value in _cookies(conn, COOKIE_NAME):
+                if (claims := self._session(value, workspace)) is not None:
+                    return Credential(source="cookie", claims=claims)
         client = client_address(conn)
         if wait := self.limiter.blocked_for(client):
             raise TooManyAttempts(wait)
@@ -145,34 +164,56 @@ class Authenticator:
                 "websocket or a link); the server prints it at start-up, or set IDE_API_TOKEN"
             )
         if self.is_token(presented):
-            return Credential(source=source, admin=True)
+            return Credential(source=source, raw=presented)
+        if looks_like_jwt(presented):
+            try:
+                claims = self.signer.decode(presented)
+            except Unauthorized:
+                self.limiter.failed(client)
+                raise
+            if self.revocations.voids(claims):
+                raise Unauthorized("The token has been revoked; ask for a new one")
+            return Credential(source=source, claims=claims, raw=presented)
         self.limiter.failed(client)
         raise Unauthorized(
-            "The API token is wrong: send the one the server printed at start-up (or set IDE_API_TOKEN), as "
-            "'Authorization: Bearer <token>' or ?token=<token>"
+            "The API token is wrong: send the one the server printed at start-up (or set IDE_API_TOKEN), or a token "
+            "minted by POST /api/v1/tokens, as 'Authorization: Bearer <token>' or ?token=<token>"
         )
+
+    def still_valid(self, credential: Credential) -> bool:
+        """Whether a credential checked earlier (an open websocket's) has since expired or been revoked."""
+        claims = credential.claims
+        return claims is None or (claims.expires_at > time.time() and not self.revocations.voids(claims))
 
     # -- the IDE session cookie ---------------------------------------------------------------------------------
 
-    def _sign(self, ref: WorkspaceRef, expires: int) -> str:
-        message = f"{ref.project_id}\0{ref.workspace_id}\0{expires}".encode()
-        digest = hmac.new(self._cookie_key, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    def issue_session(self, ref: WorkspaceRef, opened_by: Credential | None = None, now: float | None = None) -> str:
+        """An IDE session cookie's value for one workspace: a signed token holding no part of the token that opened
+        it, with that token's actions and issue time (so revoking it ends the session too)."""
+        now = time.time() if now is None else now
+        claims = opened_by.claims if opened_by is not None else None
+        actions = claims.actions if claims is not None else frozenset(ACTIONS)
+        ttl = self.session_ttl if claims is None else min(self.session_ttl, claims.expires_at - now)
+        # Revocation compares issue times: a session is as old as the scoped token that opened it.
+        issued_at = claims.issued_at if claims is not None else None
+        value, _ = self.signer.mint(
+            ref.project_id, ref.workspace_id, actions, ttl, now=now, session=True, issued_at=issued_at
+        )
+        return value
 
-    def issue_session(self, ref: WorkspaceRef, now: float | None = None) -> str:
-        """An IDE session cookie's value for one workspace: `<expiry>.<HMAC(project, workspace, expiry)>`; it holds
-        no part of the token."""
-        expires = int((time.time() if now is None else now) + self.session_ttl)
-        return f"{expires}.{self._sign(ref, expires)}"
+    def _session(self, value: str, ref: WorkspaceRef) -> Claims | None:
+        try:
+            claims = self.signer.decode(value, session=True)
+        except Unauthorized:
+            return None
+        if (claims.project_id, claims.workspace_id) != (ref.project_id, ref.workspace_id):
+            return None
+        if self.revocations.voids(claims):
+            return None
+        return claims
 
-    def session_valid(self, value: str, ref: WorkspaceRef, now: float | None = None) -> bool:
-        expires_raw, _, signature = value.partition(".")
-        if not expires_raw.isdigit() or not signature:
-            return False
-        expires = int(expires_raw)
-        if expires < (time.time() if now is None else now):
-            return False
-        return hmac.compare_digest(signature.encode(), self._sign(ref, expires).encode())
+    def session_valid(self, value: str, ref: WorkspaceRef) -> bool:
+        return self._session(value, ref) is not None
 
 
 def _cookies(conn: HTTPConnection, name: str) -> list[str]:

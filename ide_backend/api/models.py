@@ -203,3 +203,36 @@ class FilesReadResponse(_Model):
 class FilesDeleteResponse(_Model):
     success: Literal[True] = True
     deleted: list[str]
+
+
+# -- tokens ---------------------------------------------------------------------------------------------------
+
+
+class TokenRequest(_Model):
+    """A scoped token for one project, or one workspace of it."""
+
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr | None = None
+    ttl_seconds: Annotated[StrictInt, Field(ge=1)] = 3600
+    # `read`: status, files/list, files/read, attach, subscribe; `write`: everything (it includes read).
+    scopes: Annotated[list[Literal["read", "write"]], Field(min_length=1, max_length=2)] | None = None
+
+
+class TokenResponse(_Model):
+    success: Literal[True] = True
+    token: str
+    expires_at: str  # ISO 8601, UTC
+    project_id: str
+    workspace_id: str | None
+    scopes: list[str]
+
+
+class RevokeRequest(_Model):
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr | None = None
+
+
+class RevokeResponse(_Model):
+    success: Literal[True] = True
+    message: str
+    revoked_at: str  # ISO 8601, UTC: tokens of this scope issued before it no longer work

@@ -19,11 +19,15 @@ from .models import (
     FilesReadRequest,
     FilesReadResponse,
     LifecycleResponse,
+    RevokeRequest,
+    RevokeResponse,
     StartRequest,
     StatusResponse,
     SyncRequest,
     ThemeRequest,
     ThemeResponse,
+    TokenRequest,
+    TokenResponse,
     WorkspaceRef,
 )
 
@@ -38,6 +42,8 @@ ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
     ("files/list", FilesListRequest, FilesListResponse, "List the workspace's files"),
     ("files/read", FilesReadRequest, FilesReadResponse, "Read one file (UTF-8 text, or base64)"),
     ("files/delete", FilesDeleteRequest, FilesDeleteResponse, "Delete files and folders (links, not their targets)"),
+    ("/api/v1/tokens", TokenRequest, TokenResponse, "Mint a scoped, expiring token (operator's token only)"),
+    ("/api/v1/tokens/revoke", RevokeRequest, RevokeResponse, "Void the tokens of a project or workspace issued so far"),
 ]
 ERRORS = {
     "400": "Not JSON, or a path that is absolute, climbs out, or goes through a link",
@@ -72,9 +78,13 @@ def build_openapi() -> dict[str, Any]:
             }
         }
         responses.update({status: {"description": text, "content": error} for status, text in ERRORS.items()})
-        paths[f"{PREFIX}/{name}"] = {
+        path = name if name.startswith("/") else f"{PREFIX}/{name}"
+        paths[path] = {
             "post": {
-                "operationId": name.replace("/", "_").replace("-", "_"),
+                "operationId": path.removeprefix(PREFIX + "/")
+                .removeprefix("/api/v1/")
+                .replace("/", "_")
+                .replace("-", "_"),
                 "summary": summary,
                 "requestBody": {
                     "required": True,

@@ -4,7 +4,9 @@ with domain values, answer with a response model."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import pydantic_core
@@ -16,7 +18,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from ..errors import BadRequest, IDEError, ValidationFailed
 from ..service.domain import ExecSpec, WorkspaceInfo
 from ..service.workspaces import WorkspaceService
-from .auth import Action, credential
+from ..store import Store
+from .auth import Authenticator, credential
 from .models import (
     ContainerInfo,
     ExecRequest,
@@ -29,17 +32,23 @@ from .models import (
     FilesReadRequest,
     FilesReadResponse,
     LifecycleResponse,
+    RevokeRequest,
+    RevokeResponse,
     StartRequest,
     StatusData,
     StatusResponse,
     SyncRequest,
     ThemeRequest,
     ThemeResponse,
+    TokenRequest,
+    TokenResponse,
     WorkspaceRef,
 )
+from .tokens import ACTIONS, Action
 from .websocket import websocket_endpoint
 
 M = TypeVar("M", bound=WorkspaceRef)
+A = TypeVar("A", bound=BaseModel)
 
 
 class IDEProbe(Protocol):
@@ -54,8 +63,15 @@ def _service(request: Request) -> WorkspaceService:
 
 
 async def parse(request: Request, model: type[M], action: Action) -> M:
-    """The body as `model`, or a 400 (not JSON) / 422 (wrong shape, naming each field) that a person can act on;
-    then the request's credential must allow `action` on the workspace it names (403)."""
+    """The body as `model` (see parse_body); then the request's credential must allow `action` on the workspace it
+    names (403)."""
+    body = await parse_body(request, model)
+    credential(request).require(body.ref, action)
+    return body
+
+
+async def parse_body(request: Request, model: type[A]) -> A:
+    """The body as `model`, or a 400 (not JSON) / 422 (wrong shape, naming each field) that a person can act on."""
     raw = await request.body()
     try:
         data = pydantic_core.from_json(raw)  # ~10x json.loads on a 10 MB sync body; refuses lone surrogates too
@@ -69,7 +85,6 @@ async def parse(request: Request, model: type[M], action: Action) -> M:
         problems = [_describe(err) for err in exc.errors(include_url=False, include_input=False)]
         fields = sorted({str(err["loc"][0]) for err in exc.errors() if err["loc"]})
         raise ValidationFailed("Invalid request: " + "; ".join(problems), fields=fields) from exc
-    credential(request).require(body.ref, action)
     return body
 
 
@@ -156,6 +171,49 @@ async def files_delete(request: Request) -> JSONResponse:
     return answer(FilesDeleteResponse(deleted=await _service(request).delete_files(body.ref, body.paths)))
 
 
+async def _admin_body(request: Request, model: type[A], doing: str) -> A:
+    credential(request).require_admin(doing)
+    return await parse_body(request, model)
+
+
+async def mint_token(request: Request) -> JSONResponse:
+    """A scoped token for one project or workspace (the operator's token only)."""
+    body = await _admin_body(request, TokenRequest, "mint tokens")
+    settings = _service(request).settings
+    if body.ttl_seconds > settings.token_max_ttl:
+        raise ValidationFailed(
+            f"ttlSeconds: must be at most {settings.token_max_ttl} (IDE_TOKEN_MAX_TTL)", fields=["ttlSeconds"]
+        )
+    auth: Authenticator = request.app.state.authenticator
+    actions: list[Action] = list(body.scopes or ACTIONS)
+    token, claims = auth.signer.mint(body.project_id, body.workspace_id, actions, body.ttl_seconds)
+    return answer(
+        TokenResponse(
+            token=token,
+            expires_at=_iso(claims.expires_at),
+            project_id=body.project_id,
+            workspace_id=body.workspace_id,
+            scopes=sorted(claims.actions),
+        )
+    )
+
+
+async def revoke_tokens(request: Request) -> JSONResponse:
+    """Void every token of the project (or workspace) issued until now, on every process sharing the database."""
+    body = await _admin_body(request, RevokeRequest, "revoke tokens")
+    at = round(time.time(), 3)
+    store: Store = request.app.state.store
+    await store.revoke(body.project_id, body.workspace_id or "", at)
+    auth: Authenticator = request.app.state.authenticator
+    auth.revocations.add(body.project_id, body.workspace_id or "", at)
+    scope = body.project_id + (f"/{body.workspace_id}" if body.workspace_id else "")
+    return answer(RevokeResponse(message=f"Tokens of {scope} issued before now are revoked", revoked_at=_iso(at)))
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.openapi)
 
@@ -202,5 +260,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{prefix}/files/list", files_list, methods=["POST"]),
         Route(f"{prefix}/files/read", files_read, methods=["POST"]),
         Route(f"{prefix}/files/delete", files_delete, methods=["POST"]),
+        Route("/api/v1/tokens", mint_token, methods=["POST"]),
+        Route("/api/v1/tokens/revoke", revoke_tokens, methods=["POST"]),
         WebSocketRoute("/api/v1/ws", websocket_endpoint),
     ]

@@ -25,7 +25,7 @@ from ..service.messages import error_message
 from ..service.processes import LISTENER_QUEUE, Outbox, ProcessHandle, unknown_process
 from ..service.workspaces import WorkspaceService
 from .answers import channel_error
-from .auth import Action, Credential, credential
+from .auth import Credential, credential
 from .protocol import (
     AttachMessage,
     ClientMessage,
@@ -42,6 +42,7 @@ from .protocol import (
     UnsubscribeMessage,
     client_message,
 )
+from .tokens import Action
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 2 * 1024 * 1024
@@ -65,6 +66,11 @@ class Connection:
             log.warning("websocket outbox full; dropping a %s message", message.get("type"))
             return
         self.outbox.put_nowait(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        """End the connection from the server's side (its credential was revoked or expired)."""
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.websocket.close(code=code, reason=reason)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_loop(), name="ws-writer")

@@ -75,6 +75,7 @@ class IDEProxy:
         self._max_message = max_message_bytes
         self._resolve_ttl = resolve_ttl
         self._resolved: dict[WorkspaceRef, tuple[float, tuple[str, int]]] = {}
+        self._open_sockets: dict[WebSocket, Credential] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def routes(self) -> list[BaseRoute]:
@@ -174,7 +175,7 @@ class IDEProxy:
         prefix = self._prefix(ref)
         credential = self._authenticate(request, ref)
         if credential.source == "query" and request.method in ("GET", "HEAD"):
-            return self._open(request, ref, prefix)
+            return self._open(request, ref, prefix, credential)
         host, port = await self._upstream(ref)
         target = self._upstream_target(request, prefix)
         headers = request_headers(request.headers.items(), is_token=self._auth.is_token)
@@ -209,7 +210,7 @@ class IDEProxy:
         ]
         return response
 
-    def _open(self, request: Request, ref: WorkspaceRef, prefix: str) -> Response:
+    def _open(self, request: Request, ref: WorkspaceRef, prefix: str, credential: Credential) -> Response:
         """A navigation with the right ?token=: set the session cookie and send the browser to the URL without it."""
         query = without_param(request.url.query, TOKEN_PARAM)
         target = request.url.path + (f"?{query}" if query else "")
@@ -227,7 +228,7 @@ class IDEProxy:
         response.headers["referrer-policy"] = "no-referrer"
         response.set_cookie(
             COOKIE_NAME,
-            self._auth.issue_session(ref),
+            self._auth.issue_session(ref, credential),
             max_age=int(self._auth.session_ttl),
             path=prefix,
             secure=request.url.scheme == "https",
@@ -241,7 +242,7 @@ class IDEProxy:
     async def _websocket(self, websocket: WebSocket) -> None:
         try:
             ref = self._ref(websocket)
-            self._authenticate(websocket, ref)
+            credential = self._authenticate(websocket, ref)
             host, port = await self._upstream(ref)
         except IDEError as exc:
             await deny(websocket.scope, websocket.receive, websocket.send, exc)
@@ -270,11 +271,22 @@ class IDEProxy:
             silent = IDEUnavailable(f"code-server in {ref} does not answer ({exc})")
             await deny(websocket.scope, websocket.receive, websocket.send, silent)
             return
+        self._open_sockets[websocket] = credential
         try:
             await websocket.accept(subprotocol=upstream.protocol)
             await _pump(websocket, upstream)
         finally:
+            self._open_sockets.pop(websocket, None)
             await upstream.close()
+
+    async def close_sockets(self, keep: Callable[[Credential], bool], code: int, reason: str) -> int:
+        """Close the open IDE websockets whose credential `keep` refuses (revoked or expired); returns how many."""
+        closing = [ws for ws, credential in list(self._open_sockets.items()) if not keep(credential)]
+        for websocket in closing:
+            self._open_sockets.pop(websocket, None)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await websocket.close(code=code, reason=reason)
+        return len(closing)
 
 
 # -- helpers the handlers share ----------------------------------------------------------------------------------

@@ -29,6 +29,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     # Engine events of containers claimed from the warm pool are mapped to their workspace by container name.
     (2, ["CREATE INDEX workspaces_container_name ON workspaces (container_name)"]),
+    # POST /api/v1/tokens/revoke: tokens of a project ('' workspace) or a workspace issued before revoked_at are void.
+    (
+        3,
+        [
+            """
+            CREATE TABLE token_revocations (
+                project_id TEXT NOT NULL,
+                workspace_id TEXT NOT NULL,
+                revoked_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (project_id, workspace_id)
+            )
+            """,
+        ],
+    ),
 ]
 
 CREATE_VERSION_TABLE = """

@@ -18,7 +18,7 @@ from databases import Database
 
 from ..errors import StoreUnavailable
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
-from .tables import schema_migrations, workspaces
+from .tables import schema_migrations, token_revocations, workspaces
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +148,18 @@ class Store:
         with self._errors("listing workspaces"):
             rows = await self._db.fetch_all(workspaces.select())
         return [WorkspaceRecord._from_row(row._mapping) for row in rows]
+
+    async def revoke(self, project_id: str, workspace_id: str, at: float) -> None:
+        """Record that tokens of the project ('' workspace) or workspace issued before `at` are void."""
+        query = """
+            INSERT INTO token_revocations (project_id, workspace_id, revoked_at) VALUES (:project, :workspace, :at)
+            ON CONFLICT (project_id, workspace_id) DO UPDATE SET revoked_at = excluded.revoked_at
+        """
+        with self._errors("revoking tokens"):
+            await self._db.execute(query, {"project": project_id, "workspace": workspace_id, "at": at})
+
+    async def revocations(self) -> list[tuple[str, str, float]]:
+        """Every revocation: (project, workspace or '', revoked before)."""
+        with self._errors("reading token revocations"):
+            rows = await self._db.fetch_all(token_revocations.select())
+        return [(row["project_id"], row["workspace_id"], float(row["revoked_at"])) for row in rows]

@@ -28,3 +28,11 @@ schema_migrations = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.Text, nullable=False),
 )
+
+token_revocations = sa.Table(
+    "token_revocations",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("workspace_id", sa.Text, primary_key=True),  # '' for the whole project
+    sa.Column("revoked_at", sa.Float, nullable=False),  # Unix time
+)
