@@ -201,9 +201,17 @@ def stack() -> Iterator[Stack]:
     auth = Authenticator(TOKEN, limiter, session_ttl=12 * 3600)
     proxy = IDEProxy(resolve, auth, resolve_ttl=1.0)
 
+    async def enforce() -> None:
+        """What the app's lifespan does with the proxy: close websockets whose credential is no longer valid."""
+        while True:
+            await proxy.close_sockets(auth.still_valid, 4401, "token revoked or expired")
+            await asyncio.sleep(0.1)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        enforcer = asyncio.create_task(enforce())
         yield
+        enforcer.cancel()
         await proxy.close()
 
     app = Starlette(routes=proxy.routes(), exception_handlers=dict(EXCEPTION_HANDLERS), lifespan=lifespan)
@@ -575,6 +583,30 @@ def test_websocket_close_codes_travel(stack: Stack) -> None:
     while len(stack.state.ws_closes) <= count and time.monotonic() < deadline:
         time.sleep(0.05)
     assert stack.state.ws_closes[-1] == 4002
+
+
+def test_a_session_opened_by_a_revoked_token_ends(stack: Stack) -> None:
+    scoped, claims = stack.auth.signer.mint(P, W, ["write"], 600, now=time.time() - 5)
+    with stack.client() as client:
+        opened = client.get(f"{BASE}?token={scoped}")
+        assert opened.status_code == 303
+        cookie = f"{COOKIE_NAME}={opened.cookies[COOKIE_NAME]}"
+        assert client.get(f"{BASE}x", headers={"Cookie": cookie}).status_code == 200
+        with connect(_ws_url(stack), additional_headers={"Cookie": cookie}) as ws:
+            assert ws.recv(timeout=10) == "hello"
+            stack.auth.revocations.add(P, W, claims.issued_at + 0.001)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert client.get(f"{BASE}x", headers={"Cookie": cookie}).status_code == 401
+        assert client.get(f"{BASE}x", headers={"Cookie": stack.session_cookie()}).status_code == 200  # a newer one
+
+
+def test_a_read_only_token_cannot_open_the_ide(stack: Stack) -> None:
+    reader, _ = stack.auth.signer.mint(P, W, ["read"], 600)
+    with stack.client() as client:
+        refused = client.get(f"{BASE}?token={reader}")
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
 
 
 def test_websocket_needs_a_session(stack: Stack) -> None:
