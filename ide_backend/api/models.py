@@ -205,6 +205,26 @@ class FilesDeleteResponse(_Model):
     deleted: list[str]
 
 
+class ListRequest(_Model):
+    """A page of workspaces: all (operator) or those a scoped token covers, optionally of one project."""
+
+    project_id: WorkspaceIdStr | None = None
+    status: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
+    limit: Annotated[StrictInt, Field(ge=1, le=500)] = 100
+    cursor: Annotated[StrictStr, Field(max_length=512)] | None = None
+
+
+class ListResponse(_Model):
+    success: Literal[True] = True
+    data: list[ContainerInfo]
+    next_cursor: str | None  # pass it as `cursor` for the next page; null on the last
+
+
+class DeleteResponse(_Model):
+    success: Literal[True] = True
+    message: str
+
+
 # -- tokens ---------------------------------------------------------------------------------------------------
 
 

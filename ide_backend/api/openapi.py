@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..version import __version__
 from .models import (
+    DeleteResponse,
     ErrorResponse,
     ExecRequest,
     ExecResponse,
@@ -19,6 +20,8 @@ from .models import (
     FilesReadRequest,
     FilesReadResponse,
     LifecycleResponse,
+    ListRequest,
+    ListResponse,
     RevokeRequest,
     RevokeResponse,
     StartRequest,
@@ -42,6 +45,8 @@ ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
     ("files/list", FilesListRequest, FilesListResponse, "List the workspace's files"),
     ("files/read", FilesReadRequest, FilesReadResponse, "Read one file (UTF-8 text, or base64)"),
     ("files/delete", FilesDeleteRequest, FilesDeleteResponse, "Delete files and folders (links, not their targets)"),
+    ("list", ListRequest, ListResponse, "A page of workspaces with their live state (a scoped token sees its own)"),
+    ("delete", WorkspaceRef, DeleteResponse, "Delete the workspace: processes, container, volume, record, password"),
     ("/api/v1/tokens", TokenRequest, TokenResponse, "Mint a scoped, expiring token (operator's token only)"),
     ("/api/v1/tokens/revoke", RevokeRequest, RevokeResponse, "Void the tokens of a project or workspace issued so far"),
 ]

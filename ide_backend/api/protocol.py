@@ -93,6 +93,14 @@ class PingMessage(_Message):
     type: Literal["ping"]
 
 
+class ListMessage(_Message):
+    """Which processes the workspace has (so a reloaded page can attach to its terminals again)."""
+
+    type: Literal["list"]
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+
+
 ClientMessage = Annotated[
     ExecMessage
     | StdinMessage
@@ -103,7 +111,8 @@ ClientMessage = Annotated[
     | UnsubscribeMessage
     | AttachMessage
     | DetachMessage
-    | PingMessage,
+    | PingMessage
+    | ListMessage,
     Field(discriminator="type"),
 ]
 client_message = TypeAdapter[ClientMessage](ClientMessage)
@@ -143,6 +152,7 @@ class StatusMessage(_Message):
     source: Literal["api", "docker", "snapshot"] | None = None
     exit_code: int | None = None
     missed: int | None = None
+    reason: str | None = None
 
 
 class SubscribedMessage(_Message):
@@ -170,6 +180,24 @@ class PongMessage(_Message):
     type: Literal["pong"]
 
 
+class ProcessItemModel(_Message):
+    id: str
+    command: str
+    tty: bool
+    running: bool
+    exit_code: int | None
+    started_at: str
+    next_seq: int
+    attached: int
+
+
+class ProcessesMessage(_Message):
+    type: Literal["processes"]
+    project_id: str
+    workspace_id: str
+    items: list[ProcessItemModel]
+
+
 ServerMessage = Annotated[
     StartedMessage
     | OutputMessage
@@ -178,7 +206,8 @@ ServerMessage = Annotated[
     | SubscribedMessage
     | AttachedMessage
     | ErrorMessage
-    | PongMessage,
+    | PongMessage
+    | ProcessesMessage,
     Field(discriminator="type"),
 ]
 server_message = TypeAdapter[ServerMessage](ServerMessage)

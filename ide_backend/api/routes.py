@@ -4,6 +4,9 @@ with domain values, answer with a response model."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -15,13 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from ..errors import BadRequest, IDEError, ValidationFailed
+from ..errors import BadRequest, Forbidden, IDEError, ValidationFailed
 from ..service.domain import ExecSpec, WorkspaceInfo
 from ..service.workspaces import WorkspaceService
 from ..store import Store
 from .auth import Authenticator, credential
 from .models import (
     ContainerInfo,
+    DeleteResponse,
     ExecRequest,
     ExecResponse,
     FileEntryInfo,
@@ -32,6 +36,8 @@ from .models import (
     FilesReadRequest,
     FilesReadResponse,
     LifecycleResponse,
+    ListRequest,
+    ListResponse,
     RevokeRequest,
     RevokeResponse,
     StartRequest,
@@ -116,6 +122,50 @@ async def stop(request: Request) -> JSONResponse:
     outcome = await _service(request).stop(body.ref)
     message = "Container stopped successfully" if outcome.changed else "Container was already stopped"
     return answer(LifecycleResponse(message=message, data=_info(outcome.info)))
+
+
+async def delete(request: Request) -> JSONResponse:
+    body = await parse(request, WorkspaceRef, "write")
+    await _service(request).delete(body.ref)
+    return answer(DeleteResponse(message="Workspace deleted successfully"))
+
+
+async def list_workspaces(request: Request) -> JSONResponse:
+    """A page of workspaces; a scoped token sees only the project (or workspace) it covers."""
+    body = await parse_body(request, ListRequest)
+    project_id, workspace_id = body.project_id, None
+    claims = credential(request).claims
+    if claims is not None:
+        if project_id not in (None, claims.project_id):
+            raise Forbidden(f"This token is not valid for project {project_id}")
+        project_id, workspace_id = claims.project_id, claims.workspace_id
+    infos, following = await _service(request).list_workspaces(
+        project_id=project_id,
+        workspace_id=workspace_id,
+        status=body.status,
+        limit=body.limit,
+        after=_cursor_key(body.cursor) if body.cursor else None,
+    )
+    next_cursor = _cursor(following) if following else None
+    return answer(ListResponse(data=[_info(i) for i in infos], next_cursor=next_cursor))
+
+
+def _cursor(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _cursor_key(cursor: str) -> tuple[str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise ValidationFailed(
+            "cursor: not a cursor this server gave out; pass nextCursor as it came", fields=["cursor"]
+        ) from exc
+    if not (isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key)):
+        raise ValidationFailed(
+            "cursor: not a cursor this server gave out; pass nextCursor as it came", fields=["cursor"]
+        )
+    return key[0], key[1]
 
 
 async def status(request: Request) -> JSONResponse:
@@ -260,6 +310,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{prefix}/files/list", files_list, methods=["POST"]),
         Route(f"{prefix}/files/read", files_read, methods=["POST"]),
         Route(f"{prefix}/files/delete", files_delete, methods=["POST"]),
+        Route(f"{prefix}/list", list_workspaces, methods=["POST"]),
+        Route(f"{prefix}/delete", delete, methods=["POST"]),
         Route("/api/v1/tokens", mint_token, methods=["POST"]),
         Route("/api/v1/tokens/revoke", revoke_tokens, methods=["POST"]),
         WebSocketRoute("/api/v1/ws", websocket_endpoint),

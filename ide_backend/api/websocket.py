@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import IDEError
 from ..service.domain import ExecSpec, WorkspaceRef
-from ..service.messages import error_message
+from ..service.messages import ProcessesMessage, error_message
 from ..service.processes import LISTENER_QUEUE, Outbox, ProcessHandle, unknown_process
 from ..service.workspaces import WorkspaceService
 from .answers import channel_error
@@ -32,6 +32,7 @@ from .protocol import (
     CloseStdinMessage,
     DetachMessage,
     ExecMessage,
+    ListMessage,
     PingMessage,
     Pong,
     ResizeMessage,
@@ -162,6 +163,13 @@ class Connection:
         elif isinstance(message, DetachMessage):
             self._process(message.id, "read").detach(self.outbox)
             self.following.pop(message.id, None)
+        elif isinstance(message, ListMessage):
+            ref = WorkspaceRef(message.project_id, message.workspace_id)
+            self.credential.require(ref, "read")
+            items = self.service.processes_of(ref)
+            self.send(
+                ProcessesMessage(type="processes", projectId=ref.project_id, workspaceId=ref.workspace_id, items=items)
+            )
         elif isinstance(message, SubscribeMessage):
             await self._subscribe(WorkspaceRef(message.project_id, message.workspace_id))
         elif isinstance(message, UnsubscribeMessage):

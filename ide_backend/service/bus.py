@@ -57,7 +57,12 @@ class EventBus:
         self._last: dict[WorkspaceRef, str] = {}
 
     def publish(
-        self, ref: WorkspaceRef, status: Status, source: StatusSource, exit_code: int | None = None
+        self,
+        ref: WorkspaceRef,
+        status: Status,
+        source: StatusSource,
+        exit_code: int | None = None,
+        reason: str | None = None,
     ) -> StatusMessage:
         """Send a status event to every subscriber of the workspace (unless it repeats the last status), and to
         every subscriber of all workspaces."""
@@ -70,6 +75,8 @@ class EventBus:
         }
         if status in ("exited", "died"):
             event["exitCode"] = exit_code
+        if reason is not None:
+            event["reason"] = reason
         for subscription in list(self._everything):
             subscription.offer(event)
         if self._last.get(ref) != status:

@@ -58,10 +58,31 @@ class StatusMessage(TypedDict):
     source: StatusSource
     exitCode: NotRequired[int | None]
     missed: NotRequired[int]
+    reason: NotRequired[str]
+
+
+class ProcessItem(TypedDict):
+    """One process in a `processes` answer: enough for a reloaded page to attach to its terminals again."""
+
+    id: str
+    command: str
+    tty: bool
+    running: bool
+    exitCode: int | None
+    startedAt: str
+    nextSeq: int
+    attached: int
+
+
+class ProcessesMessage(TypedDict):
+    type: Literal["processes"]
+    projectId: str
+    workspaceId: str
+    items: list[ProcessItem]
 
 
 ProcessMessage = StartedMessage | OutputMessage | ExitMessage | AttachedMessage | ErrorMessage
-ServerMessage = ProcessMessage | StatusMessage
+ServerMessage = ProcessMessage | StatusMessage | ProcessesMessage
 
 
 def error_message(code: str, message: str, process_id: str | None = None) -> ErrorMessage:

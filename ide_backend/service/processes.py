@@ -23,12 +23,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..errors import Conflict, IDEError, NotFound
 from ..runtime import STDERR, STDOUT, ExecSession, Runtime
 from .bus import EventBus
-from .domain import WorkspaceRef
-from .messages import AttachedMessage, ErrorMessage, ExitMessage, OutputMessage, ProcessMessage
+from .domain import ExecSpec, WorkspaceRef
+from .messages import AttachedMessage, ErrorMessage, ExitMessage, OutputMessage, ProcessItem, ProcessMessage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Process:
     ref: WorkspaceRef
     session: ExecSession
     timeout: float | None
+    command: str
+    tty: bool
     buffer_limit: int
     lag_limit: int  # characters of output one listener may fall behind before it is detached
     output_cap: int
@@ -80,6 +83,7 @@ class Process:
     task: asyncio.Task[None] | None = None
     ending_reason: str | None = None
     signalled: bool = False  # a client sent it a signal: a death by signal is then no news about the container
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
     @property
     def running(self) -> bool:
@@ -160,6 +164,19 @@ class Process:
         self.listeners.discard(outbox)
         if not self.listeners and self.running:
             self.detached_since = time.monotonic()
+
+    def describe(self) -> ProcessItem:
+        """What a page needs to find this process again after a reload."""
+        return {
+            "id": self.id,
+            "command": self.command,
+            "tty": self.tty,
+            "running": self.running,
+            "exitCode": self.exit["exitCode"] if self.exit is not None else None,
+            "startedAt": self.started_at,
+            "nextSeq": self.next_seq,
+            "attached": len(self.listeners),
+        }
 
 
 class ProcessHandle:
@@ -252,8 +269,21 @@ class ProcessManager:
     def running_count(self) -> int:
         return sum(1 for p in self._processes.values() if p.running)
 
+    def of_workspace(self, ref: WorkspaceRef) -> list[ProcessItem]:
+        """The workspace's processes, running and recently finished, oldest first."""
+        return [p.describe() for p in self._processes.values() if p.ref == ref]
+
+    async def end_workspace(self, ref: WorkspaceRef, reason: str) -> None:
+        """Kill the workspace's running processes; their exit says `reason`."""
+        await asyncio.gather(*(self._kill(p, reason) for p in list(self._processes.values()) if p.ref == ref))
+
     def add(
-        self, process_id: str, ref: WorkspaceRef, session: ExecSession, timeout: float | None, outbox: Outbox
+        self,
+        process_id: str,
+        ref: WorkspaceRef,
+        session: ExecSession,
+        spec: ExecSpec,
+        outbox: Outbox,
     ) -> ProcessHandle:
         """Register a started exec with its first listener, then start pumping its output."""
         self.check_free(process_id)
@@ -261,7 +291,9 @@ class ProcessManager:
             id=process_id,
             ref=ref,
             session=session,
-            timeout=timeout,
+            timeout=spec.timeout,
+            command=spec.command,
+            tty=spec.tty,
             buffer_limit=self.buffer_limit,
             lag_limit=self.lag_limit,
             output_cap=self.output_cap,

@@ -32,7 +32,8 @@ class StatusEvents:
         self.bus = bus
         self._owners = owners
         self._labels = {INSTANCE_LABEL: instance}
-        self._stopping: set[WorkspaceRef] = set()
+        self._expected: dict[WorkspaceRef, str] = {}  # workspaces we are stopping or deleting ourselves, and why
+        self._destroyed: dict[WorkspaceRef, asyncio.Event] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -45,9 +46,9 @@ class StatusEvents:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
 
-    def publish(self, ref: WorkspaceRef, status: Status) -> None:
-        """A step the API is taking (creating, starting, syncing, stopping)."""
-        self.bus.publish(ref, status, "api")
+    def publish(self, ref: WorkspaceRef, status: Status, reason: str | None = None) -> None:
+        """A step the API is taking (creating, starting, syncing, stopping, removed), and why when it says."""
+        self.bus.publish(ref, status, "api", reason=reason)
 
     def publish_state(self, ref: WorkspaceRef, state: ContainerState | None) -> None:
         """Where an API call left the container."""
@@ -73,13 +74,24 @@ class StatusEvents:
         return event
 
     @contextlib.contextmanager
-    def stopping(self, ref: WorkspaceRef) -> Iterator[None]:
-        """While we stop a container ourselves its death is `exited`, not `died`."""
-        self._stopping.add(ref)
+    def stopping(self, ref: WorkspaceRef, reason: str = "requested") -> Iterator[None]:
+        """While we stop (or delete) a container ourselves its death is `exited`, not `died`, and the engine's
+        events about it carry our `reason`."""
+        self._expected[ref] = reason
+        self._destroyed[ref] = asyncio.Event()
         try:
             yield
         finally:
-            self._stopping.discard(ref)
+            self._expected.pop(ref, None)
+            self._destroyed.pop(ref, None)
+
+    async def settled(self, ref: WorkspaceRef, timeout: float = 3.0) -> None:
+        """Within stopping(): wait (briefly) for the engine to report the container's removal, so its event carries
+        our reason rather than arriving after we stopped expecting it."""
+        destroyed = self._destroyed.get(ref)
+        if destroyed is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(destroyed.wait(), timeout)
 
     async def _watch_engine(self) -> None:
         """Follow the engine's container events for this instance. After a break, subscribe again from the last
@@ -108,6 +120,10 @@ class StatusEvents:
         elif event.action == "oom":
             self.bus.publish(ref, "oom", "docker")
         elif event.action == "die":
-            self.bus.publish(ref, "exited" if ref in self._stopping else "died", "docker", exit_code=event.exit_code)
+            expected = self._expected.get(ref)
+            status: Status = "died" if expected is None else "exited"
+            self.bus.publish(ref, status, "docker", exit_code=event.exit_code, reason=expected or "died")
         elif event.action == "destroy":
-            self.bus.publish(ref, "removed", "docker")
+            self.bus.publish(ref, "removed", "docker", reason=self._expected.get(ref, "removed_outside"))
+            if (destroyed := self._destroyed.get(ref)) is not None:
+                destroyed.set()

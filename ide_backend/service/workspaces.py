@@ -28,9 +28,9 @@ from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
 from .containers import ContainerOwners, Containers, container_spec
-from .domain import ExecResult, ExecSpec, Outcome, WorkspaceRef, WorkspaceStatus
+from .domain import ExecResult, ExecSpec, Outcome, WorkspaceInfo, WorkspaceRef, WorkspaceStatus
 from .filesets import FileEntry, FileSet, normalize_path, parse_files
-from .messages import StatusMessage
+from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool
 from .processes import Outbox, ProcessHandle, ProcessManager
 from .status import StatusEvents
@@ -144,6 +144,52 @@ class WorkspaceService:
         self.status_events.publish_state(ref, state)
         return Outcome(self.containers.info(ref, record, state), changed)
 
+    async def delete(self, ref: WorkspaceRef) -> None:
+        """Remove everything of the workspace: its processes (their exit says `workspace_deleted`), its container
+        (stopped first), its volume and the marker of a claimed one, its record and password. A later start begins
+        empty."""
+        record = await self.containers.require(ref)
+        async with self._lock(ref):
+            await self.processes.end_workspace(ref, "workspace_deleted")
+            state = await self.runtime.inspect(record.container_name)
+            with self.status_events.stopping(ref, "deleted"):
+                if state is not None and state.running:
+                    self.status_events.publish(ref, "stopping")
+                    await self.runtime.stop(state.id, self.settings.stop_timeout)
+                if state is not None:
+                    await self.runtime.remove(state.id)
+                    await self.status_events.settled(ref)
+            for volume in dict.fromkeys([record.volume_name, self.containers.names(ref)[1]]):
+                await self.runtime.remove_volume(volume)
+            await self.store.delete(ref.project_id, ref.workspace_id)
+            self.containers.forget(ref)
+        self._locks.pop(ref, None)
+        self.status_events.publish(ref, "removed", reason="deleted")
+        log.info("deleted %s", ref)
+
+    async def list_workspaces(
+        self,
+        *,
+        project_id: str | None,
+        workspace_id: str | None,
+        status: str | None,
+        limit: int,
+        after: tuple[str, str] | None,
+    ) -> tuple[list[WorkspaceInfo], tuple[str, str] | None]:
+        """A page of workspaces in (project, workspace) order with their live state, and the key to continue after
+        (None at the end). `status` filters the page by the engine's state (or "removed"): a filtered page may hold
+        fewer than `limit`."""
+        records = await self.store.page(project_id=project_id, workspace_id=workspace_id, after=after, limit=limit)
+        states = await asyncio.gather(*(self.runtime.inspect(r.container_name) for r in records))
+        infos = [
+            self.containers.info(WorkspaceRef(r.project_id, r.workspace_id), r, state)
+            for r, state in zip(records, states, strict=True)
+        ]
+        if status is not None:
+            infos = [info for info in infos if info.status == status]
+        following = (records[-1].project_id, records[-1].workspace_id) if len(records) == limit else None
+        return infos, following
+
     async def status(self, ref: WorkspaceRef) -> WorkspaceStatus:
         record = await self.containers.require(ref)
         state = await self.runtime.inspect(record.container_name)
@@ -211,7 +257,7 @@ class WorkspaceService:
         session = await self.runtime.open_exec(
             state.id, ["sh", "-c", spec.command], user=self._user, workdir=workdir, env=env, tty=spec.tty, stdin=True
         )
-        handle = self.processes.add(process_id, ref, session, spec.timeout, outbox)
+        handle = self.processes.add(process_id, ref, session, spec, outbox)
         if spec.tty:
             await session.resize(spec.cols, spec.rows)
         return handle
@@ -219,6 +265,10 @@ class WorkspaceService:
     def process(self, process_id: str) -> ProcessHandle:
         """A process started here (404 when there is none by that id)."""
         return self.processes.get(process_id)
+
+    def processes_of(self, ref: WorkspaceRef) -> list[ProcessItem]:
+        """The workspace's processes on this server, running and recently finished."""
+        return self.processes.of_workspace(ref)
 
     # -- status events ----------------------------------------------------------------------------------------
 

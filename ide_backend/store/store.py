@@ -144,6 +144,32 @@ class Store:
         with self._errors("updating a workspace"):
             await self._db.execute(query)
 
+    async def delete(self, project_id: str, workspace_id: str) -> bool:
+        """Remove the record (and with it the stored password); False when there was none."""
+        query = workspaces.delete().where(
+            workspaces.c.project_id == project_id, workspaces.c.workspace_id == workspace_id
+        )
+        with self._errors("deleting a workspace"):
+            existed = await self.get(project_id, workspace_id) is not None
+            await self._db.execute(query)
+        return existed
+
+    async def page(
+        self, *, project_id: str | None, workspace_id: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[WorkspaceRecord]:
+        """Up to `limit` records in (project, workspace) order, after the key `after`: keyset paging, so a page
+        stays right while workspaces come and go."""
+        query = workspaces.select().order_by(workspaces.c.project_id, workspaces.c.workspace_id).limit(limit)
+        if project_id is not None:
+            query = query.where(workspaces.c.project_id == project_id)
+        if workspace_id is not None:
+            query = query.where(workspaces.c.workspace_id == workspace_id)
+        if after is not None:
+            query = query.where(sa.tuple_(workspaces.c.project_id, workspaces.c.workspace_id) > sa.tuple_(*after))
+        with self._errors("listing workspaces"):
+            rows = await self._db.fetch_all(query)
+        return [WorkspaceRecord._from_row(row._mapping) for row in rows]
+
     async def all(self) -> list[WorkspaceRecord]:
         with self._errors("listing workspaces"):
             rows = await self._db.fetch_all(workspaces.select())
