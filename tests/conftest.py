@@ -19,36 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from .harness import DOCKER, Server, docker, docker_json, free_port, remove_instance
-from .helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TOKEN,
-    Call,
-    Channel,
-    chromium_browser,
-    run,
-    start_server,
-    wait_for_pool,
-)
+from .harness import Server, docker, remove_instance
+from .helpers import Call, Channel, chromium_browser, start_server
 
-# Names modules imported from here before helpers.py existed; new code imports them from helpers or harness.
-__all__ = [
-    "CHROMIUM",
-    "CHROMIUM_ARGS",
-    "DOCKER",
-    "TOKEN",
-    "Call",
-    "Server",
-    "chromium_browser",
-    "docker",
-    "docker_json",
-    "free_port",
-    "remove_instance",
-    "run",
-    "start_server",
-    "wait_for_pool",
-]
+# test_proxy.py imports chromium_browser from here; its home is helpers.py, with everything else modules share.
+__all__ = ["chromium_browser"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
