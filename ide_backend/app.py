@@ -75,7 +75,11 @@ def create_app(settings: Settings) -> Starlette:
         service: WorkspaceService = app.state.service
         return await service.ide_address(ref)
 
-    proxy = IDEProxy(resolve_ide, authenticator)
+    def ide_activity(ref: WorkspaceRef, label: str) -> contextlib.AbstractContextManager[None]:
+        service: WorkspaceService = app.state.service
+        return service.idle.hold(ref, label)
+
+    proxy = IDEProxy(resolve_ide, authenticator, activity=ide_activity)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -128,6 +128,8 @@ class ContainerInfo(_Model):
     theme: str | None = None
     # Where the workspace's VS Code opens through the backend; None when its image has no IDE.
     ide_url: str | None = None
+    # Why it last stopped or went away (requested, idle, died, oom_killed, removed_outside), while not running.
+    stop_reason: str | None = None
 
 
 class ExecResult(_Model):
@@ -161,6 +163,9 @@ class LifecycleResponse(_Model):
 class StatusData(ContainerInfo):
     password: str
     ide_ready: bool = False  # code-server answers its health check: the IDE can be opened
+    # What keeps a running workspace from being stopped as idle, e.g. "terminal term-7f3a attached".
+    kept_alive_by: list[str] = Field(default_factory=list)
+    idle_stop_at: str | None = None  # when it will be stopped as idle if nothing uses it meanwhile
 
 
 class StatusResponse(_Model):

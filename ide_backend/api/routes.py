@@ -181,7 +181,13 @@ async def status(request: Request) -> JSONResponse:
             pass
         else:
             ready = await probe.ready(host, port)
-    data = StatusData(**asdict(found.info), password=found.password, ide_ready=ready)
+    data = StatusData(
+        **asdict(found.info),
+        password=found.password,
+        ide_ready=ready,
+        kept_alive_by=found.kept_alive_by,
+        idle_stop_at=found.idle_stop_at,
+    )
     return answer(StatusResponse(message="Container status retrieved successfully", data=data))
 
 

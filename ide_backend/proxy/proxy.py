@@ -26,6 +26,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from urllib.parse import quote
 
 import aiohttp
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 Resolver = Callable[[WorkspaceRef], Awaitable[tuple[str, int]]]
 """A workspace -> (host, port) of its code-server; raises NotFound, NotRunning, ..."""
+Activity = Callable[[WorkspaceRef, str], AbstractContextManager[None]]
+"""Marks a workspace in use while the block runs (an open VS Code session keeps it from its idle stop)."""
 
 PREFIX = "/ide"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -61,6 +64,7 @@ class IDEProxy:
         resolve: Resolver,
         authenticator: Authenticator,
         *,
+        activity: Activity | None = None,
         connect_timeout: float = 10.0,
         response_timeout: float = 300.0,
         websocket_heartbeat: float = 30.0,
@@ -69,6 +73,7 @@ class IDEProxy:
     ) -> None:
         self._resolve = resolve
         self._auth = authenticator
+        self._activity: Activity = activity or (lambda ref, label: contextlib.nullcontext())
         self._connect_timeout = connect_timeout
         self._response_timeout = response_timeout
         self._heartbeat = websocket_heartbeat
@@ -177,6 +182,8 @@ class IDEProxy:
         if credential.source == "query" and request.method in ("GET", "HEAD"):
             return self._open(request, ref, prefix, credential)
         host, port = await self._upstream(ref)
+        with self._activity(ref, "VS Code request"):
+            pass  # a request is a use of the workspace
         target = self._upstream_target(request, prefix)
         headers = request_headers(request.headers.items(), is_token=self._auth.is_token)
         headers += _forwarded(request, prefix)
@@ -274,7 +281,8 @@ class IDEProxy:
         self._open_sockets[websocket] = credential
         try:
             await websocket.accept(subprotocol=upstream.protocol)
-            await _pump(websocket, upstream)
+            with self._activity(ref, "VS Code open"):
+                await _pump(websocket, upstream)
         finally:
             self._open_sockets.pop(websocket, None)
             await upstream.close()

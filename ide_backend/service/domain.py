@@ -55,6 +55,7 @@ class WorkspaceInfo:
     ports: dict[str, int]
     theme: str | None
     ide_url: str | None  # where VS Code opens through the backend; None when the image has none
+    stop_reason: str | None = None  # why it last stopped or went away, while it is not running
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class WorkspaceStatus:
 
     info: WorkspaceInfo
     password: str
+    kept_alive_by: list[str]  # what keeps a running workspace from its idle stop, in words
+    idle_stop_at: str | None  # when it will be stopped if nothing uses it (ISO 8601), while nothing does
 
 
 @dataclass(frozen=True)

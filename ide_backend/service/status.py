@@ -34,6 +34,7 @@ class StatusEvents:
         self._labels = {INSTANCE_LABEL: instance}
         self._expected: dict[WorkspaceRef, str] = {}  # workspaces we are stopping or deleting ourselves, and why
         self._destroyed: dict[WorkspaceRef, asyncio.Event] = {}
+        self._oom: set[WorkspaceRef] = set()  # the engine reported an out-of-memory kill; its death says so
         self._watcher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -116,13 +117,17 @@ class StatusEvents:
 
     def _on_engine_event(self, ref: WorkspaceRef, event: RuntimeEvent) -> None:
         if event.action == "start":
+            self._oom.discard(ref)
             self.bus.publish(ref, "running", "docker")
         elif event.action == "oom":
+            self._oom.add(ref)
             self.bus.publish(ref, "oom", "docker")
         elif event.action == "die":
             expected = self._expected.get(ref)
             status: Status = "died" if expected is None else "exited"
-            self.bus.publish(ref, status, "docker", exit_code=event.exit_code, reason=expected or "died")
+            reason = expected or ("oom_killed" if ref in self._oom else "died")
+            self._oom.discard(ref)
+            self.bus.publish(ref, status, "docker", exit_code=event.exit_code, reason=reason)
         elif event.action == "destroy":
             self.bus.publish(ref, "removed", "docker", reason=self._expected.get(ref, "removed_outside"))
             if (destroyed := self._destroyed.get(ref)) is not None:

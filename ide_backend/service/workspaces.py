@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import Conflict, NotRunning, ValidationFailed
+from ..errors import Conflict, IDEError, NotRunning, ValidationFailed
 from ..runtime import ContainerState, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
@@ -30,6 +31,7 @@ from .bus import EventBus, Subscription
 from .containers import ContainerOwners, Containers, container_spec
 from .domain import ExecResult, ExecSpec, Outcome, WorkspaceInfo, WorkspaceRef, WorkspaceStatus
 from .filesets import FileEntry, FileSet, normalize_path, parse_files
+from .idle import IdleMonitor
 from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool
 from .processes import Outbox, ProcessHandle, ProcessManager
@@ -71,18 +73,61 @@ class WorkspaceService:
             finished_ttl=settings.process_finished_ttl,
         )
         self.files = WorkspaceFiles(runtime, settings)
+        self.idle = IdleMonitor(settings.idle_timeout, settings.idle_sweep, self.processes.of_workspace)
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
+        self._recorder: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
-        """Start the background work: the process manager, the engine event watcher, the warm pool."""
+        """Start the background work: the process manager, the stop reasons' recorder, the engine event watcher,
+        the warm pool, the idle stop."""
         await self.processes.start()
+        ready = asyncio.Event()
+        self._recorder = asyncio.create_task(self._record_stop_reasons(ready), name="stop-reasons")
+        await ready.wait()
         self.status_events.start()
         await self.pool.start()
+        self.idle.start(self._running_workspaces, self._stop_idle)
 
     async def shutdown(self) -> None:
+        await self.idle.close()
         await self.pool.close()
         await self.status_events.close()
+        if self._recorder is not None:
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
         await self.processes.close()
+
+    async def _record_stop_reasons(self, ready: asyncio.Event) -> None:
+        """Keep why each workspace last stopped in its record, for /status (the bus says it as it happens)."""
+        async with self.bus.subscribe_all() as events:
+            ready.set()
+            while True:
+                event = await events.get()
+                reason = event.get("reason")
+                if event["status"] in ("exited", "died", "removed") and reason and reason != "deleted":
+                    try:
+                        await self.store.update(event["projectId"], event["workspaceId"], stop_reason=reason)
+                    except IDEError as exc:
+                        log.warning(
+                            "cannot record why %s/%s stopped: %s", event["projectId"], event["workspaceId"], exc.message
+                        )
+
+    async def _stop_idle(self, ref: WorkspaceRef) -> None:
+        await self.stop(ref, reason="idle")
+
+    async def _running_workspaces(self) -> list[WorkspaceRef]:
+        """Every workspace whose container runs now (for the idle sweep)."""
+        records = await self.store.all()
+        limit = asyncio.Semaphore(16)
+
+        async def running(record: WorkspaceRecord) -> bool:
+            async with limit:
+                state = await self.runtime.inspect(record.container_name)
+            return bool(state and state.running)
+
+        flags = await asyncio.gather(*(running(r) for r in records))
+        return [WorkspaceRef(r.project_id, r.workspace_id) for r, flag in zip(records, flags, strict=True) if flag]
 
     def stats(self) -> dict[str, Any]:
         """Counts that show leaks and which paths did the work."""
@@ -115,6 +160,7 @@ class WorkspaceService:
 
     async def start(self, ref: WorkspaceRef, files: Mapping[str, Any] | None = None) -> Outcome:
         """Create the container if missing, start it if stopped, then write `files` into the workspace."""
+        self.idle.touch(ref)
         fileset = parse_files(files) if files else None
         async with self._lock(ref):
             record = await self.containers.record(ref)
@@ -130,15 +176,18 @@ class WorkspaceService:
         self.status_events.publish_state(ref, after)
         return Outcome(self.containers.info(ref, record, after), changed)
 
-    async def stop(self, ref: WorkspaceRef) -> Outcome:
+    async def stop(self, ref: WorkspaceRef, reason: str = "requested") -> Outcome:
+        """Stop the workspace's container; its events say why (`requested`, or `idle` from the idle sweep)."""
         record = await self.containers.require(ref)
         async with self._lock(ref):
             state = await self.runtime.inspect(record.container_name)
             changed = bool(state and state.running)
             if state is not None and state.running:
                 self.status_events.publish(ref, "stopping")
-                with self.status_events.stopping(ref):
+                with self.status_events.stopping(ref, reason):
                     await self.runtime.stop(state.id, self.settings.stop_timeout)
+                await self.store.update(ref.project_id, ref.workspace_id, stop_reason=reason)
+                record = dataclasses.replace(record, stop_reason=reason)
                 state = await self.runtime.inspect(state.id)
                 log.info("stopped %s", ref)
         self.status_events.publish_state(ref, state)
@@ -164,6 +213,7 @@ class WorkspaceService:
             await self.store.delete(ref.project_id, ref.workspace_id)
             self.containers.forget(ref)
         self._locks.pop(ref, None)
+        self.idle.forget(ref)
         self.status_events.publish(ref, "removed", reason="deleted")
         log.info("deleted %s", ref)
 
@@ -193,7 +243,14 @@ class WorkspaceService:
     async def status(self, ref: WorkspaceRef) -> WorkspaceStatus:
         record = await self.containers.require(ref)
         state = await self.runtime.inspect(record.container_name)
-        return WorkspaceStatus(self.containers.info(ref, record, state), record.password)
+        info = self.containers.info(ref, record, state)
+        running = bool(state and state.running)
+        return WorkspaceStatus(
+            info,
+            record.password,
+            kept_alive_by=self.idle.kept_alive_by(ref) if running else [],
+            idle_stop_at=self.idle.stop_at_iso(ref) if running else None,
+        )
 
     async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
         """Where the workspace's code-server answers (for the /ide/ proxy and the readiness probe)."""
@@ -221,6 +278,7 @@ class WorkspaceService:
 
     async def exec(self, ref: WorkspaceRef, spec: ExecSpec) -> ExecResult:
         """Run `sh -c command` to its end as the workspace user, in the workspace folder (or `cwd`)."""
+        self.idle.touch(ref)
         workdir = self._check_exec(spec)
         timeout = spec.timeout if spec.timeout is not None else self.settings.exec_default_timeout
         state = await self.containers.running(ref, "run commands (/api/v1/containers/start)")
@@ -248,6 +306,7 @@ class WorkspaceService:
 
     async def open_process(self, ref: WorkspaceRef, process_id: str, spec: ExecSpec, outbox: Outbox) -> ProcessHandle:
         """Start a command whose output streams to `outbox` (and to whoever attaches later); it outlives them."""
+        self.idle.touch(ref)
         self.processes.check_free(process_id)
         workdir = self._check_exec(spec)
         state = await self.containers.running(ref, "run commands")
@@ -287,6 +346,7 @@ class WorkspaceService:
 
     async def sync(self, ref: WorkspaceRef, files: Mapping[str, Any], clean: bool) -> Outcome:
         """Write `files` as one set (after emptying the workspace when `clean`), running or stopped."""
+        self.idle.touch(ref)
         fileset = parse_files(files)
         record = await self.containers.require(ref)
         async with self._lock(ref):
@@ -302,6 +362,7 @@ class WorkspaceService:
 
     async def set_theme(self, ref: WorkspaceRef, theme: str) -> None:
         """Set workbench.colorTheme in the user's VS Code settings, keeping the rest; remember it for re-creation."""
+        self.idle.touch(ref)
         record = await self.containers.require(ref)
         async with self._lock(ref):
             state, created, _ = await self._ensure_container(ref, record)
@@ -315,12 +376,14 @@ class WorkspaceService:
             await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
 
     async def list_files(self, ref: WorkspaceRef, path: str, depth: int, limit: int) -> tuple[list[Entry], bool]:
+        self.idle.touch(ref)
         path = "" if path.strip("/.") == "" else normalize_path(path, where="path")
         state = await self.containers.running(ref, "list its files")
         return await self.files.listing(state, path, depth, limit)
 
     async def read_file(self, ref: WorkspaceRef, path: str) -> FileContent:
         """One file, from a running or a stopped workspace (whose container is made first when it has none)."""
+        self.idle.touch(ref)
         path = normalize_path(path, where="path")
         record = await self.containers.require(ref)
         async with self._lock(ref):
@@ -328,6 +391,7 @@ class WorkspaceService:
         return await self.files.read(state.id, path, MAX_READ_BYTES)
 
     async def delete_files(self, ref: WorkspaceRef, paths: Sequence[str]) -> list[str]:
+        self.idle.touch(ref)
         normalized = [normalize_path(p, where="paths") for p in paths]
         async with self._lock(ref):
             state = await self.containers.running(ref, "delete files")

@@ -43,6 +43,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # Why the workspace's container last stopped or went away (requested, idle, died, oom_killed, ...).
+    (4, ["ALTER TABLE workspaces ADD COLUMN stop_reason TEXT"]),
 ]
 
 CREATE_VERSION_TABLE = """

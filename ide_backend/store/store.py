@@ -42,6 +42,7 @@ class WorkspaceRecord:
     theme: str | None
     created_at: str
     updated_at: str
+    stop_reason: str | None = None
 
     @classmethod
     def new(cls, **fields: Any) -> WorkspaceRecord:

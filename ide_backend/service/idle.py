@@ -1,0 +1,115 @@
+"""Idle stop that explains itself: a running workspace that nobody has used for its idle timeout is stopped.
+
+Used means any of: an API call that acts on the workspace (`touch`: start, exec, sync, files, theme; looking at it
+with status, list or a subscription does not, so a dashboard that polls keeps nothing alive), a process of it
+running (exec, terminal or background job started over the websocket, watched or not), a connection attached to
+one of its processes, or a holder such as an open VS Code session (`hold`). While any of these lasts the workspace
+is kept, and `/status` says by what (`keptAliveBy`); once none does, `/status` says when it will stop
+(`idleStopAt`), and the stop's events carry `reason: "idle"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+
+from .domain import WorkspaceRef
+from .messages import ProcessItem
+
+log = logging.getLogger(__name__)
+
+ProcessLister = Callable[[WorkspaceRef], list[ProcessItem]]
+Stopper = Callable[[WorkspaceRef], Awaitable[None]]
+
+
+class IdleMonitor:
+    """Knows when each workspace was last used and what keeps it in use; stops the idle ones."""
+
+    def __init__(self, timeout: float, sweep: float, processes: ProcessLister) -> None:
+        self.timeout = timeout  # seconds; 0 turns idle stop off
+        self.sweep = sweep
+        self._processes = processes
+        self._last_used: dict[WorkspaceRef, float] = {}  # time.time() of the last use that has ended
+        self._holders: dict[WorkspaceRef, Counter[str]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, ref: WorkspaceRef) -> None:
+        """The workspace was used just now (an API call, a message about one of its processes)."""
+        self._last_used[ref] = time.time()
+
+    def forget(self, ref: WorkspaceRef) -> None:
+        self._last_used.pop(ref, None)
+        self._holders.pop(ref, None)
+
+    @contextlib.contextmanager
+    def hold(self, ref: WorkspaceRef, label: str) -> Iterator[None]:
+        """Keep the workspace in use while the block runs (an open VS Code session, say)."""
+        holders = self._holders.setdefault(ref, Counter())
+        holders[label] += 1
+        try:
+            yield
+        finally:
+            holders[label] -= 1
+            if holders[label] <= 0:
+                del holders[label]
+            self.touch(ref)
+
+    def kept_alive_by(self, ref: WorkspaceRef) -> list[str]:
+        """What keeps the workspace in use now, in words; empty when nothing does."""
+        reasons = []
+        for item in self._processes(ref):
+            if not item["running"]:
+                continue
+            kind = "terminal" if item["tty"] else "process"
+            if item["attached"]:
+                reasons.append(f"{kind} {item['id']} attached")
+            else:
+                reasons.append(f"{kind} {item['id']} running")
+        for label, count in sorted(self._holders.get(ref, Counter()).items()):
+            reasons.append(label if count == 1 else f"{label} ({count})")
+        return reasons
+
+    def stop_at(self, ref: WorkspaceRef) -> float | None:
+        """When the workspace will be stopped if nothing uses it meanwhile; None when idle stop is off or something
+        keeps it in use."""
+        if self.timeout <= 0 or self.kept_alive_by(ref):
+            return None
+        return self._last_used.setdefault(ref, time.time()) + self.timeout
+
+    def stop_at_iso(self, ref: WorkspaceRef) -> str | None:
+        at = self.stop_at(ref)
+        return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+    def start(self, running: Callable[[], Awaitable[list[WorkspaceRef]]], stop: Stopper) -> None:
+        if self.timeout > 0:
+            self._task = asyncio.create_task(self._sweep_forever(running, stop), name="idle-stop")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sweep_forever(self, running: Callable[[], Awaitable[list[WorkspaceRef]]], stop: Stopper) -> None:
+        while True:
+            await asyncio.sleep(self.sweep)
+            try:
+                refs = await running()
+            except Exception as exc:  # the engine or the database is down: try again next sweep
+                log.warning("idle stop: cannot list running workspaces: %s", getattr(exc, "message", exc))
+                continue
+            now = time.time()
+            for ref in refs:
+                at = self.stop_at(ref)  # a workspace first seen now counts from now
+                if at is not None and at <= now:
+                    log.info("stopping %s: idle for %.0f s", ref, self.timeout)
+                    try:
+                        await stop(ref)
+                    except Exception as exc:
+                        log.warning("idle stop of %s failed: %s", ref, getattr(exc, "message", exc))
+                    self._last_used.pop(ref, None)
