@@ -14,6 +14,7 @@ PAIRS: list[tuple[Any, type[BaseModel]]] = [
     (messages.StartedMessage, protocol.StartedMessage),
     (messages.OutputMessage, protocol.OutputMessage),
     (messages.ExitMessage, protocol.ExitMessage),
+    (messages.ScreenMessage, protocol.ScreenMessage),
     (messages.AttachedMessage, protocol.AttachedMessage),
     (messages.ErrorMessage, protocol.ErrorMessage),
     (messages.StatusMessage, protocol.StatusMessage),

@@ -82,6 +82,8 @@ class AttachMessage(_Message):
     type: Literal["attach"]
     id: ProcessId
     since: Annotated[StrictInt, Field(ge=0)] = 0
+    # A terminal sends its screen as it is now (a `screen` message) instead of replaying what was missed.
+    screen: StrictBool = False
 
 
 class DetachMessage(_Message):
@@ -161,6 +163,15 @@ class SubscribedMessage(_Message):
     workspace_id: str
 
 
+class ScreenMessage(_Message):
+    type: Literal["screen"]
+    id: str
+    seq: int
+    cols: int
+    rows: int
+    data: str
+
+
 class AttachedMessage(_Message):
     type: Literal["attached"]
     id: str
@@ -207,7 +218,8 @@ ServerMessage = Annotated[
     | AttachedMessage
     | ErrorMessage
     | PongMessage
-    | ProcessesMessage,
+    | ProcessesMessage
+    | ScreenMessage,
     Field(discriminator="type"),
 ]
 server_message = TypeAdapter[ServerMessage](ServerMessage)

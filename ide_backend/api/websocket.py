@@ -158,7 +158,7 @@ class Connection:
             await self._process(message.id, "write").close_stdin()
         elif isinstance(message, AttachMessage):
             handle = self._process(message.id, "read")
-            handle.attach(self.outbox, message.since)
+            handle.attach(self.outbox, message.since, message.screen)
             self.following[message.id] = handle
         elif isinstance(message, DetachMessage):
             self._process(message.id, "read").detach(self.outbox)

@@ -26,6 +26,17 @@ class OutputMessage(TypedDict):
     data: str
 
 
+class ScreenMessage(TypedDict):
+    """A terminal's screen as it is now, drawn with escape sequences, covering output up to `seq`."""
+
+    type: Literal["screen"]
+    id: str
+    seq: int
+    cols: int
+    rows: int
+    data: str
+
+
 class ExitMessage(TypedDict):
     type: Literal["exit"]
     id: str
@@ -81,7 +92,7 @@ class ProcessesMessage(TypedDict):
     items: list[ProcessItem]
 
 
-ProcessMessage = StartedMessage | OutputMessage | ExitMessage | AttachedMessage | ErrorMessage
+ProcessMessage = StartedMessage | OutputMessage | ExitMessage | AttachedMessage | ErrorMessage | ScreenMessage
 ServerMessage = ProcessMessage | StatusMessage | ProcessesMessage
 
 

@@ -29,7 +29,16 @@ from ..errors import Conflict, IDEError, NotFound
 from ..runtime import STDERR, STDOUT, ExecSession, Runtime
 from .bus import EventBus
 from .domain import ExecSpec, WorkspaceRef
-from .messages import AttachedMessage, ErrorMessage, ExitMessage, OutputMessage, ProcessItem, ProcessMessage
+from .messages import (
+    AttachedMessage,
+    ErrorMessage,
+    ExitMessage,
+    OutputMessage,
+    ProcessItem,
+    ProcessMessage,
+    ScreenMessage,
+)
+from .terminal import TerminalScreen
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,7 @@ class Process:
     ending_reason: str | None = None
     signalled: bool = False  # a client sent it a signal: a death by signal is then no news about the container
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+    screen: TerminalScreen | None = None  # a PTY's screen, kept for attaches that ask for it
 
     @property
     def running(self) -> bool:
@@ -121,6 +131,8 @@ class Process:
             "data": text,
         }
         self.next_seq += 1
+        if self.screen is not None:
+            self.screen.feed(text)
         self.chunks.append(chunk)
         self.buffered += len(text)
         while self.buffered > self.buffer_limit and len(self.chunks) > 1:
@@ -140,8 +152,9 @@ class Process:
         self.finished_at = time.monotonic()
         self._emit(self.exit)
 
-    def attach(self, outbox: Outbox, since: int) -> AttachedMessage:
-        """Replay what came after `since`, then follow live; returns the `attached` message sent first."""
+    def attach(self, outbox: Outbox, since: int, screen: bool = False) -> AttachedMessage:
+        """Replay what came after `since`, then follow live; returns the `attached` message sent first. With
+        `screen`, a terminal sends its screen as it is now instead of the replay (when anything was missed)."""
         attached: AttachedMessage = {
             "type": "attached",
             "id": self.id,
@@ -150,9 +163,21 @@ class Process:
             "running": self.running,
         }
         outbox.put_nowait(attached)
-        for chunk in self.chunks:
-            if chunk["seq"] > since:
-                outbox.put_nowait(chunk)
+        if screen and self.screen is not None and since < self.next_seq - 1:
+            cols, rows = self.screen.size
+            snapshot: ScreenMessage = {
+                "type": "screen",
+                "id": self.id,
+                "seq": self.next_seq - 1,
+                "cols": cols,
+                "rows": rows,
+                "data": self.screen.snapshot(),
+            }
+            outbox.put_nowait(snapshot)
+        else:
+            for chunk in self.chunks:
+                if chunk["seq"] > since:
+                    outbox.put_nowait(chunk)
         if self.exit is not None:
             outbox.put_nowait(self.exit)
         else:
@@ -202,13 +227,15 @@ class ProcessHandle:
 
     async def resize(self, cols: int, rows: int) -> None:
         await self._process.session.resize(cols, rows)
+        if self._process.screen is not None:
+            self._process.screen.resize(cols, rows)
 
     async def signal(self, name: str) -> None:
         self._process.signalled = True
         await self._process.session.signal(name)
 
-    def attach(self, outbox: Outbox, since: int) -> AttachedMessage:
-        return self._process.attach(outbox, since)
+    def attach(self, outbox: Outbox, since: int, screen: bool = False) -> AttachedMessage:
+        return self._process.attach(outbox, since, screen)
 
     def detach(self, outbox: Outbox) -> None:
         self._process.detach(outbox)
@@ -294,6 +321,7 @@ class ProcessManager:
             timeout=spec.timeout,
             command=spec.command,
             tty=spec.tty,
+            screen=TerminalScreen(spec.cols, spec.rows) if spec.tty else None,
             buffer_limit=self.buffer_limit,
             lag_limit=self.lag_limit,
             output_cap=self.output_cap,
