@@ -20,6 +20,8 @@ def _process(buffer_limit: int = 1000, lag_limit: int = 10_000) -> Process:
         ref=WorkspaceRef("p", "w"),
         session=NO_SESSION,
         timeout=None,
+        command="make",
+        tty=False,
         buffer_limit=buffer_limit,
         lag_limit=lag_limit,
         output_cap=1 << 30,
