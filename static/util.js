@@ -1,6 +1,9 @@
 // Small helpers shared by the page's modules. Nothing here touches the DOM until it is called, so the pure ones also
 // run under Node (tests/test_static_util.py).
 
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+
 /** A random id; crypto.randomUUID needs a secure context, getRandomValues does not. */
 export function uid() {
   const bytes = crypto.getRandomValues(new Uint8Array(12));

@@ -1,0 +1,231 @@
+// The workspace the page shows: its ids in the top bar, its status badge, start and stop (the page is busy while one is
+// in flight) and the VS Code button. It tells the tree, the editor and the terminal when the workspace changes, starts
+// or stops.
+
+import { api, getToken } from "./api.js";
+import { note, showError, toast } from "./notify.js";
+import { $, ID_PATTERN } from "./util.js";
+
+const IDS_KEY = "ide-backend.ids";
+
+const STATUS_TEXT = {
+  unknown: "connecting",
+  missing: "not started",
+  pending: "…",
+  creating: "creating",
+  starting: "starting",
+  running: "running",
+  syncing: "syncing",
+  stopping: "stopping",
+  exited: "exited",
+  died: "died",
+  oom: "out of memory",
+  removed: "removed",
+};
+export const RUNNING_STATES = new Set(["running", "syncing"]);
+const STOPPED_STATES = new Set(["exited", "died", "oom", "removed", "missing"]);
+
+/** The ids the page used last time, or the defaults. */
+export function loadIds() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(IDS_KEY) || "null");
+    if (saved && ID_PATTERN.test(saved.projectId) && ID_PATTERN.test(saved.workspaceId)) return saved;
+  } catch {
+    // ignore a broken entry
+  }
+  return { projectId: "demo", workspaceId: "main" };
+}
+
+export class Workspace {
+  /**
+   * @param {object} parts
+   * @param {import("./live.js").LiveChannel} parts.live
+   * @param {import("./tree.js").FileTree} parts.tree
+   * @param {import("./editor.js").Editor} parts.editor
+   * @param {() => import("./terminal.js").ShellTerminal | null} parts.terminal null until made, or without xterm.js
+   * @param {() => string} parts.themeName the theme to set in VS Code when the workspace starts
+   */
+  constructor({ live, tree, editor, terminal, themeName }) {
+    this.live = live;
+    this.tree = tree;
+    this.editor = editor;
+    this._terminal = terminal;
+    this.themeName = themeName;
+    this.ref = null; // {projectId, workspaceId}
+    this.status = "unknown";
+    this.running = false; // the tree and the shell were told it runs
+    this.busy = false; // a start or stop is in flight
+    this.ideUrl = null;
+  }
+
+  get terminal() {
+    return this._terminal();
+  }
+
+  /** The ids typed in the top bar; switches the page to them when they changed. Returns false when invalid. */
+  applyIds() {
+    const projectId = $("project-id").value.trim();
+    const workspaceId = $("workspace-id").value.trim();
+    for (const [label, value] of [["Project", projectId], ["Workspace", workspaceId]]) {
+      if (!ID_PATTERN.test(value)) {
+        toast(
+          `${label} id: 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit and not ending with '.'`,
+        );
+        return false;
+      }
+    }
+    if (this.ref && this.ref.projectId === projectId && this.ref.workspaceId === workspaceId) return true;
+    this.switchTo({ projectId, workspaceId });
+    return true;
+  }
+
+  switchTo(ref) {
+    if (this.ref) this.live.unsubscribe(this.ref);
+    this.ref = ref;
+    this.running = false;
+    localStorage.setItem(IDS_KEY, JSON.stringify(ref));
+    $("project-id").value = ref.projectId;
+    $("workspace-id").value = ref.workspaceId;
+    $("status-ref").textContent = `${ref.projectId} / ${ref.workspaceId}`;
+    document.title = `${ref.projectId}/${ref.workspaceId} · ide-backend`;
+    this.editor.setWorkspace(ref);
+    this.tree.setWorkspace(ref);
+    this.terminal?.setWorkspace(ref);
+    this.setStatus("unknown");
+    this.live.subscribe(ref);
+  }
+
+  resubscribe() {
+    if (this.ref) this.live.subscribe(this.ref);
+  }
+
+  // --- status ------------------------------------------------------------------------------------------------
+
+  setStatus(status, detail = "") {
+    this.status = status;
+    const badge = $("status-badge");
+    badge.dataset.status = status;
+    badge.textContent = STATUS_TEXT[status] || status;
+    badge.title = detail || `Workspace status: ${STATUS_TEXT[status] || status}`;
+    const running = RUNNING_STATES.has(status);
+    $("start").disabled = this.busy || running || ["creating", "starting", "stopping"].includes(status);
+    $("stop").disabled = this.busy || STOPPED_STATES.has(status) || status === "unknown";
+    if (running && !this.running) {
+      this.running = true;
+      this.tree.setAvailable(true);
+      this.tree.refresh();
+      this.terminal?.ensureShell();
+    } else if (!running && STOPPED_STATES.has(status)) {
+      this.running = false;
+      const why = status === "missing" ? "Start the workspace to browse its files." : "The workspace is stopped.";
+      this.tree.setAvailable(false, why);
+    }
+    $("run").disabled = !running;
+    if (running) this._refreshIde();
+    else this._setIde(null);
+  }
+
+  /** A `status` event from the live channel. */
+  onStatusEvent(event) {
+    if (!this.ref || event.projectId !== this.ref.projectId || event.workspaceId !== this.ref.workspaceId) return;
+    if (this.busy && event.source === "snapshot" && !RUNNING_STATES.has(event.status)) return; // start in flight
+    const detail = event.exitCode !== undefined && event.exitCode !== null ? `exit code ${event.exitCode}` : "";
+    this.setStatus(event.status, detail);
+  }
+
+  /** A subscribe the live channel had refused: not_found means the workspace was never started here. */
+  onSubscribeError(ref, error) {
+    if (!this.ref || ref.projectId !== this.ref.projectId || ref.workspaceId !== this.ref.workspaceId) return;
+    if (error.code === "not_found") {
+      if (!this.busy) this.setStatus("missing", "This workspace was never started here");
+    } else {
+      showError(error);
+    }
+  }
+
+  /** After a failed start/stop: ask REST what the workspace is now, in case the live channel is down too. */
+  async _statusFromRest(ref) {
+    try {
+      const { data } = await api.status(ref);
+      if (ref === this.ref) this.setStatus(data.running ? "running" : data.status === "removed" ? "removed" : "exited");
+    } catch (err) {
+      if (ref === this.ref) this.setStatus(err.status === 404 ? "missing" : this.status);
+    }
+  }
+
+  // --- start and stop ----------------------------------------------------------------------------------------
+
+  /**
+   * One start or stop: the page is busy and the button shows it meanwhile; a failure is shown and the status asked
+   * of REST; afterwards the live channel follows the workspace again.
+   */
+  async _lifecycle(button, ref, status, call) {
+    this.busy = true;
+    this.setStatus(status);
+    $(button).classList.add("loading");
+    try {
+      await call();
+    } catch (err) {
+      showError(err);
+      this.busy = false;
+      await this._statusFromRest(ref);
+    } finally {
+      this.busy = false;
+      $(button).classList.remove("loading");
+      // The answer to subscribe is a snapshot of what the workspace is now; events follow.
+      if (ref === this.ref) this.live.subscribe(ref);
+    }
+  }
+
+  async start() {
+    if (!this.applyIds()) return;
+    const ref = this.ref;
+    await this._lifecycle("start", ref, "starting", async () => {
+      const answer = await api.start(ref);
+      const wanted = this.themeName();
+      if (ref === this.ref && answer.data && answer.data.theme !== wanted) {
+        api.theme(ref, wanted).catch(showError);
+      }
+    });
+  }
+
+  async stop() {
+    if (!this.ref) return;
+    const ref = this.ref;
+    if (this.editor.dirtyCount > 0) toast("Unsaved changes stay in the editor; save them after the next start", "info");
+    await this._lifecycle("stop", ref, this.status, () => api.stop(ref));
+  }
+
+  // --- VS Code (workspaces running the code-server image) -----------------------------------------------------
+
+  _setIde(url) {
+    const button = $("open-vscode");
+    this.ideUrl = url;
+    button.disabled = !url;
+    button.title = url ? "Open this workspace's VS Code in a new tab" : "needs the code-server image";
+  }
+
+  async _refreshIde() {
+    const ref = this.ref;
+    try {
+      const { data } = await api.status(ref);
+      if (ref === this.ref) this._setIde(data.running ? data.ideUrl : null);
+    } catch {
+      if (ref === this.ref) this._setIde(null);
+    }
+  }
+
+  async openIde() {
+    if (!this.ideUrl) return;
+    const tab = window.open("about:blank", "_blank"); // opened in the click, so no pop-up blocker stops it
+    if (tab) tab.opener = null;
+    try {
+      const { data } = await api.status(this.ref);
+      note(data.ideReady ? `VS Code password: ${data.password}` : "VS Code is still starting; it opens when ready");
+      if (tab) tab.location.href = `${data.ideUrl}?token=${encodeURIComponent(getToken())}`;
+    } catch (err) {
+      tab?.close();
+      showError(err);
+    }
+  }
+}
