@@ -654,6 +654,7 @@ def chromium() -> Iterator[Any]:
         yield browser
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("origin", ["direct", "cross-site link"])
 def test_browser_opens_the_ide_with_the_token_once(stack: Stack, chromium: Any, origin: str) -> None:
     target = f"{stack.proxy_url}{BASE}page?token={TOKEN}"
