@@ -5,6 +5,8 @@
 # Options (environment):
 #   IDE_WORKSPACE_IMAGE   tag of the workspace image              (default ide-backend/workspace:latest)
 #   IDE_CODE_SERVER_IMAGE tag of the code-server image            (default ide-backend/code-server:latest)
+#   IDE_TEMPLATE_IMAGES   which template images to build besides the workspace image (default "python node";
+#                         ide-backend/<name>:latest from images/<name>/, FROM the workspace image)
 #   IDE_EXTRA_CA_DIR      a folder of extra CA certificates (*.crt) to trust inside the images, for hosts behind a
 #                         TLS-intercepting proxy. Default: the host's own local CAs (/usr/local/share/ca-certificates)
 #                         when it has any, so images trust what the host trusts; set it empty to trust none
@@ -120,6 +122,9 @@ fi
 
 ensure_base
 build_image "$WORKSPACE_IMAGE" "$ROOT/images/workspace"
+for template in ${IDE_TEMPLATE_IMAGES-python node}; do
+    build_image "ide-backend/$template:latest" "$ROOT/images/$template" "$WORKSPACE_IMAGE"
+done
 if [ "$code_server" = 1 ]; then
     build_image "$CODE_SERVER_IMAGE" "$ROOT/images/code-server" "$WORKSPACE_IMAGE"
 fi
