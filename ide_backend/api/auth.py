@@ -24,7 +24,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from starlette.requests import HTTPConnection
@@ -47,7 +47,6 @@ class Credential:
 
     source: Literal["header", "query", "cookie"]
     claims: Claims | None = None
-    raw: str = field(default="", repr=False)  # the token as presented (an IDE session is opened with it)
 
     @property
     def admin(self) -> bool:
@@ -164,7 +163,7 @@ class Authenticator:
                 "websocket or a link); the server prints it at start-up, or set IDE_API_TOKEN"
             )
         if self.is_token(presented):
-            return Credential(source=source, raw=presented)
+            return Credential(source=source)
         if looks_like_jwt(presented):
             try:
                 claims = self.signer.decode(presented)
@@ -173,7 +172,7 @@ class Authenticator:
                 raise
             if self.revocations.voids(claims):
                 raise Unauthorized("The token has been revoked; ask for a new one")
-            return Credential(source=source, claims=claims, raw=presented)
+            return Credential(source=source, claims=claims)
         self.limiter.failed(client)
         raise Unauthorized(
             "The API token is wrong: send the one the server printed at start-up (or set IDE_API_TOKEN), or a token "
