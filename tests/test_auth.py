@@ -52,8 +52,8 @@ def test_wrong_tokens_are_throttled_per_address_but_a_session_still_works() -> N
         a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"}))  # even the right one, for a while
     assert a.authenticate(conn({"Authorization": f"Bearer {TOKEN}"}, client="10.0.0.2")).admin  # others may
     cookie = conn({"Cookie": f"{COOKIE_NAME}={session}"})
-    session = a.authenticate(cookie, workspace=REF)
-    assert session.source == "cookie" and session.covers(REF) and not session.covers(OTHER)
+    opened = a.authenticate(cookie, workspace=REF)
+    assert opened.source == "cookie" and opened.covers(REF) and not opened.covers(OTHER)
 
 
 def test_the_ide_cookie_counts_only_for_its_workspace_and_until_it_expires() -> None:
