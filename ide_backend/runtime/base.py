@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 STDOUT, STDERR = 1, 2  # the stream numbers ExecSession.read() returns
+
+NetworkMode = Literal["isolated", "none", "shared"]
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Where a workspace container's traffic may go. `isolated`: a network for workspaces only, where no workspace
+    reaches another, nor the host, and the wider network stays open (only to `egress_allow`, IPv4 CIDRs, when that
+    is not empty); `none`: loopback only; `shared`: the engine's default bridge, unrestricted (docs/security.md)."""
+
+    mode: NetworkMode = "shared"
+    egress_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,7 @@ class ContainerSpec:
     memory_bytes: int
     nano_cpus: int
     pids_limit: int
+    network: NetworkPolicy = NetworkPolicy()
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,8 @@ class Runtime(Protocol):
     async def stop(self, container_id: str, timeout: int) -> None: ...
 
     async def remove(self, container_id: str) -> None: ...
+
+    async def move_to_network(self, container_id: str, policy: NetworkPolicy) -> bool: ...
 
     async def rename(self, name: str, new_name: str) -> bool: ...
 

@@ -5,6 +5,8 @@ runtime.py  DockerRuntime: containers, volumes, events; delegates to the modules
 exec.py     a Docker exec session, and running a command to its end
 agent.py    the warm exec path: one attach stream per container to its ide-agent
 archive.py  path stats, tar uploads, file reads, emptying the workspace (in a helper when stopped)
+network.py  the isolated workspace network: the bridge, this backend's place on it, moving containers onto it
+firewall.py the host's firewall rules around that network, written by a helper container on the engine's host
 parsing.py  Docker's JSON without I/O: container config out; inspect, events, path stats in
 errors.py   aiodocker's and aiohttp's errors become ours
 """

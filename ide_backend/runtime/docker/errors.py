@@ -19,6 +19,14 @@ def unavailable(doing: str, detail: str, host: str) -> RuntimeUnavailable:
     )
 
 
+def missing_image(image: str) -> RuntimeUnavailable:
+    return RuntimeUnavailable(
+        f"The workspace image {image!r} is not on this Docker engine; build it with scripts/build-images.sh (or set "
+        "IDE_WORKSPACE_IMAGE to an image that exists)",
+        hint="build the workspace image",
+    )
+
+
 @contextlib.contextmanager
 def translate_errors(doing: str, host: str) -> Iterator[None]:
     """404 -> NotFound, 409 -> Conflict, no answer -> RuntimeUnavailable (503), the rest -> RuntimeFailure."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..base import ContainerSpec, ContainerState, PathStat, RuntimeEvent
+from .network import network_name
 
 # Go's os.FileMode type bits, as Docker reports them in a path stat.
 MODE_DIR = 1 << 31
@@ -24,8 +25,10 @@ STAT_FORMAT = "%f\\t%a\\t%Y\\t%n\\0"
 
 def container_config(spec: ContainerSpec) -> dict[str, Any]:
     """The body of Docker's container create for one workspace."""
-    ports: dict[str, dict[str, str]] = {f"{p}/tcp": {} for p in spec.publish_ports}
-    return {
+    # No network at all (IDE_NETWORK=none) has nothing to publish on.
+    publish = spec.publish_ports if spec.network.mode != "none" else []
+    ports: dict[str, dict[str, str]] = {f"{p}/tcp": {} for p in publish}
+    config: dict[str, Any] = {
         "Image": spec.image,
         "Hostname": "workspace",
         "User": spec.user,
@@ -53,6 +56,12 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
             "LogConfig": {"Type": "none", "Config": {}},
         },
     }
+    # `shared` is the engine's default bridge: no NetworkMode, as before there was a choice.
+    if spec.network.mode == "none":
+        config["HostConfig"]["NetworkMode"] = "none"
+    elif spec.network.mode == "isolated":
+        config["HostConfig"]["NetworkMode"] = network_name(spec.network)
+    return config
 
 
 def helper_config(spec: ContainerSpec, argv: Sequence[str]) -> dict[str, Any]:

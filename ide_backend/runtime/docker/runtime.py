@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 import aiohttp
 from aiodocker.volumes import DockerVolume
 
-from ...errors import Conflict, NotFound, NotRunning, RuntimeFailure, RuntimeUnavailable
-from ..base import ContainerSpec, ContainerState, ExecOutput, ExecSession, PathStat, RuntimeEvent
+from ...errors import Conflict, NotFound, NotRunning, RuntimeFailure
+from ..base import ContainerSpec, ContainerState, ExecOutput, ExecSession, NetworkPolicy, PathStat, RuntimeEvent
 from .agent import AgentChannels
 from .archive import ContainerFiles
 from .client import DockerClient
-from .errors import translate_errors, unavailable
+from .errors import missing_image, translate_errors, unavailable
 from .exec import open_docker_exec, run_to_end
+from .network import WorkspaceNetworks
 from .parsing import container_config, container_state, runtime_event
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class DockerRuntime:
         self.host = self._client.host
         self._agents = AgentChannels(self._client, self.inspect)
         self._files = ContainerFiles(self._client, self)
+        self._networks = WorkspaceNetworks(self._client)
 
     async def close(self) -> None:
         await self._agents.close()
@@ -60,22 +62,30 @@ class DockerRuntime:
         return container_state(data)
 
     async def create(self, spec: ContainerSpec) -> ContainerState:
-        """Create the container, or return the one that already carries this name (another process won)."""
+        """Create the container, or return the one that already carries this name (another process won). Its network
+        (and the firewall rules around it) is put in place first, by the first create of the process."""
+        await self._networks.ensure(spec.network, spec.image, spec.labels)
+        try:
+            await self._create(spec)
+        except NotFound as exc:
+            # Its network may have been removed behind our back since it was put in place: made again, once.
+            if not await self._networks.repair(spec.network, spec.image, spec.labels):
+                raise missing_image(spec.image) from exc
+            try:
+                await self._create(spec)
+            except NotFound as again:
+                raise missing_image(spec.image) from again
+        state = await self.inspect(spec.name)
+        if state is None:
+            raise RuntimeFailure(f"Container {spec.name} vanished right after it was created; retry the start")
+        return state
+
+    async def _create(self, spec: ContainerSpec) -> None:
         try:
             with self._errors(f"creating container {spec.name}"):
                 await self._docker.containers.create(container_config(spec), name=spec.name)
         except Conflict:
             log.info("container %s already exists; using it", spec.name)
-        except NotFound as exc:
-            raise RuntimeUnavailable(
-                f"The workspace image {spec.image!r} is not on this Docker engine; build it with "
-                "scripts/build-images.sh (or set IDE_WORKSPACE_IMAGE to an image that exists)",
-                hint="build the workspace image",
-            ) from exc
-        state = await self.inspect(spec.name)
-        if state is None:
-            raise RuntimeFailure(f"Container {spec.name} vanished right after it was created; retry the start")
-        return state
 
     async def start(self, container_id: str) -> None:
         with self._errors("starting the container"):
@@ -90,6 +100,11 @@ class DockerRuntime:
     async def remove(self, container_id: str) -> None:
         with self._errors("removing the container"):
             await self._docker.containers.container(container_id).delete(force=True, v=False)
+
+    async def move_to_network(self, container_id: str, policy: NetworkPolicy) -> bool:
+        """Put a stopped container on the policy's network (one made before it, or under another IDE_NETWORK); True
+        when it was moved. network.py has the details."""
+        return await self._networks.move(container_id, policy)
 
     async def rename(self, name: str, new_name: str) -> bool:
         """Rename the container called `name` (never an id: a name the container no longer has fails, which is what
