@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     # How the /ide/ proxy reaches code-server: its port published on the host's 127.0.0.1 ("published"), or the
     # workspace container's own address on its Docker network ("container", for a backend that runs in a container).
     ide_upstream: Literal["published", "container"] = "published"
+
+    # Workspace networking (docs/security.md, "Network"): "isolated" (a network of their own where no workspace reaches
+    # another or the host, outbound open), "none" (loopback only) or "shared" (Docker's default bridge, unrestricted).
+    network: Literal["isolated", "none", "shared"] = "isolated"
+    # With "isolated": the only IPv4 CIDRs workspaces may open connections to outside the host (DNS aside); empty: any.
+    egress_allow: list[IPv4Network] = Field(default_factory=list)
 
     memory_limit_mb: int = Field(default=2048, ge=16)
     cpu_limit: float = Field(default=2.0, gt=0)

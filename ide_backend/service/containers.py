@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Mapping
 
 from ..errors import Conflict, IDEError, NotFound, NotRunning
-from ..runtime import ContainerSpec, ContainerState, Runtime
+from ..runtime import ContainerSpec, ContainerState, NetworkPolicy, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .domain import WorkspaceInfo, WorkspaceRef
@@ -31,10 +31,16 @@ IDE_LABEL = f"{LABEL_PREFIX}.ide"  # set by IDE images (images/code-server)
 FILES_LABEL = f"{LABEL_PREFIX}.files-volume"  # on a claimed workspace's marker volume: the volume with its files
 
 
+def network_policy(settings: Settings) -> NetworkPolicy:
+    """The network every workspace container is on (IDE_NETWORK, IDE_EGRESS_ALLOW)."""
+    return NetworkPolicy(settings.network, tuple(sorted(str(cidr) for cidr in settings.egress_allow)))
+
+
 def container_spec(
     settings: Settings, image: str, name: str, volume: str, labels: Mapping[str, str], password: str
 ) -> ContainerSpec:
-    """One container config for every workspace container, pooled or not: only these five things differ."""
+    """One container config for every workspace container, pooled or not (so a claimed one is on the same network,
+    with the same limits): only these five things differ."""
     s = settings
     return ContainerSpec(
         name=name,
@@ -49,6 +55,7 @@ def container_spec(
         memory_bytes=s.memory_limit_mb * 1024 * 1024,
         nano_cpus=int(s.cpu_limit * 1e9),
         pids_limit=s.pids_limit,
+        network=network_policy(s),
     )
 
 
@@ -93,6 +100,10 @@ class Containers:
         self.pool = pool
         self.owners = owners
         self._names: dict[WorkspaceRef, str] = {}
+        self._network = network_policy(settings)
+        self._fresh: set[str] = set()  # containers create() just made: already on the right network
+        if settings.egress_allow and settings.network != "isolated":
+            log.warning("IDE_EGRESS_ALLOW is ignored: it takes IDE_NETWORK=isolated (it is %s)", settings.network)
 
     # -- naming ---------------------------------------------------------------------------------------------
 
@@ -169,6 +180,7 @@ class Containers:
         record = dataclasses.replace(record, volume_name=files_at or record.volume_name)
         await self.runtime.ensure_volume(record.volume_name, self.labels(ref))
         state = await self.runtime.create(self.spec(ref, record))
+        self._fresh.add(state.id)
         log.info("created container %s for %s", state.name, ref)
         return state
 
@@ -177,6 +189,11 @@ class Containers:
         claimed pool container brings its own volume and password, and so does one adopted from an earlier run or a
         lost database (code-server inside it already uses that password). Returns the record as now stored."""
         self._check_owner(ref, record, state)
+        if state.id in self._fresh:
+            self._fresh.discard(state.id)
+        elif not state.running and await self.runtime.move_to_network(state.id, self._network):
+            # Made by an earlier version (on the default bridge) or under another IDE_NETWORK: moved before it starts.
+            log.info("moved the container of %s to the %s network", ref, self._network.mode)
         truth = {
             "container_id": state.id,
             "volume_name": state.volumes.get(self.settings.workspace_dir, record.volume_name),
@@ -244,6 +261,8 @@ class Containers:
         (setting ide_upstream=container) the container's own address on its Docker network, which needs no
         published port."""
         s = self.settings
+        if s.network == "none":
+            raise Conflict(f"Workspace {ref} has no network (IDE_NETWORK=none), so its IDE cannot be reached")
         if not state.labels.get(IDE_LABEL):
             raise Conflict(
                 f"Workspace {ref} has no IDE: start it with an IDE image "
