@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     docker_timeout: float = Field(default=30.0, gt=0)  # seconds for one Docker API call (exec streams aside)
     instance: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
-    workspace_image: str = "ide-backend/workspace:latest"
+    workspace_image: str = "ide-backend/workspace:latest"  # the built-in `base` template's image
+    # Workspace templates: a TOML file (ide_backend/service/templates.py shows its shape); empty: the built-in set.
+    templates: str = ""
+    default_template: str = ""  # empty: the file's `default`, else `base`
     workspace_user: str = "coder"
     workspace_uid: int = 1000
     workspace_gid: int = 1000
@@ -64,6 +67,10 @@ class Settings(BaseSettings):
     stop_timeout: int = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL on stop
     # Started, unclaimed containers of workspace_image kept ready for new workspaces (docs/pool.md); 0 turns it off.
     pool_size: int = Field(default=2, ge=0, le=64)
+
+    # A running workspace nobody uses for this many seconds is stopped (0: never); how often that is checked.
+    idle_timeout: float = Field(default=1800.0, ge=0)
+    idle_sweep: float = Field(default=15.0, gt=0)
 
     # Run non-terminal commands through the image's ide-agent when it has one (falls back to Docker exec).
     exec_agent: bool = True

@@ -162,6 +162,10 @@ class Containers:
             name = self._names[ref] = (await self.require(ref)).container_name
         return name
 
+    def forget(self, ref: WorkspaceRef) -> None:
+        """The workspace was deleted: its record is gone, so its name may no longer be taken from memory."""
+        self._names.pop(ref, None)
+
     # -- containers -------------------------------------------------------------------------------------------
 
     async def running(self, ref: WorkspaceRef, doing: str) -> ContainerState:
@@ -254,6 +258,7 @@ class Containers:
             ports=dict(state.ports) if state else {},
             theme=record.theme,
             ide_url=f"/ide/{ref.project_id}/{ref.workspace_id}/" if state and state.labels.get(IDE_LABEL) else None,
+            stop_reason=None if state and state.running else record.stop_reason,
         )
 
     def ide_address(self, ref: WorkspaceRef, state: ContainerState) -> tuple[str, int]:
