@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     memory_limit_mb: int = Field(default=2048, ge=16)
     cpu_limit: float = Field(default=2.0, gt=0)
     pids_limit: int = Field(default=512, ge=16)
+    # Per-workspace disk limit over everything the workspace user can write (/workspace, home, /tmp); 0: none.
+    disk_limit_mb: int = Field(default=10240, ge=0)
     stop_timeout: int = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL on stop
     # Started, unclaimed containers of workspace_image kept ready for new workspaces (docs/pool.md); 0 turns it off.
     pool_size: int = Field(default=2, ge=0, le=64)

@@ -38,6 +38,10 @@ class ContainerSpec:
     nano_cpus: int
     pids_limit: int
     network: NetworkPolicy = NetworkPolicy()
+    # Everything the workspace user can write (the workspace folder, the home folder, /tmp) within this many bytes;
+    # None: unbounded.
+    disk_bytes: int | None = None
+    home: str = "/home/coder"  # the workspace user's home folder (bounded with the rest when disk_bytes is set)
 
 
 @dataclass(frozen=True)
