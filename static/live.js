@@ -1,11 +1,13 @@
 // The live channel (/api/v1/ws, see docs/protocol.md): one websocket that reconnects with backoff, keeps the
 // status subscriptions, and re-attaches to every process it follows with the last `seq` it saw, so output is
-// neither lost nor shown twice.
+// neither lost nor shown twice. It also lists a workspace's processes and attaches to one by id (a reloaded page
+// finding its terminal), with the screen redrawn instead of replayed.
 
 const MIN_BACKOFF_MS = 300;
 const MAX_BACKOFF_MS = 10_000;
 const PING_EVERY_MS = 25_000;
 const MAX_QUEUED = 2_000;
+const LIST_TIMEOUT_MS = 15_000;
 
 const refKey = (ref) => `${ref.projectId}/${ref.workspaceId}`;
 
@@ -34,7 +36,10 @@ export class LiveChannel {
     this.stopped = false;
     this.connects = 0;
     this.subscriptions = new Map(); // key -> ref
-    this.pendingSubscribes = []; // keys, in the order their subscribe went out
+    // Requests the server answers without a process id (subscribe, list), in the order they went out: the server
+    // handles them one after another, so an error without an id belongs to the oldest one still waiting.
+    this.pending = []; // {kind: "subscribe", key} | {kind: "list", key, request}
+    this.lists = new Set(); // list requests not answered yet: {ref, resolve, reject, timer, sent}
     this.processes = new Map(); // id -> {lastSeq, sent, handler}
     this.queue = []; // messages waiting for the socket
   }
@@ -103,8 +108,34 @@ export class LiveChannel {
 
   _sendSubscribe(key) {
     const ref = this.subscriptions.get(key);
-    this.pendingSubscribes.push(key);
+    this.pending.push({ kind: "subscribe", key });
     this.ws.send(JSON.stringify({ type: "subscribe", ...ref }));
+  }
+
+  /** The processes of a workspace (the `processes` answer's items); asked again after a drop. */
+  list(ref) {
+    return new Promise((resolve, reject) => {
+      const request = { ref: { projectId: ref.projectId, workspaceId: ref.workspaceId }, resolve, reject, sent: false };
+      request.timer = setTimeout(() => {
+        this._endList(request);
+        reject({ code: "timeout", message: "The server did not list the workspace's processes in time" });
+      }, LIST_TIMEOUT_MS);
+      this.lists.add(request);
+      if (this.isOpen) this._sendList(request);
+    });
+  }
+
+  _sendList(request) {
+    request.sent = true;
+    this.pending.push({ kind: "list", key: refKey(request.ref), request });
+    this.ws.send(JSON.stringify({ type: "list", ...request.ref }));
+  }
+
+  _endList(request) {
+    clearTimeout(request.timer);
+    this.lists.delete(request);
+    const index = this.pending.findIndex((p) => p.request === request);
+    if (index >= 0) this.pending.splice(index, 1);
   }
 
   // --- processes ----------------------------------------------------------------------------------------
@@ -117,15 +148,27 @@ export class LiveChannel {
     const proc = { lastSeq: 0, sent: false, handler };
     this.processes.set(message.id, proc);
     proc.sent = this.send({ type: "exec", ...message });
-    if (!proc.sent) proc.queuedExec = true;
   }
 
-  /** Stop following a process (it is not killed; signal it first if it should end). */
-  forget(id) {
+  /**
+   * Follow a process started earlier (by this page before a reload, or by another tab). With `screen`, a terminal's
+   * screen comes back drawn as it is now (handler.onScreen) instead of a replay of its output.
+   */
+  attach(id, handler, { screen = false } = {}) {
+    const proc = { lastSeq: 0, sent: false, handler, screen };
+    this.processes.set(id, proc);
+    proc.sent = this.send(screen ? { type: "attach", id, since: 0, screen: true } : { type: "attach", id, since: 0 });
+  }
+
+  /**
+   * Stop following a process (it is not killed; signal it first if it should end). `tell: false` when the process
+   * is gone anyway (its workspace was deleted), so the server is not asked about it.
+   */
+  forget(id, { tell = true } = {}) {
     const proc = this.processes.get(id);
     if (!proc) return;
     this.processes.delete(id);
-    if (this.isOpen && proc.sent) this.ws.send(JSON.stringify({ type: "detach", id }));
+    if (tell && this.isOpen && proc.sent) this.ws.send(JSON.stringify({ type: "detach", id }));
   }
 
   isFollowing(id) {
@@ -144,19 +187,21 @@ export class LiveChannel {
     this.opened = true;
     this.connects += 1;
     this.backoff = MIN_BACKOFF_MS;
-    this.pendingSubscribes = [];
+    this.pending = [];
     // Re-attach first, so output resumes right after the last chunk shown; then what was typed meanwhile.
     for (const [id, proc] of this.processes) {
-      if (proc.sent) ws.send(JSON.stringify({ type: "attach", id, since: proc.lastSeq }));
+      if (!proc.sent) continue;
+      // One that had asked for its screen and not got it yet asks again; the rest replay from the last seq.
+      const attach = { type: "attach", id, since: proc.lastSeq };
+      ws.send(JSON.stringify(proc.screen ? { ...attach, since: 0, screen: true } : attach));
     }
     for (const key of this.subscriptions.keys()) this._sendSubscribe(key);
+    for (const request of this.lists) this._sendList(request);
     const queued = this.queue;
     this.queue = [];
     for (const message of queued) {
-      if (message.type === "exec" && this.processes.has(message.id)) {
-        const proc = this.processes.get(message.id);
-        proc.sent = true;
-        proc.queuedExec = false;
+      if ((message.type === "exec" || message.type === "attach") && this.processes.has(message.id)) {
+        this.processes.get(message.id).sent = true;
       }
       ws.send(JSON.stringify(message));
     }
@@ -169,7 +214,8 @@ export class LiveChannel {
     if (ws !== this.ws) return;
     this.ws = null;
     clearInterval(this.pingTimer);
-    this.pendingSubscribes = [];
+    this.pending = [];
+    for (const request of this.lists) request.sent = false; // asked again on the next connection
     for (const proc of this.processes.values()) proc.handler.onDetached?.();
     if (this.stopped) {
       this._setState("closed");
@@ -215,8 +261,19 @@ export class LiveChannel {
         proc?.handler.onStarted?.();
         return;
       case "attached":
-        if (proc && message.firstSeq > proc.lastSeq + 1) proc.handler.onGap?.(message.firstSeq, proc.lastSeq);
-        proc?.handler.onAttached?.(message);
+        if (!proc) return;
+        // An attach with the screen loses nothing: the screen message draws what the replay no longer holds.
+        if (!proc.screen && message.firstSeq > proc.lastSeq + 1) proc.handler.onGap?.(message.firstSeq, proc.lastSeq);
+        proc.screen = false; // a later re-attach (after a drop) replays from the last seq, as for any process
+        proc.handler.onAttached?.(message);
+        return;
+      case "screen":
+        if (!proc || message.seq < proc.lastSeq) return;
+        proc.lastSeq = message.seq;
+        proc.handler.onScreen?.(message);
+        return;
+      case "processes":
+        this._settle("list", refKey(message), message.items);
         return;
       case "exit":
         if (!proc) return;
@@ -224,11 +281,11 @@ export class LiveChannel {
         proc.handler.onExit?.(message);
         return;
       case "status":
-        this._settle(refKey(message));
+        this._settle("subscribe", refKey(message));
         this.onStatus(message);
         return;
       case "subscribed":
-        this._settle(refKey(message));
+        this._settle("subscribe", refKey(message));
         return;
       case "error":
         this._error(message, proc);
@@ -238,9 +295,15 @@ export class LiveChannel {
     }
   }
 
-  _settle(key) {
-    const index = this.pendingSubscribes.indexOf(key);
-    if (index >= 0) this.pendingSubscribes.splice(index, 1);
+  /** A request of this kind for this workspace was answered: it waits no more (a list resolves with `items`). */
+  _settle(kind, key, items) {
+    const entry = this.pending.find((p) => p.kind === kind && p.key === key);
+    if (!entry) return;
+    this.pending.splice(this.pending.indexOf(entry), 1);
+    if (entry.request) {
+      this._endList(entry.request);
+      entry.request.resolve(items || []);
+    }
   }
 
   _error(message, proc) {
@@ -256,13 +319,16 @@ export class LiveChannel {
       proc.handler.onError?.(message);
       return;
     }
-    if (message.id === undefined && this.pendingSubscribes.length > 0) {
-      const key = this.pendingSubscribes.shift();
-      const ref = this.subscriptions.get(key);
-      if (ref) {
-        this.onSubscribeError(ref, message);
+    if (message.id === undefined && this.pending.length > 0) {
+      const entry = this.pending.shift();
+      if (entry.request) {
+        this._endList(entry.request);
+        entry.request.reject(message);
         return;
       }
+      const ref = this.subscriptions.get(entry.key);
+      if (ref) this.onSubscribeError(ref, message);
+      return; // else: a subscription dropped meanwhile (the page moved on); its refusal no longer matters
     }
     this.onError(message);
   }

@@ -1,6 +1,32 @@
 // An interactive shell in the workspace: xterm.js + the fit addon, over the live channel (exec with tty).
+//
+// The shell outlives the page: its id is kept in localStorage per workspace, and when the workspace runs the page
+// asks the server for the workspace's processes and attaches to that shell again, its screen redrawn by the server
+// (docs/protocol.md, "attach" with screen). Only when there is none does it start a new one. With a read-only
+// token the terminal takes no input and starts nothing: it shows the workspace's running shell, if there is one.
 
 import { uid } from "./util.js";
+
+const TERMINAL_KEY = "ide-backend.terminal";
+const keyOf = (ref) => `${TERMINAL_KEY}.${ref.projectId}/${ref.workspaceId}`;
+
+/** The id of the shell this browser last opened in the workspace, or "". */
+function savedId(ref) {
+  try {
+    return localStorage.getItem(keyOf(ref)) || "";
+  } catch {
+    return "";
+  }
+}
+
+function saveId(ref, id) {
+  try {
+    if (id) localStorage.setItem(keyOf(ref), id);
+    else localStorage.removeItem(keyOf(ref));
+  } catch {
+    // storage full or off: the shell just won't come back after a reload
+  }
+}
 
 export class ShellTerminal {
   /**
@@ -16,6 +42,8 @@ export class ShellTerminal {
     this.ref = null;
     this.id = null;
     this.state = "idle";
+    this.canWrite = true;
+    this.generation = 0; // bumped on every workspace switch, so a late answer for the previous one is dropped
     const { Terminal } = window;
     const FitAddon = window.FitAddon && window.FitAddon.FitAddon;
     if (typeof Terminal !== "function" || typeof FitAddon !== "function") {
@@ -33,9 +61,7 @@ export class ShellTerminal {
     this.term.loadAddon(this.fit);
     this.term.open(host);
     this.term.onData((data) => this._typed(data));
-    this.term.onResize(({ cols, rows }) => {
-      if (this.id && this.state === "live") this.live.send({ type: "resize", id: this.id, cols, rows });
-    });
+    this.term.onResize(({ cols, rows }) => this._sendSize(cols, rows));
     let pending = 0;
     const refit = () => {
       cancelAnimationFrame(pending);
@@ -59,26 +85,59 @@ export class ShellTerminal {
     this.term.options.theme = theme;
   }
 
-  /** The workspace to run shells in; ends the shell of the previous one. */
+  /** Whether typing reaches the shell and new shells may be started (a read-only token: neither). */
+  setWritable(canWrite) {
+    this.canWrite = canWrite;
+    this.term.options.disableStdin = !canWrite;
+    this.term.options.cursorBlink = canWrite;
+  }
+
+  /** The workspace to run shells in. The previous one's shell keeps running, detached: back there, it is found. */
   setWorkspace(ref) {
-    this.end();
+    this.detach();
+    this.generation += 1;
     this.ref = ref;
     this.term.reset();
     this._setState("idle");
   }
 
-  /** Start a shell unless one is running or starting. */
-  ensureShell() {
-    if (!this.ref || ["starting", "live", "reconnecting"].includes(this.state)) return;
-    this.startShell();
+  /**
+   * The workspace runs: attach to the shell this browser opened there before (a reload, a switch back), or, with
+   * a read-only token, to its newest running shell; start a new one when there is none.
+   */
+  async resume() {
+    if (!this.ref || ["starting", "live", "reconnecting", "resuming"].includes(this.state)) return;
+    const { ref, generation } = this;
+    this._setState("resuming");
+    let items = [];
+    try {
+      items = await this.live.list(ref);
+    } catch (err) {
+      if (err && err.code === "forbidden") this.onError(err.message);
+      // else: an older server, or no answer in time; a new shell still works
+    }
+    if (generation !== this.generation || this.state !== "resuming") return;
+    const shells = items.filter((p) => p.tty && p.running);
+    const mine = shells.find((p) => p.id === savedId(ref));
+    const newest = [...shells].sort((a, b) => String(b.startedAt).localeCompare(String(a.startedAt)))[0];
+    const found = mine || (this.canWrite ? null : newest);
+    if (found) {
+      this._attach(found.id);
+    } else if (this.canWrite) {
+      this.startShell();
+    } else {
+      this._setState("idle");
+      this._say("no shell runs here, and a read-only token starts none");
+    }
   }
 
   startShell() {
-    if (!this.ref) return;
+    if (!this.ref || !this.canWrite) return;
     this.end();
     this.refit();
     const id = "term-" + uid();
     this.id = id;
+    saveId(this.ref, id);
     this._setState("starting");
     this.live.exec(
       {
@@ -90,41 +149,70 @@ export class ShellTerminal {
         cols: this.term.cols,
         rows: this.term.rows,
       },
-      {
-        onStarted: () => {
-          if (this.id !== id) return;
-          this._setState("live");
-          // The PTY size is applied at start; send it again in case the panel changed meanwhile.
-          this.live.send({ type: "resize", id, cols: this.term.cols, rows: this.term.rows });
-        },
-        onData: (data) => this.id === id && this.term.write(data),
-        onAttached: (message) => this.id === id && this._setState(message.running ? "live" : "exited"),
-        onDetached: () => this.id === id && this.state !== "exited" && this._setState("reconnecting"),
-        onGap: (firstSeq, since) => {
-          if (this.id !== id) return;
-          this.term.write(`\r\n\x1b[33m[${firstSeq - since - 1} chunks of output were lost while offline]\x1b[0m\r\n`);
-        },
-        onExit: (message) => {
-          if (this.id !== id) return;
-          this.id = null;
-          this._setState("exited");
-          const code = message.exitCode === null ? "unknown" : message.exitCode;
-          const text = message.reason
-            ? `[shell ended (${message.reason.replace(/_/g, " ")}); a new one opens when the workspace runs]`
-            : `[shell exited with code ${code}: press Enter for a new one]`;
-          this.term.write(`\r\n\x1b[2m${text}\x1b[0m\r\n`);
-        },
-        onError: (message) => {
-          if (this.id !== id) return;
-          if (!this.live.isFollowing(id)) {
-            this.id = null;
-            this._setState("exited");
-            this.term.write(`\r\n\x1b[31m[${message.message}]\x1b[0m\r\n`);
-          }
-          this.onError(message.message);
-        },
-      },
+      this._handler(id),
     );
+  }
+
+  _attach(id) {
+    this.id = id;
+    this.term.reset();
+    this.live.attach(id, this._handler(id), { screen: true });
+  }
+
+  /** What the live channel tells about shell `id`; anything for a shell no longer shown is dropped. */
+  _handler(id) {
+    const ref = this.ref;
+    const mine = () => this.id === id;
+    return {
+      onStarted: () => {
+        if (!mine()) return;
+        this._setState("live");
+        // The PTY size is applied at start; send it again in case the panel changed meanwhile.
+        this._sendSize(this.term.cols, this.term.rows);
+      },
+      onData: (data) => mine() && this.term.write(data),
+      onScreen: (message) => {
+        if (!mine()) return;
+        // The screen is drawn for the PTY's size: draw it at that size, then fit the panel (which resizes the PTY).
+        this.term.reset();
+        if (message.cols !== this.term.cols || message.rows !== this.term.rows) {
+          this.term.resize(message.cols, message.rows);
+        }
+        this.term.write(message.data, () => this.refit());
+      },
+      onAttached: (message) => {
+        if (!mine()) return;
+        this._setState(message.running ? "live" : "exited");
+        if (message.running) this._sendSize(this.term.cols, this.term.rows); // this page's size, not the last one's
+      },
+      onDetached: () => mine() && this.state !== "exited" && this._setState("reconnecting"),
+      onGap: (firstSeq, since) => {
+        if (!mine()) return;
+        this.term.write(`\r\n\x1b[33m[${firstSeq - since - 1} chunks of output were lost while offline]\x1b[0m\r\n`);
+      },
+      onExit: (message) => {
+        if (!mine()) return;
+        this.id = null;
+        if (savedId(ref) === id) saveId(ref, "");
+        this._setState("exited");
+        const code = message.exitCode === null ? "unknown" : message.exitCode;
+        const again = this.canWrite ? "press Enter for a new one" : "this token may only read";
+        const text = message.reason
+          ? `[shell ended (${message.reason.replace(/_/g, " ")}); a new one opens when the workspace runs]`
+          : `[shell exited with code ${code}: ${again}]`;
+        this.term.write(`\r\n\x1b[2m${text}\x1b[0m\r\n`);
+      },
+      onError: (message) => {
+        if (!mine()) return;
+        if (!this.live.isFollowing(id)) {
+          this.id = null;
+          if (savedId(ref) === id) saveId(ref, "");
+          this._setState("exited");
+          this.term.write(`\r\n\x1b[31m[${message.message}]\x1b[0m\r\n`);
+        }
+        this.onError(message.message);
+      },
+    };
   }
 
   /** End the current shell (hang up) and stop following it. */
@@ -132,18 +220,47 @@ export class ShellTerminal {
     if (!this.id) return;
     const id = this.id;
     this.id = null;
+    if (this.ref && savedId(this.ref) === id) saveId(this.ref, "");
     if (this.live.isFollowing(id)) {
       this.live.send({ type: "signal", id, signal: "SIGHUP" });
       this.live.forget(id);
     }
   }
 
+  /** Stop following the current shell and leave it running (the server ends it if nobody attaches for a while). */
+  detach() {
+    if (!this.id) return;
+    const id = this.id;
+    this.id = null;
+    this.live.forget(id);
+  }
+
+  /** The workspace was deleted: its shells ended with it. Clear the terminal and say so. */
+  deleted() {
+    if (this.id) this.live.forget(this.id, { tell: false });
+    this.id = null;
+    if (this.ref) saveId(this.ref, "");
+    this.term.reset();
+    this._say("the workspace was deleted, and its shells with it; a new one opens when it is started");
+    this._setState("idle");
+  }
+
   focus() {
     this.term.focus();
   }
 
+  /** A line from the page (not the shell), dimmed and in brackets. */
+  _say(text) {
+    this.term.write(`\x1b[2m[${text}]\x1b[0m\r\n`);
+  }
+
+  _sendSize(cols, rows) {
+    if (this.id && this.canWrite && this.state === "live") this.live.send({ type: "resize", id: this.id, cols, rows });
+  }
+
   _typed(data) {
-    if (this.id && (this.state === "live" || this.state === "starting" || this.state === "reconnecting")) {
+    if (!this.canWrite) return;
+    if (this.id && ["live", "starting", "reconnecting"].includes(this.state)) {
       this.live.send({ type: "stdin", id: this.id, data });
     } else if (this.state === "exited" && data.includes("\r")) {
       this.startShell();
