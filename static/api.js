@@ -87,4 +87,8 @@ export const api = {
   list: (ref, path = "", depth = 1) => post("files/list", { ...ref, path, depth }),
   read: (ref, path) => post("files/read", { ...ref, path }),
   remove: (ref, paths) => post("files/delete", { ...ref, paths }),
+  /** One page of the project's workspaces (a scoped token gets what it covers): {data, nextCursor}. */
+  workspaces: (projectId, cursor = null, limit = 100) =>
+    post("list", cursor ? { projectId, limit, cursor } : { projectId, limit }),
+  deleteWorkspace: (ref) => post("delete", ref),
 };

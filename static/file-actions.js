@@ -2,21 +2,8 @@
 // the selected file or folder, after a confirm dialog).
 
 import { api } from "./api.js";
-import { note, showError, toast } from "./notify.js";
+import { confirmDialog, note, showError, toast } from "./notify.js";
 import { $, dirname } from "./util.js";
-
-/** The confirm dialog; resolves true when the user chose okLabel. */
-function confirmDialog(title, text, okLabel) {
-  const dialog = $("confirm-dialog");
-  $("confirm-title").textContent = title;
-  $("confirm-text").textContent = text;
-  $("confirm-ok").textContent = okLabel;
-  dialog.returnValue = "";
-  dialog.showModal();
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-  });
-}
 
 export class FileActions {
   /**

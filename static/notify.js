@@ -1,4 +1,5 @@
-// Telling the user: toasts for errors and notes (bottom right, out of the way) and a short note in the status bar.
+// Telling the user: toasts for errors and notes (bottom right, out of the way), a short note in the status bar, and
+// the confirm dialog before something is removed for good.
 
 import { $, h } from "./util.js";
 
@@ -36,4 +37,17 @@ export function note(message) {
 export function showError(err) {
   if (err && err.name === "AbortError") return;
   toast((err && err.message) || String(err), "error");
+}
+
+/** The confirm dialog; resolves true when the user chose okLabel. */
+export function confirmDialog(title, text, okLabel) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
 }
