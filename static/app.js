@@ -2,8 +2,9 @@
 // theme. Plain ES modules, no framework. The token is never written to the console.
 //
 // This module makes the page's parts and wires them to the page: workspace.js (ids, status, start/stop),
-// tree.js + file-actions.js (explorer), editor.js, terminal.js, run-box.js, theme-picker.js, over live.js (websocket)
-// and api.js (REST); notify.js shows toasts and notes.
+// workspace-list.js (the project's workspaces), tree.js + file-actions.js (explorer), editor.js, terminal.js,
+// run-box.js, theme-picker.js, over live.js (websocket) and api.js (REST); scope.js fits the page to what the token
+// covers; notify.js shows toasts and notes.
 
 import { adoptTokenFromUrl, api, clearToken, getToken, setUnauthorizedHandler, wsUrl } from "./api.js";
 import { Editor } from "./editor.js";
@@ -11,6 +12,7 @@ import { FileActions } from "./file-actions.js";
 import { LiveChannel } from "./live.js";
 import { note, showError, toast } from "./notify.js";
 import { RunBox } from "./run-box.js";
+import { applyScope, idsFor, isExpired, readScope, rejectedMessage, sameScope } from "./scope.js";
 import { ShellTerminal } from "./terminal.js";
 import { ThemePicker } from "./theme-picker.js";
 import { applyPageTheme } from "./themes.js";
@@ -18,19 +20,63 @@ import { askForToken } from "./token-dialog.js";
 import { FileTree } from "./tree.js";
 import { $ } from "./util.js";
 import { loadIds, Workspace } from "./workspace.js";
+import { WorkspaceList } from "./workspace-list.js";
 
 // --- token ---------------------------------------------------------------------------------------------------
 
+let scope = null; // what the token covers (scope.js); null: the operator's token
+let expiryTimer = 0;
 let asking = null;
-function tokenRejected() {
+
+/** The server refused the token (or it expired): ask for another, saying why. */
+function tokenRejected(error = null) {
   if (asking) return;
+  const message = rejectedMessage(scope, Date.now(), /expired/i.test((error && error.message) || ""));
   clearToken();
   live.close();
-  asking = askForToken("That token was not accepted. Paste the current one.").then(() => {
+  asking = askForToken(message).then(() => {
     asking = null;
+    const next = readScope(getToken());
+    if (!sameScope(next, scope)) {
+      window.location.reload(); // another workspace or other rights: the page starts over, fitted to them
+      return;
+    }
+    scope = next;
+    if (isExpired(scope)) {
+      tokenRejected();
+      return;
+    }
+    watchExpiry();
     live.connect();
     workspace.resubscribe();
   });
+}
+
+/** Ask for a new token the moment this one expires, rather than at the next refused request. */
+function watchExpiry() {
+  clearTimeout(expiryTimer);
+  if (!scope || scope.expiresAt === null) return;
+  const wait = scope.expiresAt - Date.now();
+  if (wait < 2 ** 31 - 1) expiryTimer = setTimeout(() => tokenRejected(), Math.max(0, wait));
+}
+
+/** A token from the address bar, the session or the dialog that has not expired; its scope fits the page. */
+async function acceptToken() {
+  if (!adoptTokenFromUrl()) await askForToken();
+  scope = readScope(getToken());
+  while (isExpired(scope)) {
+    const message = rejectedMessage(scope);
+    clearToken();
+    await askForToken(message);
+    scope = readScope(getToken());
+  }
+  applyScope(scope);
+  workspace.scope = scope;
+  terminal?.setWritable(workspace.canWrite);
+  editor.canWrite = workspace.canWrite;
+  tree.canWrite = workspace.canWrite;
+  workspaces.setDeletable(workspace.canWrite);
+  watchExpiry();
 }
 
 function probeToken() {
@@ -101,7 +147,12 @@ const workspace = new Workspace({
   editor,
   terminal: () => terminal,
   themeName: () => themes.current.name,
+  onChange: (why) => {
+    if (why === "switch") workspaces.render();
+    workspaces.refresh({ soon: why === "status" });
+  },
 });
+const workspaces = new WorkspaceList($("workspace-list"), { workspace });
 const themes = new ThemePicker($("theme"), { workspace, editor, terminal: () => terminal });
 const files = new FileActions({ workspace, tree, editor });
 const runBox = new RunBox({ workspace, tree });
@@ -130,6 +181,8 @@ function wireUi() {
     }, 150);
   });
   $("delete").addEventListener("click", () => files.deleteSelected());
+  $("workspaces-refresh").addEventListener("click", () => workspaces.refresh());
+  $("workspaces-more").addEventListener("click", () => workspaces.more());
   $("run-form").addEventListener("submit", (event) => runBox.run(event));
   $("terminal-restart").addEventListener("click", () => {
     if (!workspace.running) {
@@ -152,6 +205,7 @@ function wireUi() {
 
 const TERMINAL_STATE_TEXT = {
   idle: "idle",
+  resuming: "reattaching…",
   starting: "starting…",
   live: "bash",
   reconnecting: "reconnecting…",
@@ -162,7 +216,7 @@ async function main() {
   themes.fill();
   applyPageTheme(themes.current);
   wireUi();
-  setUnauthorizedHandler(() => tokenRejected());
+  setUnauthorizedHandler((error) => tokenRejected(error));
 
   try {
     terminal = new ShellTerminal($("terminal"), live, {
@@ -170,6 +224,9 @@ async function main() {
         const chip = $("terminal-state");
         chip.dataset.state = s;
         chip.textContent = TERMINAL_STATE_TEXT[s] || s;
+        chip.title = s === "live" && !workspace.canWrite ? "read-only: this token may only watch" : "";
+        // What keeps the workspace running changes with the terminal attached or gone.
+        if (s === "live" || s === "exited") setTimeout(() => workspace.running && workspace.refreshDetails(), 300);
       },
       onError: (message) => toast(message),
     });
@@ -181,8 +238,11 @@ async function main() {
   $("token-dialog").addEventListener("cancel", (event) => {
     if (!getToken()) event.preventDefault();
   });
-  if (!adoptTokenFromUrl()) await askForToken();
-  const ids = loadIds();
+  await acceptToken();
+  const saved = loadIds();
+  const ids = idsFor(scope, saved);
+  // A token for a whole project, opened for the first time: its first workspace rather than one that may not exist.
+  workspaces.autoPick = Boolean(scope && !scope.workspaceId && saved.projectId !== scope.projectId);
   live.connect();
   workspace.switchTo(ids);
   probeToken();
@@ -209,6 +269,22 @@ window.ide = {
   },
   get terminalSize() {
     return terminal ? { cols: terminal.term.cols, rows: terminal.term.rows } : null;
+  },
+  /** The terminal's screen as text, row by row (the buffer shown: the alternate one for full-screen programs). */
+  get terminalScreen() {
+    if (!terminal) return [];
+    const buffer = terminal.term.buffer.active;
+    const rows = [];
+    for (let y = buffer.viewportY; y < buffer.viewportY + terminal.term.rows; y++) {
+      rows.push(buffer.getLine(y)?.translateToString(true) ?? "");
+    }
+    return rows;
+  },
+  get terminalId() {
+    return terminal ? terminal.id : null;
+  },
+  get scope() {
+    return scope;
   },
   get connects() {
     return live.connects;

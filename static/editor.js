@@ -34,6 +34,7 @@ export class Editor {
     this.path = null;
     this.files = new Map(); // path -> {model, savedVersion, readOnly}
     this.saving = false;
+    this.canWrite = true; // false with a read-only token: every file opens read-only
     this.themeId = null;
     this.loaded = new Promise((resolve, reject) => {
       this._loaded = { resolve, reject };
@@ -198,7 +199,8 @@ export class Editor {
     const stale = this.monaco.editor.getModel(uri);
     if (stale) stale.dispose();
     const model = this.monaco.editor.createModel(text, this._language(path), uri);
-    this.files.set(path, { model, savedVersion: model.getAlternativeVersionId(), readOnly });
+    const savedVersion = model.getAlternativeVersionId();
+    this.files.set(path, { model, savedVersion, readOnly: readOnly || !this.canWrite });
   }
 
   _show(path) {

@@ -43,6 +43,10 @@ export class ThemePicker {
     localStorage.setItem(THEME_KEY, theme.name);
     this.apply(theme);
     const { ref, status } = this.workspace;
+    if (!this.workspace.canWrite) {
+      note(`${theme.name} set for this page (this token may not change VS Code's settings)`);
+      return;
+    }
     if (!ref || status === "missing") {
       toast(`${theme.name} will be set in VS Code when the workspace starts`, "info");
       return;

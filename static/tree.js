@@ -30,6 +30,7 @@ export class FileTree {
     this.selected = null; // {path, type}
     this.active = null; // the file open in the editor
     this.available = false;
+    this.canWrite = true; // false with a read-only token: no hint to create files
     this.generation = 0;
     host.addEventListener("keydown", (event) => this._key(event));
   }
@@ -98,7 +99,8 @@ export class FileTree {
     const root = this.children.get("");
     if (!root) return;
     if (root.length === 0) {
-      this.host.replaceChildren(h("p", { class: "empty" }, "The workspace is empty. Create a file with New file."));
+      const hint = this.canWrite ? " Create a file with New file." : "";
+      this.host.replaceChildren(h("p", { class: "empty" }, `The workspace is empty.${hint}`));
       return;
     }
     const rows = [];

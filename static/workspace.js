@@ -1,9 +1,10 @@
-// The workspace the page shows: its ids in the top bar, its status badge, start and stop (the page is busy while one is
-// in flight) and the VS Code button. It tells the tree, the editor and the terminal when the workspace changes, starts
-// or stops.
+// The workspace the page shows: its ids in the top bar, its status badge and the words beside it, start and stop (the
+// page is busy while one is in flight) and the VS Code button. It tells the tree, the editor and the terminal when the
+// workspace changes, starts, stops or is deleted.
 
 import { api, getToken } from "./api.js";
 import { note, showError, toast } from "./notify.js";
+import { describeStatus, renderStatus } from "./status-detail.js";
 import { $, ID_PATTERN } from "./util.js";
 
 const IDS_KEY = "ide-backend.ids";
@@ -24,6 +25,8 @@ const STATUS_TEXT = {
 };
 export const RUNNING_STATES = new Set(["running", "syncing"]);
 const STOPPED_STATES = new Set(["exited", "died", "oom", "removed", "missing"]);
+const DETAIL_EVERY_MS = 30_000; // idleStopAt moves whenever something uses the workspace
+const DELETED = { text: "deleted", title: "Deleted for good: a start begins empty", kind: "stopped-why" };
 
 /** The ids the page used last time, or the defaults. */
 export function loadIds() {
@@ -44,18 +47,33 @@ export class Workspace {
    * @param {import("./editor.js").Editor} parts.editor
    * @param {() => import("./terminal.js").ShellTerminal | null} parts.terminal null until made, or without xterm.js
    * @param {() => string} parts.themeName the theme to set in VS Code when the workspace starts
+   * @param {(why: "switch" | "status") => void} parts.onChange the workspace or its status changed (the list follows)
    */
-  constructor({ live, tree, editor, terminal, themeName }) {
+  constructor({ live, tree, editor, terminal, themeName, onChange }) {
     this.live = live;
     this.tree = tree;
     this.editor = editor;
     this._terminal = terminal;
     this.themeName = themeName;
+    this.onChange = onChange || (() => {});
     this.ref = null; // {projectId, workspaceId}
     this.status = "unknown";
     this.running = false; // the tree and the shell were told it runs
     this.busy = false; // a start or stop is in flight
     this.ideUrl = null;
+    this.scope = null; // what the token covers (scope.js); null: everything
+    this.deleted = false; // the open workspace was deleted (until it is started again)
+    setInterval(() => {
+      if (this.running && document.visibilityState === "visible") this.refreshDetails();
+    }, DETAIL_EVERY_MS);
+  }
+
+  get canWrite() {
+    return !this.scope || this.scope.canWrite;
+  }
+
+  isCurrent(ref) {
+    return Boolean(this.ref && ref.projectId === this.ref.projectId && ref.workspaceId === this.ref.workspaceId);
   }
 
   get terminal() {
@@ -75,6 +93,14 @@ export class Workspace {
       }
     }
     if (this.ref && this.ref.projectId === projectId && this.ref.workspaceId === workspaceId) return true;
+    const scope = this.scope;
+    if (scope && (projectId !== scope.projectId || (scope.workspaceId && workspaceId !== scope.workspaceId))) {
+      const { projectId: project, workspaceId: only } = scope;
+      toast(`This token is for ${only ? `workspace ${project}/${only}` : `project ${project}`} only`);
+      $("project-id").value = this.ref.projectId;
+      $("workspace-id").value = this.ref.workspaceId;
+      return false;
+    }
     this.switchTo({ projectId, workspaceId });
     return true;
   }
@@ -83,6 +109,7 @@ export class Workspace {
     if (this.ref) this.live.unsubscribe(this.ref);
     this.ref = ref;
     this.running = false;
+    this.deleted = false;
     localStorage.setItem(IDS_KEY, JSON.stringify(ref));
     $("project-id").value = ref.projectId;
     $("workspace-id").value = ref.workspaceId;
@@ -93,6 +120,7 @@ export class Workspace {
     this.terminal?.setWorkspace(ref);
     this.setStatus("unknown");
     this.live.subscribe(ref);
+    this.onChange("switch");
   }
 
   resubscribe() {
@@ -102,6 +130,7 @@ export class Workspace {
   // --- status ------------------------------------------------------------------------------------------------
 
   setStatus(status, detail = "") {
+    const changed = status !== this.status;
     this.status = status;
     const badge = $("status-badge");
     badge.dataset.status = status;
@@ -114,21 +143,34 @@ export class Workspace {
       this.running = true;
       this.tree.setAvailable(true);
       this.tree.refresh();
-      this.terminal?.ensureShell();
+      this.terminal?.resume();
     } else if (!running && STOPPED_STATES.has(status)) {
       this.running = false;
-      const why = status === "missing" ? "Start the workspace to browse its files." : "The workspace is stopped.";
+      const why = this.deleted
+        ? "This workspace was deleted, and its files with it. Start it to begin with an empty one."
+        : status === "missing"
+          ? "Start the workspace to browse its files."
+          : "The workspace is stopped.";
       this.tree.setAvailable(false, why);
     }
     $("run").disabled = !running;
-    if (running) this._refreshIde();
-    else this._setIde(null);
+    if (running || (STOPPED_STATES.has(status) && status !== "missing")) this.refreshDetails();
+    else this._showDetails(null);
+    if (!running) this._setIde(null);
+    if (changed && status !== "unknown") this.onChange("status");
   }
 
   /** A `status` event from the live channel. */
   onStatusEvent(event) {
     if (!this.ref || event.projectId !== this.ref.projectId || event.workspaceId !== this.ref.workspaceId) return;
     if (this.busy && event.source === "snapshot" && !RUNNING_STATES.has(event.status)) return; // start in flight
+    if (event.status === "removed" && event.reason === "deleted") {
+      this.onDeleted(); // here, or by another tab or client
+      return;
+    }
+    // The engine's last words about a deleted workspace's container change nothing; a new start does.
+    if (this.deleted && !["creating", "starting", "running"].includes(event.status)) return;
+    this.deleted = false;
     const detail = event.exitCode !== undefined && event.exitCode !== null ? `exit code ${event.exitCode}` : "";
     this.setStatus(event.status, detail);
   }
@@ -177,9 +219,21 @@ export class Workspace {
     }
   }
 
+  /** The open workspace was deleted: nothing of it is left to show; a later start begins empty. */
+  onDeleted() {
+    if (this.deleted) return; // said already
+    this.deleted = true;
+    this.running = false;
+    this.editor.closeAll();
+    this.terminal?.deleted();
+    this.setStatus("missing", "This workspace was deleted");
+    note(`Workspace ${this.ref.projectId}/${this.ref.workspaceId} was deleted`);
+  }
+
   async start() {
-    if (!this.applyIds()) return;
+    if (!this.canWrite || !this.applyIds()) return;
     const ref = this.ref;
+    this.deleted = false;
     await this._lifecycle("start", ref, "starting", async () => {
       const answer = await api.start(ref);
       const wanted = this.themeName();
@@ -190,7 +244,7 @@ export class Workspace {
   }
 
   async stop() {
-    if (!this.ref) return;
+    if (!this.ref || !this.canWrite) return;
     const ref = this.ref;
     if (this.editor.dirtyCount > 0) toast("Unsaved changes stay in the editor; save them after the next start", "info");
     await this._lifecycle("stop", ref, this.status, () => api.stop(ref));
@@ -202,17 +256,33 @@ export class Workspace {
     const button = $("open-vscode");
     this.ideUrl = url;
     button.disabled = !url;
-    button.title = url ? "Open this workspace's VS Code in a new tab" : "needs the code-server image";
+    button.title = url
+      ? "Open this workspace's VS Code in a new tab"
+      : this.canWrite
+        ? "needs the code-server image"
+        : "VS Code needs a token that may write";
   }
 
-  async _refreshIde() {
+  /** Ask /status for what the badge does not say (what keeps it running, when it stops, why it stopped) and VS Code. */
+  async refreshDetails() {
     const ref = this.ref;
+    if (!ref) return;
     try {
       const { data } = await api.status(ref);
-      if (ref === this.ref) this._setIde(data.running ? data.ideUrl : null);
+      if (ref !== this.ref) return;
+      this._setIde(data.running && this.canWrite ? data.ideUrl : null);
+      this._showDetails(data);
     } catch {
-      if (ref === this.ref) this._setIde(null);
+      if (ref === this.ref) {
+        this._setIde(null);
+        this._showDetails(null);
+      }
     }
+  }
+
+  _showDetails(data) {
+    const words = this.deleted ? DELETED : describeStatus(data, { ownTerminalId: this.terminal?.id });
+    renderStatus($("status-detail"), words);
   }
 
   async openIde() {
