@@ -47,6 +47,15 @@ TEST_SETTINGS = {
 Call = Callable[..., httpx.Response]
 
 
+def base_only(tmp: Path) -> str:
+    """A templates file with the base template alone, for tests about one warm pool (the built-in set keeps one per
+    template); returns its path for IDE_TEMPLATES."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "base-only.toml"
+    path.write_text('[templates.base]\nimage = "ide-backend/workspace:latest"\n')
+    return str(path)
+
+
 def start_server(tmp: Path, *, instance: str | None = None, **settings: str) -> Server:
     """A server with the tests' token and settings (`settings` override them), its data and log under `tmp`."""
     return launch(tmp, token=TOKEN, instance=instance, env={**TEST_SETTINGS, **settings}, timeout=30)
@@ -66,12 +75,12 @@ def run(api: Call, ref: dict[str, str], command: str, **extra: Any) -> dict[str,
     return body
 
 
-def wait_for_pool(server: Server, timeout: float = 60.0) -> dict[str, int]:
-    """Until the server's warm pool is full; returns its stats."""
+def wait_for_pool(server: Server, timeout: float = 60.0) -> dict[str, Any]:
+    """Until the server's warm pools are full; returns their stats (totals, and `templates` for each)."""
     deadline = time.monotonic() + timeout
     with server.client() as c:
         while True:
-            pool: dict[str, int] = c.get("/api/v1/stats").json()["pool"]
+            pool: dict[str, Any] = c.get("/api/v1/stats").json()["pool"]
             if pool["ready"] >= pool["size"] or time.monotonic() > deadline:
                 assert pool["ready"] >= pool["size"], f"the warm pool did not fill: {pool}\n{server.log()[-3000:]}"
                 return pool

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .harness import Server, docker, docker_json, remove_instance
-from .helpers import TOKEN, Call, run, start_server, wait_for_pool
+from .helpers import TOKEN, Call, base_only, run, start_server, wait_for_pool
 
 pytestmark = pytest.mark.docker
 
@@ -23,7 +23,8 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: None
 ) -> Iterator[Server]:
     pool = "4" if request.param == "pool" else "0"
-    srv = start_server(tmp_path_factory.mktemp(f"lifecycle-{request.param}"), IDE_POOL_SIZE=pool)
+    tmp = tmp_path_factory.mktemp(f"lifecycle-{request.param}")
+    srv = start_server(tmp, IDE_POOL_SIZE=pool, IDE_TEMPLATES=base_only(tmp))
     try:
         yield srv
     finally:

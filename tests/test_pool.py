@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from .harness import Server, docker, docker_json, remove_instance
-from .helpers import TOKEN, Channel, post, start_server, wait_for_pool
+from .helpers import TOKEN, Channel, base_only, post, start_server, wait_for_pool
 
 pytestmark = pytest.mark.docker
 
@@ -23,8 +23,10 @@ StartPooled = Callable[..., Server]
 
 
 def _stats(server: Server) -> dict[str, int]:
+    """The pool's totals (over every template's pool)."""
     with server.client() as c:
         pool: dict[str, int] = c.get("/api/v1/stats").json()["pool"]
+        pool.pop("templates")
         return pool
 
 
@@ -47,7 +49,7 @@ def pooled(tmp_path: Path, docker_engine: None) -> Iterator[StartPooled]:
     servers: list[Server] = []
 
     def start(data: str = "data", instance: str | None = None, size: str = "2") -> Server:
-        srv = start_server(tmp_path / data, instance=instance, IDE_POOL_SIZE=size)
+        srv = start_server(tmp_path / data, instance=instance, IDE_POOL_SIZE=size, IDE_TEMPLATES=base_only(tmp_path))
         servers.append(srv)
         wait_for_pool(srv)
         return srv

@@ -72,6 +72,9 @@ class WorkspaceRef(_Model):
 class StartRequest(WorkspaceRef):
     # Validated and normalised by ide_backend.service.filesets, which knows the accepted shapes.
     files: dict[str, Any] | None = None
+    # The template to make the workspace from (the default when left out); another one than the workspace's
+    # re-creates its container on the same volume.
+    template: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
 
 
 class ExecRequest(WorkspaceRef):
@@ -130,6 +133,7 @@ class ContainerInfo(_Model):
     ide_url: str | None = None
     # Why it last stopped or went away (requested, idle, died, oom_killed, removed_outside), while not running.
     stop_reason: str | None = None
+    template: str = ""  # the template it was made from (GET /api/v1/templates lists them)
 
 
 class ExecResult(_Model):
@@ -228,6 +232,25 @@ class ListResponse(_Model):
 class DeleteResponse(_Model):
     success: Literal[True] = True
     message: str
+
+
+class TemplateInfo(_Model):
+    name: str
+    image: str
+    description: str
+    memory_mb: int
+    cpus: float
+    pids: int
+    disk_mb: int | None  # None: IDE_DISK_LIMIT_MB
+    ports: list[int]
+    idle_timeout: float  # seconds; 0 = never stopped as idle
+    pool_size: int  # started containers of it kept ready
+
+
+class TemplatesResponse(_Model):
+    success: Literal[True] = True
+    default: str
+    data: list[TemplateInfo]
 
 
 # -- tokens ---------------------------------------------------------------------------------------------------

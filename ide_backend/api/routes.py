@@ -44,6 +44,8 @@ from .models import (
     StatusData,
     StatusResponse,
     SyncRequest,
+    TemplateInfo,
+    TemplatesResponse,
     ThemeRequest,
     ThemeResponse,
     TokenRequest,
@@ -113,7 +115,7 @@ def _info(info: WorkspaceInfo) -> ContainerInfo:
 
 async def start(request: Request) -> JSONResponse:
     body = await parse(request, StartRequest, "write")
-    outcome = await _service(request).start(body.ref, body.files)
+    outcome = await _service(request).start(body.ref, body.files, body.template)
     return answer(LifecycleResponse(message="Container started successfully", data=_info(outcome.info)))
 
 
@@ -270,6 +272,28 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def templates(request: Request) -> JSONResponse:
+    """The templates a workspace can be made from (any credential may look)."""
+    credential(request)
+    known = _service(request).templates
+    data = [
+        TemplateInfo(
+            name=t.name,
+            image=t.image,
+            description=t.description,
+            memory_mb=t.memory_mb,
+            cpus=t.cpus,
+            pids=t.pids,
+            disk_mb=t.disk_mb,
+            ports=list(t.ports),
+            idle_timeout=t.idle_timeout,
+            pool_size=t.pool_size,
+        )
+        for t in known.all()
+    ]
+    return answer(TemplatesResponse(default=known.default, data=data))
+
+
 async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.openapi)
 
@@ -318,6 +342,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{prefix}/files/delete", files_delete, methods=["POST"]),
         Route(f"{prefix}/list", list_workspaces, methods=["POST"]),
         Route(f"{prefix}/delete", delete, methods=["POST"]),
+        Route("/api/v1/templates", templates, methods=["GET"]),
         Route("/api/v1/tokens", mint_token, methods=["POST"]),
         Route("/api/v1/tokens/revoke", revoke_tokens, methods=["POST"]),
         WebSocketRoute("/api/v1/ws", websocket_endpoint),

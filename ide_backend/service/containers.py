@@ -19,7 +19,8 @@ from ..runtime import ContainerSpec, ContainerState, NetworkPolicy, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .domain import WorkspaceInfo, WorkspaceRef
-from .pool import POOL_LABEL, WarmPool
+from .pool import POOL_LABEL, WarmPools
+from .templates import Template, Templates
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +38,29 @@ def network_policy(settings: Settings) -> NetworkPolicy:
 
 
 def container_spec(
-    settings: Settings, image: str, name: str, volume: str, labels: Mapping[str, str], password: str
+    settings: Settings, template: Template, name: str, volume: str, labels: Mapping[str, str], password: str
 ) -> ContainerSpec:
     """One container config for every workspace container, pooled or not (so a claimed one is on the same network,
-    with the same limits): only these five things differ."""
+    with the same limits): its template decides the image, limits, ports and environment; only the name, volume,
+    labels and password differ between two containers of one template."""
     s = settings
+    disk_mb = template.disk_mb if template.disk_mb is not None else s.disk_limit_mb
     return ContainerSpec(
         name=name,
-        image=image,
+        image=template.image,
         volume=volume,
         labels=labels,
-        env={"PASSWORD": password, "WORKSPACE_DIR": s.workspace_dir},
+        env={**template.env, "PASSWORD": password, "WORKSPACE_DIR": s.workspace_dir},
         user=f"{s.workspace_uid}:{s.workspace_gid}",
         workdir=s.workspace_dir,
         mount_path=s.workspace_dir,
-        publish_ports=s.publish_ports,
-        memory_bytes=s.memory_limit_mb * 1024 * 1024,
-        nano_cpus=int(s.cpu_limit * 1e9),
-        pids_limit=s.pids_limit,
+        publish_ports=template.ports,
+        memory_bytes=template.memory_mb * 1024 * 1024,
+        nano_cpus=int(template.cpus * 1e9),
+        pids_limit=template.pids,
         network=network_policy(s),
+        disk_bytes=disk_mb * 1024 * 1024 if disk_mb else None,
+        home=s.workspace_home,
     )
 
 
@@ -63,9 +68,9 @@ class ContainerOwners:
     """Which workspace a container belongs to. Containers made for a workspace say so in their labels; a container
     claimed from the warm pool does not, so its name is looked up in the store (and remembered)."""
 
-    def __init__(self, store: Store, pool: WarmPool) -> None:
+    def __init__(self, store: Store, pools: WarmPools) -> None:
         self._store = store
-        self._pool = pool
+        self._pool = pools
         self._claimed: dict[str, WorkspaceRef] = {}
 
     def remember(self, container_name: str, ref: WorkspaceRef) -> None:
@@ -92,12 +97,19 @@ class Containers:
     """Finds, creates, claims and adopts workspace containers, and keeps their records true."""
 
     def __init__(
-        self, settings: Settings, store: Store, runtime: Runtime, pool: WarmPool, owners: ContainerOwners
+        self,
+        settings: Settings,
+        store: Store,
+        runtime: Runtime,
+        templates: Templates,
+        pools: WarmPools,
+        owners: ContainerOwners,
     ) -> None:
         self.settings = settings
         self.store = store
         self.runtime = runtime
-        self.pool = pool
+        self.templates = templates
+        self.pools = pools
         self.owners = owners
         self._names: dict[WorkspaceRef, str] = {}
         self._network = network_policy(settings)
@@ -121,9 +133,21 @@ class Containers:
         base = f"ide-{self.settings.instance}-{ref.project_id}-{ref.workspace_id}-{digest}"
         return base, f"{base}-data"
 
+    def template_of(self, record: WorkspaceRecord) -> Template:
+        """The workspace's template; one no longer defined (the file changed) keeps its image on the default's
+        limits."""
+        if record.template in self.templates.names():
+            return self.templates.get(record.template)
+        return dataclasses.replace(self.templates.get(None), name=record.template or "", image=record.image)
+
     def spec(self, ref: WorkspaceRef, record: WorkspaceRecord) -> ContainerSpec:
         return container_spec(
-            self.settings, record.image, record.container_name, record.volume_name, self.labels(ref), record.password
+            self.settings,
+            self.template_of(record),
+            record.container_name,
+            record.volume_name,
+            self.labels(ref),
+            record.password,
         )
 
     # -- records ----------------------------------------------------------------------------------------------
@@ -135,8 +159,8 @@ class Containers:
             raise NotFound(f"Workspace {ref} does not exist; create it with /api/v1/containers/start")
         return record
 
-    async def record(self, ref: WorkspaceRef) -> WorkspaceRecord:
-        """The stored record, made now for a new workspace (first writer wins)."""
+    async def record(self, ref: WorkspaceRef, template: Template) -> WorkspaceRecord:
+        """The stored record, made now from `template` for a new workspace (first writer wins)."""
         record = await self.store.get(ref.project_id, ref.workspace_id)
         if record is not None:
             return record
@@ -148,11 +172,24 @@ class Containers:
                 container_name=container_name,
                 container_id=None,
                 volume_name=volume_name,
-                image=self.settings.workspace_image,
+                image=template.image,
                 password=secrets.token_urlsafe(18),
                 theme=None,
+                template=template.name,
             )
         )
+
+    async def switch_template(self, ref: WorkspaceRef, record: WorkspaceRecord, template: Template) -> WorkspaceRecord:
+        """Make the workspace use another template: its container is removed (stopped first by the engine), its
+        volume and files stay, and the next container is made from the new template."""
+        state = await self.runtime.inspect(record.container_name)
+        if state is not None:
+            await self.runtime.remove(state.id)
+            log.info("removed the container of %s to re-create it from template %s", ref, template.name)
+        await self.store.update(
+            ref.project_id, ref.workspace_id, template=template.name, image=template.image, container_id=None
+        )
+        return dataclasses.replace(record, template=template.name, image=template.image, container_id=None)
 
     async def container_name(self, ref: WorkspaceRef) -> str:
         """The workspace's container name. Records are never deleted and a name never changes: once read, it is
@@ -224,8 +261,10 @@ class Containers:
         return labels.get(FILES_LABEL) or record.volume_name
 
     async def _claim(self, record: WorkspaceRecord) -> ContainerState | None:
-        """A pool container renamed to this workspace's name; None when the pool cannot serve it."""
-        if self.pool.size <= 0 or record.image != self.pool.image or not await self.pool.claim(record.container_name):
+        """A container of the workspace's template's pool renamed to this workspace's name; None when that pool
+        cannot serve it."""
+        template = self.template_of(record)
+        if template.image != record.image or not await self.pools.claim(template.name, record.container_name):
             return None
         return await self.runtime.inspect(record.container_name)
 
@@ -259,6 +298,7 @@ class Containers:
             theme=record.theme,
             ide_url=f"/ide/{ref.project_id}/{ref.workspace_id}/" if state and state.labels.get(IDE_LABEL) else None,
             stop_reason=None if state and state.running else record.stop_reason,
+            template=record.template or self.templates.default,
         )
 
     def ide_address(self, ref: WorkspaceRef, state: ContainerState) -> tuple[str, int]:

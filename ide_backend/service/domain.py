@@ -56,6 +56,7 @@ class WorkspaceInfo:
     theme: str | None
     ide_url: str | None  # where VS Code opens through the backend; None when the image has none
     stop_reason: str | None = None  # why it last stopped or went away, while it is not running
+    template: str = ""  # the template it was made from
 
 
 @dataclass(frozen=True)

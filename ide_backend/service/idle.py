@@ -30,9 +30,12 @@ Stopper = Callable[[WorkspaceRef], Awaitable[None]]
 class IdleMonitor:
     """Knows when each workspace was last used and what keeps it in use; stops the idle ones."""
 
-    def __init__(self, timeout: float, sweep: float, processes: ProcessLister) -> None:
-        self.timeout = timeout  # seconds; 0 turns idle stop off
+    def __init__(
+        self, timeout: Callable[[WorkspaceRef], float], sweep: float, processes: ProcessLister, *, sweeping: bool
+    ) -> None:
+        self.timeout = timeout  # seconds for a workspace (its template's); 0 turns its idle stop off
         self.sweep = sweep
+        self.sweeping = sweeping  # whether any workspace can be stopped as idle at all
         self._processes = processes
         self._last_used: dict[WorkspaceRef, float] = {}  # time.time() of the last use that has ended
         self._holders: dict[WorkspaceRef, Counter[str]] = {}
@@ -77,16 +80,17 @@ class IdleMonitor:
     def stop_at(self, ref: WorkspaceRef) -> float | None:
         """When the workspace will be stopped if nothing uses it meanwhile; None when idle stop is off or something
         keeps it in use."""
-        if self.timeout <= 0 or self.kept_alive_by(ref):
+        timeout = self.timeout(ref)
+        if timeout <= 0 or self.kept_alive_by(ref):
             return None
-        return self._last_used.setdefault(ref, time.time()) + self.timeout
+        return self._last_used.setdefault(ref, time.time()) + timeout
 
     def stop_at_iso(self, ref: WorkspaceRef) -> str | None:
         at = self.stop_at(ref)
         return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
     def start(self, running: Callable[[], Awaitable[list[WorkspaceRef]]], stop: Stopper) -> None:
-        if self.timeout > 0:
+        if self.sweeping:
             self._task = asyncio.create_task(self._sweep_forever(running, stop), name="idle-stop")
 
     async def close(self) -> None:
@@ -107,7 +111,7 @@ class IdleMonitor:
             for ref in refs:
                 at = self.stop_at(ref)  # a workspace first seen now counts from now
                 if at is not None and at <= now:
-                    log.info("stopping %s: idle for %.0f s", ref, self.timeout)
+                    log.info("stopping %s: idle for %.0f s", ref, self.timeout(ref))
                     try:
                         await stop(ref)
                     except Exception as exc:

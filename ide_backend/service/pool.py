@@ -1,10 +1,11 @@
 """The warm pool: workspace containers created and started ahead of need, so /start of a new workspace is one
 rename instead of a volume create, a container create and a start. docs/pool.md has the design.
 
-A pool container is a complete workspace container (same image, limits, hardening; its own empty volume at the
-workspace folder; its agent already connected) that carries only the instance label and `ide-backend.pool`, under
-the name `ide-<instance>.pool-<hex>` (a workspace's is `ide-<instance>-...` and an instance name has no dot, so no
-workspace's container can be taken for an unclaimed one). A claim renames it to the workspace's own deterministic
+There is one pool per template (WarmPools), each sized by its template. A pool container is a complete workspace
+container of its template (same image, limits, hardening; its own empty volume at the workspace folder; its agent
+already connected) that carries only the instance label, `ide-backend.pool` and `ide-backend.template`, under the
+name `ide-<instance>.pool-<template>-<hex>` (a workspace's is `ide-<instance>-...` and an instance name has no dot,
+so no workspace's container can be taken for an unclaimed one). A claim renames it to the workspace's own deterministic
 name. The rename is by the pool name, never by id, so it is atomic across processes: once a container has been
 claimed its pool name no longer resolves, and a second claimer moves on to the next one. Docker cannot relabel a
 container, so a claimed container is known as the workspace's by its name (and the store's record), not by labels.
@@ -18,6 +19,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import Conflict, IDEError, NotFound
 from ..runtime import ContainerSpec, Runtime
@@ -25,19 +27,25 @@ from ..runtime import ContainerSpec, Runtime
 log = logging.getLogger(__name__)
 
 POOL_LABEL = "ide-backend.pool"
+TEMPLATE_LABEL = "ide-backend.template"
 SpecFactory = Callable[[str, str, Mapping[str, str], str], ContainerSpec]  # name, volume, labels, password
 _RETRY_SECONDS = 5.0
 
 
-class WarmPool:
-    """Keeps `size` started, unclaimed containers of one image ready, and hands them out by renaming."""
+def pool_prefix(instance: str) -> str:
+    """What every unclaimed pool container's name of this instance starts with (no workspace's does)."""
+    return f"ide-{instance}.pool-"
 
-    def __init__(self, runtime: Runtime, *, size: int, instance: str, image: str, make_spec: SpecFactory) -> None:
+
+class WarmPool:
+    """Keeps `size` started, unclaimed containers of one template ready, and hands them out by renaming."""
+
+    def __init__(self, runtime: Runtime, *, size: int, instance: str, template: str, make_spec: SpecFactory) -> None:
         self.runtime = runtime
         self.size = size
-        self.image = image
-        self.prefix = f"ide-{instance}.pool-"
-        self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1"}
+        self.template = template
+        self.prefix = f"{pool_prefix(instance)}{template}-"
+        self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1", TEMPLATE_LABEL: template}
         self._make_spec = make_spec
         self._ready: deque[str] = deque()
         self._mine: set[str] = set()  # made by this process and not claimed (yet): what close() removes
@@ -54,11 +62,7 @@ class WarmPool:
         return {"size": self.size, "ready": len(self._ready), "hits": self.hits, "misses": self.misses}
 
     async def start(self) -> None:
-        """Remove what an earlier run left in the pool (its settings or image may have changed), then fill it."""
-        try:
-            await self._remove_unclaimed()
-        except IDEError as exc:  # the engine may be down at start-up: the filler keeps trying
-            log.warning("warm pool: could not look for leftovers: %s", exc.message)
+        """Start filling the pool (WarmPools has removed what an earlier run left)."""
         if self.size > 0:
             self._filler = asyncio.create_task(self._fill_forever(), name="warm-pool")
             self._wanted.set()
@@ -127,21 +131,64 @@ class WarmPool:
             raise
         return name
 
-    async def _remove_unclaimed(self) -> None:
-        for name in await self.runtime.container_names(self._labels):
-            if self.owns(name):
-                await self._remove(name)
-
     async def _remove(self, name: str) -> bool:
-        """Remove a pool container by its pool name, then its volume. A container claimed meanwhile no longer
-        answers to that name: it and its volume (now a workspace's files) are left alone, and this returns False."""
-        try:
-            await self.runtime.remove(name)
-        except NotFound:
-            return False
-        await self.runtime.remove_volume(_volume(name))
-        return True
+        return await remove_pool_container(self.runtime, name)
+
+
+async def remove_pool_container(runtime: Runtime, name: str) -> bool:
+    """Remove a pool container by its pool name, then its volume. A container claimed meanwhile no longer answers to
+    that name: it and its volume (now a workspace's files) are left alone, and this returns False."""
+    try:
+        await runtime.remove(name)
+    except NotFound:
+        return False
+    await runtime.remove_volume(_volume(name))
+    return True
 
 
 def _volume(name: str) -> str:
     return f"{name}-data"
+
+
+class WarmPools:
+    """The warm pools of every template that keeps one, under one name prefix."""
+
+    def __init__(self, runtime: Runtime, instance: str, pools: Mapping[str, WarmPool]) -> None:
+        self.runtime = runtime
+        self.prefix = pool_prefix(instance)
+        self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1"}
+        self._pools = dict(pools)
+
+    def owns(self, container_name: str) -> bool:
+        """Whether this name is an unclaimed pool container's (of any template)."""
+        return container_name.startswith(self.prefix)
+
+    def get(self, template: str) -> WarmPool | None:
+        pool = self._pools.get(template)
+        return pool if pool is not None and pool.size > 0 else None
+
+    async def claim(self, template: str, new_name: str) -> bool:
+        pool = self.get(template)
+        return pool is not None and await pool.claim(new_name)
+
+    def stats(self) -> dict[str, Any]:
+        """Totals over every pool, and each template's own."""
+        per = {name: pool.stats() for name, pool in self._pools.items()}
+        totals = {key: sum(one[key] for one in per.values()) for key in ("size", "ready", "hits", "misses")}
+        return {**totals, "templates": per}
+
+    async def start(self) -> None:
+        """Remove what an earlier run left in any pool (its settings, templates or images may have changed), then
+        fill each."""
+        try:
+            for name in await self.runtime.container_names(self._labels):
+                if self.owns(name):
+                    await remove_pool_container(self.runtime, name)
+        except IDEError as exc:  # the engine may be down at start-up: the fillers keep trying
+            log.warning("warm pool: could not look for leftovers: %s", exc.message)
+        for pool in self._pools.values():
+            await pool.start()
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            await pool.close()

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import NotFound
+from ..errors import ValidationFailed
 from ..settings import Settings
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -118,7 +118,11 @@ class Templates:
         """The named template (the default for None); NotFound naming the known ones otherwise."""
         template = self._by_name.get(name or self.default)
         if template is None:
-            raise NotFound(f"No template {name!r}; known templates: {', '.join(self.names())}", known=self.names())
+            raise ValidationFailed(
+                f"template: no template {name!r}; known templates: {', '.join(self.names())}",
+                fields=["template"],
+                known=self.names(),
+            )
         return template
 
 

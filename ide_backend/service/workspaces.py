@@ -3,7 +3,8 @@ only this; it owns the components below it and the order of their steps.
 
     WorkspaceService
      +-- Containers      names, specs, records, claiming and adopting containers (containers.py)
-     +-- WarmPool        started containers kept ready (pool.py)
+     +-- WarmPools       started containers kept ready, one pool per template (pool.py)
+     +-- Templates       what a workspace is made from (templates.py)
      +-- WorkspaceFiles  writes, reads, listings and deletions inside a container (workspace_files.py)
      +-- StatusEvents    the engine's event stream and the API's steps, published on the EventBus (status.py)
      +-- ProcessManager  websocket processes and their replay buffers; listens to the bus (processes.py)
@@ -33,9 +34,10 @@ from .domain import ExecResult, ExecSpec, Outcome, WorkspaceInfo, WorkspaceRef, 
 from .filesets import FileEntry, FileSet, normalize_path, parse_files
 from .idle import IdleMonitor
 from .messages import ProcessItem, StatusMessage
-from .pool import WarmPool
+from .pool import WarmPool, WarmPools
 from .processes import Outbox, ProcessHandle, ProcessManager
 from .status import StatusEvents
+from .templates import Templates
 from .vscode import SETTINGS_PATH, set_theme
 from .workspace_files import Entry, FileContent, WorkspaceFiles
 
@@ -53,15 +55,20 @@ class WorkspaceService:
         self.store = store
         self.runtime = runtime
         self.bus = EventBus()
-        self.pool = WarmPool(
-            runtime,
-            size=settings.pool_size,
-            instance=settings.instance,
-            image=settings.workspace_image,
-            make_spec=functools.partial(container_spec, settings, settings.workspace_image),
-        )
+        self.templates = Templates(settings)
+        pools = {
+            template.name: WarmPool(
+                runtime,
+                size=template.pool_size,
+                instance=settings.instance,
+                template=template.name,
+                make_spec=functools.partial(container_spec, settings, template),
+            )
+            for template in self.templates.all()
+        }
+        self.pool = WarmPools(runtime, settings.instance, pools)
         owners = ContainerOwners(store, self.pool)
-        self.containers = Containers(settings, store, runtime, self.pool, owners)
+        self.containers = Containers(settings, store, runtime, self.templates, self.pool, owners)
         self.status_events = StatusEvents(runtime, self.bus, owners, instance=settings.instance)
         self.processes = ProcessManager(
             runtime,
@@ -73,7 +80,13 @@ class WorkspaceService:
             finished_ttl=settings.process_finished_ttl,
         )
         self.files = WorkspaceFiles(runtime, settings)
-        self.idle = IdleMonitor(settings.idle_timeout, settings.idle_sweep, self.processes.of_workspace)
+        self._idle_timeouts: dict[WorkspaceRef, float] = {}  # per workspace, from its template
+        self.idle = IdleMonitor(
+            self._idle_timeout,
+            settings.idle_sweep,
+            self.processes.of_workspace,
+            sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
+        )
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
         self._recorder: asyncio.Task[None] | None = None
 
@@ -113,6 +126,12 @@ class WorkspaceService:
                             "cannot record why %s/%s stopped: %s", event["projectId"], event["workspaceId"], exc.message
                         )
 
+    def _idle_timeout(self, ref: WorkspaceRef) -> float:
+        return self._idle_timeouts.get(ref, self.templates.get(None).idle_timeout)
+
+    def _seen(self, ref: WorkspaceRef, record: WorkspaceRecord) -> None:
+        self._idle_timeouts[ref] = self.containers.template_of(record).idle_timeout
+
     async def _stop_idle(self, ref: WorkspaceRef) -> None:
         await self.stop(ref, reason="idle")
 
@@ -127,7 +146,13 @@ class WorkspaceService:
             return bool(state and state.running)
 
         flags = await asyncio.gather(*(running(r) for r in records))
-        return [WorkspaceRef(r.project_id, r.workspace_id) for r, flag in zip(records, flags, strict=True) if flag]
+        refs = []
+        for record, flag in zip(records, flags, strict=True):
+            if flag:
+                ref = WorkspaceRef(record.project_id, record.workspace_id)
+                self._seen(ref, record)
+                refs.append(ref)
+        return refs
 
     def stats(self) -> dict[str, Any]:
         """Counts that show leaks and which paths did the work."""
@@ -158,12 +183,20 @@ class WorkspaceService:
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
-    async def start(self, ref: WorkspaceRef, files: Mapping[str, Any] | None = None) -> Outcome:
-        """Create the container if missing, start it if stopped, then write `files` into the workspace."""
+    async def start(
+        self, ref: WorkspaceRef, files: Mapping[str, Any] | None = None, template: str | None = None
+    ) -> Outcome:
+        """Create the container if missing (from `template`, or the default), start it if stopped, then write
+        `files` into the workspace. Another template than the workspace's re-creates its container on the same
+        volume: the files stay."""
         self.idle.touch(ref)
+        chosen = self.templates.get(template)
         fileset = parse_files(files) if files else None
         async with self._lock(ref):
-            record = await self.containers.record(ref)
+            record = await self.containers.record(ref, chosen)
+            if template is not None and self.containers.template_of(record).name != chosen.name:
+                record = await self.containers.switch_template(ref, record, chosen)
+            self._seen(ref, record)
             state, changed, record = await self._ensure_container(ref, record, claim=True)
             if not state.running:
                 self.status_events.publish(ref, "starting")

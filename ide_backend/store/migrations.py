@@ -45,6 +45,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     # Why the workspace's container last stopped or went away (requested, idle, died, oom_killed, ...).
     (4, ["ALTER TABLE workspaces ADD COLUMN stop_reason TEXT"]),
+    # The template the workspace was made from (its image, limits and pool).
+    (5, ["ALTER TABLE workspaces ADD COLUMN template TEXT"]),
 ]
 
 CREATE_VERSION_TABLE = """

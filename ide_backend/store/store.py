@@ -43,6 +43,7 @@ class WorkspaceRecord:
     created_at: str
     updated_at: str
     stop_reason: str | None = None
+    template: str | None = None  # None: made before templates (the default template's, on its own image)
 
     @classmethod
     def new(cls, **fields: Any) -> WorkspaceRecord:

@@ -18,6 +18,7 @@ workspaces = sa.Table(
     sa.Column("password", sa.Text, nullable=False),
     sa.Column("theme", sa.Text, nullable=True),
     sa.Column("stop_reason", sa.Text, nullable=True),
+    sa.Column("template", sa.Text, nullable=True),
     # ISO 8601 UTC text: the same on SQLite and PostgreSQL, and sorts correctly.
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),

@@ -14,19 +14,14 @@ every backend writes the same rules and a second write changes nothing; the jump
 
 from __future__ import annotations
 
-import contextlib
-import json
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Network
 from typing import Any
 
-import aiohttp
-
-from ...errors import IDEError, NotFound, RuntimeFailure
+from ...errors import RuntimeFailure
+from . import hosthelper
 from .client import DockerClient
-from .errors import missing_image, translate_errors
 
 HELPER_LABEL = "ide-backend.network"  # "firewall" on a helper (network.py labels its networks with the same key)
 # A helper carries its backend's instance label too, so that sweeping an instance (tests do) removes one left behind by
@@ -34,7 +29,6 @@ HELPER_LABEL = "ide-backend.network"  # "firewall" on a helper (network.py label
 INSTANCE_LABEL = "ide-backend.instance"
 # Link-local addresses: the cloud's metadata service (169.254.169.254) and the like. Closed unless listed.
 LINK_LOCAL = "169.254.0.0/16"
-_LEFT_AFTER = 120.0  # seconds after which a finished helper is taken as left behind
 
 # Runs in the helper, chrooted into the engine host's root: the host's own shell and iptables. Its values come as
 # arguments: the bridge, the three chains, and the rules (iptables-restore input) for those chains.
@@ -123,36 +117,17 @@ async def write(
 ) -> None:
     """Write the bridge's rules on the engine's host, through the helper (of `image`, the workspace image). Fails
     (and so does creating a workspace) when they cannot be written: an isolated workspace never runs without them."""
-    await _remove_left_helpers(client)
+    await hosthelper.remove_left(client, HELPER_LABEL, "firewall")
     config = helper_config(image, bridge, firewall_rules(bridge, backends, egress_allow), labels)
-    doing = "writing the workspace network's firewall rules"
-    try:
-        with translate_errors(doing, client.host):
-            helper = await client.api.containers.create(config, name=f"ide-network-firewall-{uuid.uuid4().hex[:12]}")
-    except NotFound as exc:
-        raise missing_image(image) from exc
-    with translate_errors(doing, client.host):
-        try:
-            await helper.start()
-            result = await helper.wait(timeout=aiohttp.ClientTimeout(total=120))
-            output = "".join(await helper.log(stdout=True, stderr=True))
-        finally:
-            await helper.delete(force=True)
-    code = int(result.get("StatusCode", -1))
+    code, output = await hosthelper.run(
+        client,
+        config,
+        name=f"ide-network-firewall-{uuid.uuid4().hex[:12]}",
+        doing="writing the workspace network's firewall rules",
+    )
     if code != 0:
         raise RuntimeFailure(
             f"The firewall rules that isolate workspaces could not be written on the engine's host (exit {code}: "
             f"{output.strip()[-500:]}). The engine's host needs iptables and the helper container NET_ADMIN in "
             "its network namespace; set IDE_NETWORK=shared to run workspaces without isolation"
         )
-
-
-async def _remove_left_helpers(client: DockerClient) -> None:
-    """Finished helpers that a backend killed while one ran left behind (by their age)."""
-    filters = json.dumps({"label": [f"{HELPER_LABEL}=firewall"], "status": ["exited", "created"]})
-    with translate_errors("listing firewall helpers", client.host):
-        found = await client.get_json("containers/json", {"all": "1", "filters": filters})
-    for item in found:
-        if time.time() - float(item.get("Created") or 0) > _LEFT_AFTER:
-            with contextlib.suppress(IDEError), translate_errors("removing a firewall helper left behind", client.host):
-                await client.api.containers.container(item["Id"]).delete(force=True)

@@ -4,6 +4,7 @@ answers we read back as the seam's values."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import stat
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ..base import ContainerSpec, ContainerState, PathStat, RuntimeEvent
+from .disk import disk_mounts
 from .network import network_name
 
 # Go's os.FileMode type bits, as Docker reports them in a path stat.
@@ -61,13 +63,17 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
         config["HostConfig"]["NetworkMode"] = "none"
     elif spec.network.mode == "isolated":
         config["HostConfig"]["NetworkMode"] = network_name(spec.network)
+    if spec.disk_bytes is not None:
+        # Bounded: the home folder and /tmp come from the workspace's disk too, and nothing else is writable.
+        config["HostConfig"]["Mounts"] += disk_mounts(spec)
+        config["HostConfig"]["ReadonlyRootfs"] = True
     return config
 
 
 def helper_config(spec: ContainerSpec, argv: Sequence[str]) -> dict[str, Any]:
-    """A short-lived root container of the workspace image running argv on the workspace volume: no network, no
-    ports, a log to read its error from."""
-    config = container_config(spec)
+    """A short-lived root container of the workspace image running argv on the workspace volume (alone: a workspace
+    made before disks has no home or /tmp volume): no network, no ports, a log to read its error from."""
+    config = container_config(dataclasses.replace(spec, disk_bytes=None))
     config.update(
         Cmd=list(argv),
         User="0:0",

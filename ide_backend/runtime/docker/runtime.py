@@ -1,5 +1,5 @@
 """DockerRuntime: the runtime seam over one shared aiodocker client. Containers, volumes and events are here; exec,
-the agent and files are delegated to the modules beside it."""
+the agent, files, the network and bounded disks are delegated to the modules beside it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 from aiodocker.volumes import DockerVolume
 
-from ...errors import Conflict, NotFound, NotRunning, RuntimeFailure
+from ...errors import Conflict, IDEError, NotFound, NotRunning, RuntimeFailure
 from ..base import ContainerSpec, ContainerState, ExecOutput, ExecSession, NetworkPolicy, PathStat, RuntimeEvent
 from .agent import AgentChannels
 from .archive import ContainerFiles
 from .client import DockerClient
+from .disk import DISK_ROOT, WorkspaceDisks
 from .errors import missing_image, translate_errors, unavailable
 from .exec import open_docker_exec, run_to_end
 from .network import WorkspaceNetworks
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 class DockerRuntime:
     """Implements ide_backend.runtime.base.Runtime against a Docker engine."""
 
-    def __init__(self, docker_host: str = "", timeout: float = 30.0, use_agent: bool = True) -> None:
+    def __init__(
+        self, docker_host: str = "", timeout: float = 30.0, use_agent: bool = True, disk_root: str = DISK_ROOT
+    ) -> None:
         self._timeout = timeout
         self.use_agent = use_agent
         self._client = DockerClient(docker_host, timeout)
@@ -37,6 +40,7 @@ class DockerRuntime:
         self._agents = AgentChannels(self._client, self.inspect)
         self._files = ContainerFiles(self._client, self)
         self._networks = WorkspaceNetworks(self._client)
+        self._disks = WorkspaceDisks(self._client, disk_root)
 
     async def close(self) -> None:
         await self._agents.close()
@@ -50,8 +54,13 @@ class DockerRuntime:
             await self._docker.version()
 
     async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Make the volume when it does not exist. A new one is plain; create() turns it into a bounded disk when
+        its spec has a disk limit (disk.py)."""
+        if await self.volume_labels(name) is not None:
+            return
         with self._errors(f"creating volume {name}"):
             await self._docker.volumes.create({"Name": name, "Labels": dict(labels)})  # type: ignore[no-untyped-call]
+        self._disks.made_plain(name, labels)
 
     async def inspect(self, name_or_id: str) -> ContainerState | None:
         try:
@@ -63,10 +72,12 @@ class DockerRuntime:
 
     async def create(self, spec: ContainerSpec) -> ContainerState:
         """Create the container, or return the one that already carries this name (another process won). Its network
-        (and the firewall rules around it) is put in place first, by the first create of the process."""
+        (and the firewall rules around it) is put in place first, by the first create of the process, and so is its
+        disk when the spec has a disk limit (made for a new volume; disk.py)."""
         await self._networks.ensure(spec.network, spec.image, spec.labels)
+        spec = await self._disks.prepare(spec)
         try:
-            await self._create(spec)
+            await self._reattaching(lambda: self._create(spec))
         except NotFound as exc:
             # Its network may have been removed behind our back since it was put in place: made again, once.
             if not await self._networks.repair(spec.network, spec.image, spec.labels):
@@ -88,8 +99,26 @@ class DockerRuntime:
             log.info("container %s already exists; using it", spec.name)
 
     async def start(self, container_id: str) -> None:
-        with self._errors("starting the container"):
-            await self._docker.containers.container(container_id).start()
+        await self._disks.attach_all()
+
+        async def start() -> None:
+            with self._errors("starting the container"):
+                await self._docker.containers.container(container_id).start()
+
+        await self._reattaching(start)
+
+    async def _reattaching(self, call: Callable[[], Awaitable[None]]) -> None:
+        """Run `call`; when the engine failed because a disk was detached (its host rebooted while this process
+        ran), attach every disk and run it once more."""
+        try:
+            await call()
+            return
+        except IDEError as exc:
+            if not self._disks.detached(exc):
+                raise
+            log.warning("a workspace disk was detached (a reboot of the engine's host?): attaching them again")
+        await self._disks.reattach()
+        await call()
 
     async def stop(self, container_id: str, timeout: int) -> None:
         with self._errors("stopping the container"):
@@ -127,6 +156,10 @@ class DockerRuntime:
         return dict(data.get("Labels") or {})
 
     async def remove_volume(self, name: str) -> None:
+        """Remove the volume (gone already is fine); a bounded one goes with its home and /tmp volumes and its disk
+        (the image file, and the loop device it held)."""
+        if await self._disks.remove(name):
+            return
         with contextlib.suppress(NotFound), self._errors(f"removing volume {name}"):
             await DockerVolume(self._docker, name).delete()  # type: ignore[no-untyped-call]
 
@@ -216,16 +249,20 @@ class DockerRuntime:
 
     async def stat_paths(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]:
         """Stat each absolute path (not following a final symlink); None where nothing exists."""
+        await self._disks.attach_all()  # the engine mounts a stopped container's volumes to look
         return await self._files.stat_paths(container_id, paths)
 
     async def put_archive(self, container_id: str, dest: str, data: bytes) -> None:
         """Extract one tar at dest; the engine refuses to turn a folder into a file or a link into a folder."""
+        await self._disks.attach_all()
         await self._files.put_archive(container_id, dest, data)
 
     async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None:
         """The bytes of one regular file, or None when it does not exist or is not a regular file."""
+        await self._disks.attach_all()
         return await self._files.read_file(container_id, path, max_bytes)
 
     async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None:
         """Delete everything below the workspace folder, in the container if it runs, else in a helper."""
+        await self._disks.attach_all()
         await self._files.empty_dir(container, spec)
