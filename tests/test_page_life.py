@@ -1,0 +1,592 @@
+"""The demo page over a workspace's life: scoped tokens, the workspace list and delete, terminals found again after
+a reload (a full-screen program included), the status area's words, and an expired token. A real Chromium (Python
+Playwright) on a real server and a real engine.
+
+Screenshots of every step go to artifacts/page-life/ (gitignored), so a person can look at what the tests saw.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, ViewportSize, expect
+
+from .harness import Server, remove_instance
+from .helpers import TOKEN, Channel, chromium_browser, start_server
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "artifacts" / "page-life"
+WIDE: ViewportSize = {"width": 1280, "height": 800}
+# A reload takes a moment, and the machine may be busy: the tests' default of 3 s could end the shell meanwhile.
+DETACHED_TTL = "120"
+
+
+def full_screen(pause: float) -> str:
+    """A vim-like program: a full-screen frame, `pause` seconds of quiet, then over 1 MiB of updates to one cell (more
+    than the replay buffer holds) and a last line. The workspace image has perl, not vim."""
+    return (
+        r"""perl -e '$|=1; print "\e[2J\e[1;1H== notes ==\e[8;1H-- INSERT --"; """
+        f"select(undef, undef, undef, {pause}); "
+        r"""for (0..200000) { print "\e[4;1H", $_ % 10 } print "\e[6;1Hwritten"; sleep 100'"""
+    )
+
+
+# --- the page ----------------------------------------------------------------------------------------------------
+
+
+class LifePage:
+    """One tab on the demo page, what it logged, and the steps the tests take on it."""
+
+    def __init__(self, context: BrowserContext, server: Server) -> None:
+        self.context = context
+        self.page: Page = context.new_page()
+        self.server = server
+        self.errors: list[str] = []
+        self.console: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", self._on_console)
+        self.page.set_default_timeout(30_000)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        self.console.append(f"{message.type}: {message.text}")
+
+    def open(self, token: str = TOKEN) -> None:
+        self.page.goto(f"{self.server.url}/?token={token}")
+
+    def use(self, ref: dict[str, str]) -> None:
+        """Type the ids into the top bar and apply them (Enter)."""
+        self.page.fill("#project-id", ref["projectId"])
+        self.page.fill("#workspace-id", ref["workspaceId"])
+        self.page.press("#workspace-id", "Enter")
+        self.expect_ref(ref)
+
+    def expect_ref(self, ref: dict[str, str]) -> None:
+        expect(self.page.locator("#status-ref")).to_have_text(f"{ref['projectId']} / {ref['workspaceId']}")
+
+    def expect_badge(self, text: str, timeout: float = 60_000) -> None:
+        expect(self.page.locator("#status-badge")).to_have_text(text, timeout=timeout)
+
+    def expect_terminal(self, state: str = "bash") -> None:
+        expect(self.page.locator("#terminal-state")).to_have_text(state, timeout=30_000)
+
+    def screen(self) -> list[str]:
+        """The terminal's rows as xterm.js holds them (window.ide.terminalScreen), trailing blanks cut."""
+        rows: list[str] = self.page.evaluate("window.ide.terminalScreen")
+        return [row.rstrip() for row in rows]
+
+    def wait_screen(self, pattern: str, timeout: float = 30_000) -> list[str]:
+        """Until some row of the terminal matches the regular expression; returns the rows."""
+        try:
+            self.page.wait_for_function(
+                "(p) => window.ide.terminalScreen.some((row) => new RegExp(p).test(row.trimEnd()))",
+                arg=pattern,
+                timeout=timeout,
+            )
+        except Exception:
+            self.shot("failed-wait-screen")
+            raise AssertionError(f"no row of the terminal matches {pattern!r}: {self.screen()}") from None
+        return self.screen()
+
+    def type_in_terminal(self, text: str) -> None:
+        self.page.click("#terminal .xterm-screen")
+        self.page.keyboard.type(text)
+        self.page.keyboard.press("Enter")
+
+    def row(self, workspace_id: str) -> Any:
+        return self.page.locator(f'#workspace-list .ws-row[data-workspace-id="{workspace_id}"]')
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), animations="disabled")
+        return path
+
+    def check_clean(self, *tokens: str) -> None:
+        """No uncaught errors in the page, and no token reached the console."""
+        assert not self.errors, f"uncaught errors in the page: {self.errors}"
+        for token in (TOKEN, *tokens):
+            assert not [line for line in self.console if token in line], "a token was written to the console"
+
+
+class Rest:
+    """The REST API with the operator's token: to set up workspaces, mint tokens and check what the page did."""
+
+    def __init__(self, server: Server) -> None:
+        self.client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+        self.made: list[dict[str, str]] = []
+
+    def call(self, endpoint: str, ref: dict[str, str], **body: Any) -> httpx.Response:
+        return self.client.post(f"/api/v1/containers/{endpoint}", json={**ref, **body})
+
+    def start(self, ref: dict[str, str], **body: Any) -> dict[str, Any]:
+        self.made.append(ref)
+        response = self.call("start", ref, **body)
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    def mint(self, ref: dict[str, str], **body: Any) -> str:
+        response = self.client.post("/api/v1/tokens", json={**ref, **body})
+        assert response.status_code == 200, response.text
+        token: str = response.json()["token"]
+        return token
+
+    def clean(self) -> None:
+        """Delete every workspace this test started (deleted already is fine)."""
+        for ref in self.made:
+            self.call("delete", ref)
+        self.client.close()
+
+
+def new_project() -> str:
+    return "life-" + uuid.uuid4().hex[:6]
+
+
+# --- fixtures ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def life_server(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("page-life"), IDE_PROCESS_DETACHED_TTL=DETACHED_TTL)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not (REPO / "node_modules" / "@xterm" / "xterm").is_dir():
+        pytest.fail("node_modules/@xterm/xterm is missing: run scripts/frontend.sh to install the page's packages")
+    expect.set_options(timeout=15_000)  # a loaded machine is slower than the 5 s default
+    with chromium_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def rest(life_server: Server) -> Iterator[Rest]:
+    api = Rest(life_server)
+    yield api
+    api.clean()
+
+
+@pytest.fixture
+def tabs(browser: Browser, life_server: Server) -> Iterator[list[LifePage]]:
+    """Tabs the test opens with new_tab(); each in a context of its own (own sessionStorage and localStorage)."""
+    opened: list[LifePage] = []
+    yield opened
+    for tab in opened:
+        tab.context.close()
+
+
+def fetch_outside_chromium(context: BrowserContext) -> None:
+    """Load the page's HTTP requests through Playwright's own client rather than Chromium's socket pool.
+
+    When Docker adds or removes an interface (every container start and stop does), Chromium fails every request
+    still waiting for one of its 6 connections per host with net::ERR_NETWORK_CHANGED; a page load asks for more at
+    once, so a module or an API call is lost now and then while other tests make containers. No switch turns that
+    off; fetched by the driver and handed to the page, a request never waits in that queue. The websocket still
+    goes through Chromium (the page reconnects it by itself), and so does the document itself: fulfilled by the
+    driver, it would have no address, and Chromium would refuse its websocket to 127.0.0.1 as a public page's
+    (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS). A navigation is one request, so it waits in no queue."""
+
+    def handle(route: Route) -> None:
+        if route.request.resource_type == "document":
+            route.continue_()
+        else:
+            route.fulfill(response=route.fetch())
+
+    context.route("**/*", handle)
+
+
+def new_tab(browser: Browser, server: Server, tabs: list[LifePage]) -> LifePage:
+    context = browser.new_context(viewport=WIDE)
+    fetch_outside_chromium(context)
+    tab = LifePage(context, server)
+    tabs.append(tab)
+    return tab
+
+
+# --- scoped tokens -----------------------------------------------------------------------------------------------
+
+
+def test_a_workspace_token_shows_only_its_workspace_and_a_read_only_one_changes_nothing(
+    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+) -> None:
+    project = new_project()
+    mine, other = {"projectId": project, "workspaceId": "mine"}, {"projectId": project, "workspaceId": "other"}
+    rest.start(mine)
+    rest.start(other)
+    token = rest.mint(mine)
+
+    tab = new_tab(browser, life_server, tabs)
+    page = tab.page
+    tab.open(token)
+    tab.expect_ref(mine)
+    tab.expect_badge("running")
+    tab.expect_terminal()
+    expect(page.locator("#project-id")).not_to_be_editable()
+    expect(page.locator("#workspace-id")).not_to_be_editable()
+    expect(page.locator("#scope")).to_be_visible()
+    expect(page.locator("#scope")).to_contain_text("this workspace only")
+    expect(page.locator("#scope")).to_have_attribute("title", re.compile(f"workspace {project}/mine only"))
+    expect(page.locator("#workspace-list .ws-row")).to_have_count(1)
+    expect(tab.row("mine")).to_contain_text("running")
+    expect(page.locator("#start")).to_be_visible()
+    tab.shot("01-workspace-token")
+
+    # Another workspace cannot be opened: the field is locked, and a value forced into it is refused.
+    page.evaluate(
+        """() => { const input = document.getElementById('workspace-id'); input.value = 'other';
+                   input.dispatchEvent(new Event('change')); }"""
+    )
+    expect(page.locator(".toast.error").last).to_contain_text(f"workspace {project}/mine only")
+    tab.expect_ref(mine)
+    expect(page.locator("#workspace-id")).to_have_value("mine")
+    assert page.evaluate("window.ide.ref") == mine
+    tab.check_clean(token)
+
+    # A read-only token for the whole project: the project's workspaces, and nothing that changes one.
+    read_only = rest.mint({"projectId": project}, scopes=["read"])
+    viewer = new_tab(browser, life_server, tabs)
+    page = viewer.page
+    viewer.open(read_only)
+    expect(page.locator("#scope")).to_contain_text("read-only")
+    expect(page.locator("#workspace-list .ws-row")).to_have_count(2)
+    viewer.expect_badge("running")
+    for hidden in ("#start", "#stop", "#run", "#run-form", "#new-file", "#delete", "#save", "#terminal-restart"):
+        expect(page.locator(hidden)).to_be_hidden()
+    expect(page.locator("#run-readonly")).to_be_visible()
+    expect(page.locator("#project-id")).not_to_be_editable()
+    expect(page.locator("#workspace-id")).to_be_editable()  # any workspace of the project
+    expect(page.locator("#workspace-list .ws-delete")).to_have_count(0)
+    viewer.row("mine").locator(".ws-open").click()
+    viewer.expect_ref(mine)
+    viewer.expect_badge("running")
+    # It watches the shell the first tab opened, and what it types goes nowhere.
+    viewer.expect_terminal()
+    assert page.evaluate("window.ide.terminalId") == tab.page.evaluate("window.ide.terminalId")
+    tab.type_in_terminal("echo from-the-writer")
+    viewer.wait_screen("^from-the-writer$")
+    viewer.type_in_terminal("echo from-the-viewer")
+    time.sleep(1)
+    assert not [row for row in viewer.screen() if "from-the-viewer" in row]
+    assert not [row for row in tab.screen() if "from-the-viewer" in row]
+    viewer.shot("02-read-only-token")
+    viewer.check_clean(read_only)
+
+
+def test_an_expired_token_asks_for_a_new_one(
+    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+) -> None:
+    ref = {"projectId": new_project(), "workspaceId": "brief"}
+    rest.start(ref)
+    short = rest.mint(ref, ttlSeconds=4)
+    tab = new_tab(browser, life_server, tabs)
+    page = tab.page
+    tab.open(short)
+    tab.expect_badge("running")
+    expect(page.locator("#token-dialog")).to_be_visible(timeout=20_000)
+    expect(page.locator("#token-error")).to_contain_text("expired at")
+    expect(page.locator("#token-error")).to_contain_text("Ask whoever gave you this link for a new one")
+    tab.shot("03-token-expired")
+
+    fresh = rest.mint(ref)
+    page.fill("#token-input", fresh)
+    page.press("#token-input", "Enter")
+    expect(page.locator("#token-dialog")).to_be_hidden()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+    tab.expect_badge("running")
+
+    # Opened when it has expired already: the dialog says so before anything else.
+    late = new_tab(browser, life_server, tabs)
+    late.open(short)
+    expect(late.page.locator("#token-dialog")).to_be_visible()
+    expect(late.page.locator("#token-error")).to_contain_text("expired at")
+    tab.check_clean(short, fresh)
+    late.check_clean(short)
+
+
+# --- the workspace list ------------------------------------------------------------------------------------------
+
+
+def test_the_list_shows_the_projects_workspaces_and_delete_removes_one(
+    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+) -> None:
+    project = new_project()
+    first, second = {"projectId": project, "workspaceId": "first"}, {"projectId": project, "workspaceId": "second"}
+    rest.start(first)
+    rest.start(second, files={"notes/todo.txt": "write the tests\n"})
+    rest.call("stop", first)
+    tab = new_tab(browser, life_server, tabs)
+    page = tab.page
+    tab.open()
+    tab.use(second)
+    tab.expect_badge("running")
+    expect(page.locator("#workspace-list .ws-row")).to_have_count(2)
+    expect(tab.row("first")).to_have_attribute("data-status", "exited")
+    expect(tab.row("first")).to_contain_text("stopped")
+    expect(tab.row("second")).to_have_attribute("data-status", "running")
+    expect(tab.row("second")).to_have_class(re.compile(r"\bcurrent\b"))
+    tab.expect_terminal()
+    tab.shot("04-workspace-list")
+
+    # Click to switch, and back.
+    tab.row("first").locator(".ws-open").click()
+    tab.expect_ref(first)
+    tab.expect_badge("exited")
+    expect(page.locator("#status-detail")).to_have_text("stopped on request")
+    tab.row("second").locator(".ws-open").click()
+    tab.expect_ref(second)
+    tab.expect_badge("running")
+
+    # Delete one that is not open: asked first, then gone from the list and from the server.
+    tab.row("first").locator(".ws-delete").click()
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-title")).to_have_text(f"Delete workspace {project}/first?")
+    tab.shot("05-delete-confirm")
+    page.click("#confirm-ok")
+    expect(tab.row("first")).to_have_count(0)
+    assert rest.call("status", first).status_code == 404
+
+    # Delete the open one: its file, tree and terminal are cleared, and the page says why.
+    page.click("#refresh")
+    page.click('#tree .row[data-path="notes"]')
+    page.click('#tree .row[data-path="notes/todo.txt"]')
+    expect(page.locator("#editor-title")).to_have_attribute("data-path", "notes/todo.txt")
+    tab.row("second").locator(".ws-delete").click()
+    expect(page.locator("#confirm-text")).to_contain_text("open in this page")
+    page.click("#confirm-ok")
+    tab.expect_badge("not started")
+    expect(page.locator("#editor-title")).to_have_text("No file open")
+    expect(page.locator("#tree")).to_contain_text("This workspace was deleted")
+    tab.wait_screen("the workspace was deleted")
+    expect(page.locator("#status-detail")).to_have_text("deleted")
+    expect(tab.row("second")).to_have_attribute("data-status", "missing")
+    assert rest.call("status", second).status_code == 404
+    tab.shot("06-open-workspace-deleted")
+    tab.check_clean()
+
+
+# --- terminals after a reload ------------------------------------------------------------------------------------
+
+
+def processes(server: Server, ref: dict[str, str]) -> list[dict[str, Any]]:
+    """The workspace's processes, as the websocket lists them."""
+    channel = Channel(server)
+    try:
+        channel.send(type="list", **ref)
+        items: list[dict[str, Any]] = channel.wait_for(type="processes")["items"]
+        return items
+    finally:
+        channel.close()
+
+
+def shell_pid(tab: LifePage, marker: str) -> str:
+    tab.type_in_terminal(f"echo {marker}=$$")
+    rows = tab.wait_screen(f"^{marker}=\\d+$")
+    return next(row.split("=")[1] for row in rows if re.fullmatch(f"{marker}=\\d+", row))
+
+
+def test_a_reload_finds_the_same_shell_again(
+    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+) -> None:
+    ref = {"projectId": new_project(), "workspaceId": "shell"}
+    rest.start(ref)
+    tab = new_tab(browser, life_server, tabs)
+    page = tab.page
+    tab.open()
+    tab.use(ref)
+    tab.expect_terminal()
+    tab.wait_screen(r"\$$")
+    expect(page.locator("#status-detail")).to_contain_text("kept running by: this page's terminal")
+    before = shell_pid(tab, "before-reload")
+    terminal_id = page.evaluate("window.ide.terminalId")
+
+    page.reload()
+    tab.expect_terminal()
+    assert page.evaluate("window.ide.terminalId") == terminal_id
+    rows = tab.screen()
+    assert f"before-reload={before}" in rows, f"the screen did not come back: {rows}"
+    assert page.locator("#terminal .xterm-rows").inner_text().count("before-reload=") == 2  # the command, its output
+    tab.shot("07-reload-same-shell")
+    assert shell_pid(tab, "after") == before
+    shells = [p for p in processes(life_server, ref) if p["tty"] and p["running"]]
+    assert [p["id"] for p in shells] == [terminal_id], "a second shell was started"
+    tab.check_clean()
+
+
+def run_full_screen(tab: LifePage, server: Server, pause: float) -> list[str]:
+    """Run full_screen(pause) in the tab's shell, reload the page, and return the terminal's rows after it."""
+    page = tab.page
+    tab.expect_terminal()
+    tab.wait_screen(r"\$$")
+    tab.type_in_terminal(full_screen(pause))
+    tab.wait_screen("^written$", timeout=60_000)
+    drawn = tab.screen()
+    assert drawn[0] == "== notes ==" and drawn[3] == "0" and drawn[7] == "-- INSERT --", drawn
+    terminal_id = page.evaluate("window.ide.terminalId")
+    # The replay buffer (1 MiB) no longer holds the frame: only the screen can bring it back.
+    channel = Channel(server)
+    try:
+        channel.send(type="attach", id=terminal_id, since=0)
+        assert channel.wait_for(type="attached", id=terminal_id)["firstSeq"] > 1
+        channel.send(type="detach", id=terminal_id)
+    finally:
+        channel.close()
+
+    page.reload()
+    tab.expect_terminal()
+    assert page.evaluate("window.ide.terminalId") == terminal_id
+    tab.wait_screen("^written$")
+    rows = tab.screen()
+    assert not [row for row in rows if "chunks of output were lost" in row], rows
+    return rows
+
+
+def test_a_full_screen_program_looks_the_same_after_a_reload(
+    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+) -> None:
+    ref = {"projectId": new_project(), "workspaceId": "vim"}
+    rest.start(ref)
+    tab = new_tab(browser, life_server, tabs)
+    tab.open()
+    tab.use(ref)
+    # As with vim: the frame is drawn, the user reads it a moment, then the flood.
+    rows = run_full_screen(tab, life_server, pause=3)
+    assert rows[0] == "== notes ==", rows
+    assert rows[5] == "written", rows
+    assert rows[7] == "-- INSERT --", rows
+    # rows[3], the cell the flood wrote to, is checked below (the server's screen gets it wrong for now).
+    tab.shot("08-full-screen-after-reload")
+    tab.check_clean()
+
+
+@pytest.mark.xfail(
+    reason="server: ide_backend/service/terminal.py drops a flood's unparsed head (a frame drawn just before it "
+    "included, when the last parse was under STEP_INTERVAL ago) and parses a tail cut in the middle of an escape "
+    "sequence, so the cell shows e.g. '01H0'; see the page-life report",
+    strict=False,
+)
+def test_a_frame_drawn_right_before_a_flood_comes_back_whole(
+    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+) -> None:
+    ref = {"projectId": new_project(), "workspaceId": "flood"}
+    rest.start(ref)
+    tab = new_tab(browser, life_server, tabs)
+    tab.open()
+    tab.use(ref)
+    rows = run_full_screen(tab, life_server, pause=0)
+    tab.shot("08b-frame-before-flood-after-reload")
+    assert rows[0] == "== notes ==", rows
+    assert rows[3] == "0", rows  # 200000 % 10, the last digit written there
+    assert rows[5] == "written", rows
+    assert rows[7] == "-- INSERT --", rows
+
+
+# --- the status area ---------------------------------------------------------------------------------------------
+
+
+def test_the_status_area_says_when_an_idle_workspace_stops_and_why_it_stopped(
+    browser: Browser, tmp_path: Path, docker_engine: None, tabs: list[LifePage]
+) -> None:
+    server = start_server(tmp_path, IDE_IDLE_TIMEOUT="10", IDE_IDLE_SWEEP="1")
+    rest = Rest(server)
+    try:
+        ref = {"projectId": new_project(), "workspaceId": "idle"}
+        rest.start(ref)
+        watcher = rest.mint(ref, scopes=["read"])  # it starts no shell, so nothing keeps the workspace running
+        tab = new_tab(browser, server, tabs)
+        page = tab.page
+        tab.open(watcher)
+        tab.expect_badge("running")
+        expect(page.locator("#status-detail")).to_have_text(re.compile(r"^stops when idle at \d\d:\d\d$"))
+        tab.shot("09-stops-when-idle")
+        tab.expect_badge("exited", timeout=30_000)
+        expect(page.locator("#status-detail")).to_have_text("stopped: idle")
+        expect(tab.row("idle")).to_contain_text("stopped")
+        tab.shot("10-stopped-idle")
+        tab.check_clean(watcher)
+    finally:
+        for tab in tabs:
+            tab.context.close()
+        tabs.clear()
+        rest.clean()
+        server.stop()
+        remove_instance(server.instance)
+
+
+# --- the page's reading of tokens and status, in Node -----------------------------------------------------------
+
+NODE_SCRIPT = """
+import { readFileSync } from "node:fs";
+const { static: dir, tokens, statuses } = JSON.parse(readFileSync(0, "utf8"));
+const { readScope, describeScope, isExpired, rejectedMessage } = await import(`${dir}/scope.js`);
+const { describeStatus } = await import(`${dir}/status-detail.js`);
+const scopes = tokens.map((t) => readScope(t));
+console.log(JSON.stringify({
+  scopes,
+  described: scopes.map((s) => describeScope(s).long),
+  expired: scopes.map((s) => isExpired(s, Date.now() + 10 * 86400 * 1000)),
+  rejected: scopes.map((s) => rejectedMessage(s, Date.now() + 10 * 86400 * 1000)),
+  words: statuses.map((d) => describeStatus(d, { ownTerminalId: "term-mine" }).text),
+}));
+"""
+
+
+def test_the_page_reads_minted_tokens_and_words_the_status(life_server: Server, rest: Rest) -> None:
+    """static/scope.js and static/status-detail.js under Node, on tokens the server minted."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: install Node.js 20 to run the page's modules outside the browser")
+    project = new_project()
+    tokens = [
+        rest.mint({"projectId": project, "workspaceId": "w1"}, ttlSeconds=60),
+        rest.mint({"projectId": project}, scopes=["read"]),
+        TOKEN,
+    ]
+    statuses = [
+        {"running": True, "keptAliveBy": ["terminal term-mine attached", "process c1 running"], "idleStopAt": None},
+        {"running": True, "keptAliveBy": [], "idleStopAt": "2026-11-29T10:30:00+00:00"},
+        {"running": False, "stopReason": "idle"},
+        {"running": False, "stopReason": "oom_killed"},
+        {"running": False, "stopReason": None},
+    ]
+    proc = subprocess.run(
+        [node, "--input-type=module", "-e", NODE_SCRIPT],
+        input=json.dumps({"static": (REPO / "static").as_uri(), "tokens": tokens, "statuses": statuses}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    one, read, operator = result["scopes"]
+    assert one["projectId"] == project and one["workspaceId"] == "w1" and one["canWrite"] is True
+    assert abs(one["expiresAt"] / 1000 - time.time() - 60) < 30
+    assert read["projectId"] == project and read["workspaceId"] is None and read["canWrite"] is False
+    assert operator is None
+    assert result["described"][0].startswith(f"This token opens workspace {project}/w1 only.")
+    assert "It may only read" in result["described"][1]
+    assert result["described"][2] == ""
+    assert result["expired"] == [True, True, False]
+    assert result["rejected"][0].startswith("Your token expired at ")
+    assert result["rejected"][2] == "That token was not accepted. Paste the current one."
+    words = result["words"]
+    assert words[0] == "kept running by: this page's terminal, process c1 running"
+    assert re.fullmatch(r"stops when idle at (\d+ \w+, )?\d\d:\d\d", words[1]), words[1]
+    assert words[2:] == ["stopped: idle", "stopped: out of memory", ""]
