@@ -470,17 +470,11 @@ def test_a_full_screen_program_looks_the_same_after_a_reload(
     assert rows[0] == "== notes ==", rows
     assert rows[5] == "written", rows
     assert rows[7] == "-- INSERT --", rows
-    # rows[3], the cell the flood wrote to, is checked below (the server's screen gets it wrong for now).
+    # rows[3], the cell the flood wrote to, is checked in the test below, where the flood's last digit is known.
     tab.shot("08-full-screen-after-reload")
     tab.check_clean()
 
 
-@pytest.mark.xfail(
-    reason="server: ide_backend/service/terminal.py drops a flood's unparsed head (a frame drawn just before it "
-    "included, when the last parse was under STEP_INTERVAL ago) and parses a tail cut in the middle of an escape "
-    "sequence, so the cell shows e.g. '01H0'; see the page-life report",
-    strict=False,
-)
 def test_a_frame_drawn_right_before_a_flood_comes_back_whole(
     browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
 ) -> None:

@@ -9,7 +9,7 @@ from typing import cast
 
 from ide_backend.runtime import STDERR, STDOUT, ExecSession
 from ide_backend.service.domain import WorkspaceRef
-from ide_backend.service.processes import LISTENER_QUEUE, Outbox, Process
+from ide_backend.service.replay import LISTENER_QUEUE, Outbox, Process
 
 NO_SESSION = cast(ExecSession, object())  # never called by the buffer
 

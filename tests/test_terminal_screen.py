@@ -53,3 +53,17 @@ def test_a_hidden_cursor_stays_hidden() -> None:
     term = TerminalScreen(10, 2)
     term.feed("top\x1b[?25l")
     assert term.snapshot().endswith("\x1b[?25l")
+
+
+def test_a_frame_drawn_right_before_a_flood_and_the_cell_after_it_come_back_whole() -> None:
+    """The page test's case, without the page: no pause between the frame and the flood, and a flood whose tail
+    is cut wherever the chunks happen to end."""
+    term = TerminalScreen(60, 10)
+    term.resize(60, 10)  # a parse just happened (the page resizes right after attaching)
+    term.feed("\x1b[2J\x1b[1;1H== notes ==\x1b[8;1H-- INSERT --")
+    updates = "".join(f"\x1b[4;1H{i % 10}" for i in range(140_001))
+    for start in range(0, len(updates), 4093):  # chunk ends fall inside escape sequences
+        term.feed(updates[start : start + 4093])
+    shown = _redrawn(term.snapshot(), 60, 10).display
+    assert shown[0].startswith("== notes ==") and shown[7].startswith("-- INSERT --")
+    assert shown[3].rstrip() == str(140_000 % 10)

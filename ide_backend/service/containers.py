@@ -8,6 +8,7 @@ no workspace labels (the engine cannot relabel), so whose it is comes from its n
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -198,6 +199,19 @@ class Containers:
         if name is None:
             name = self._names[ref] = (await self.require(ref)).container_name
         return name
+
+    async def running_records(self) -> list[tuple[WorkspaceRef, WorkspaceRecord]]:
+        """Every workspace whose container runs now, with its record."""
+        records = await self.store.all()
+        limit = asyncio.Semaphore(16)
+
+        async def running(record: WorkspaceRecord) -> bool:
+            async with limit:
+                state = await self.runtime.inspect(record.container_name)
+            return bool(state and state.running)
+
+        flags = await asyncio.gather(*(running(r) for r in records))
+        return [(WorkspaceRef(r.project_id, r.workspace_id), r) for r, flag in zip(records, flags, strict=True) if flag]
 
     def forget(self, ref: WorkspaceRef) -> None:
         """The workspace was deleted: its record is gone, so its name may no longer be taken from memory."""

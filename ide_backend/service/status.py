@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from ..errors import IDEError
 from ..runtime import ContainerState, Runtime, RuntimeEvent
+from ..store import Store
 from .bus import EventBus
 from .containers import INSTANCE_LABEL, ContainerOwners
 from .domain import WorkspaceRef
@@ -27,9 +28,13 @@ _REPORTED = frozenset({"start", "oom", "die", "destroy"})
 class StatusEvents:
     """Publishes status events on the bus, from API steps (`source: api`) and engine events (`source: docker`)."""
 
-    def __init__(self, runtime: Runtime, bus: EventBus, owners: ContainerOwners, *, instance: str) -> None:
+    def __init__(
+        self, runtime: Runtime, bus: EventBus, owners: ContainerOwners, store: Store, *, instance: str
+    ) -> None:
         self.runtime = runtime
         self.bus = bus
+        self.store = store
+        self._recorder: asyncio.Task[None] | None = None
         self._owners = owners
         self._labels = {INSTANCE_LABEL: instance}
         self._expected: dict[WorkspaceRef, str] = {}  # workspaces we are stopping or deleting ourselves, and why
@@ -37,15 +42,32 @@ class StatusEvents:
         self._oom: set[WorkspaceRef] = set()  # the engine reported an out-of-memory kill; its death says so
         self._watcher: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Follow the engine's events for this instance's containers."""
+    async def start(self) -> None:
+        """Record why workspaces stop, then follow the engine's events for this instance's containers."""
+        ready = asyncio.Event()
+        self._recorder = asyncio.create_task(self._record_stop_reasons(ready), name="stop-reasons")
+        await ready.wait()
         self._watcher = asyncio.create_task(self._watch_engine(), name="engine-events")
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._recorder):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _record_stop_reasons(self, ready: asyncio.Event) -> None:
+        """Keep why each workspace last stopped in its record, for /status (the bus says it as it happens)."""
+        async with self.bus.subscribe_all() as events:
+            ready.set()
+            while True:
+                event = await events.get()
+                reason = event.get("reason")
+                if event["status"] in ("exited", "died", "removed") and reason and reason != "deleted":
+                    try:
+                        await self.store.update(event["projectId"], event["workspaceId"], stop_reason=reason)
+                    except IDEError as exc:
+                        log.warning("cannot record why a workspace stopped: %s", exc.message)
 
     def publish(self, ref: WorkspaceRef, status: Status, reason: str | None = None) -> None:
         """A step the API is taking (creating, starting, syncing, stopping, removed), and why when it says."""

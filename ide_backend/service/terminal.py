@@ -5,9 +5,11 @@ replay buffer (which for a full-screen program such as vim or top rarely holds t
 pyte parses about 0.3 MB of output a second, far slower than a terminal can write, so output is parsed lazily and
 within a budget: chunks wait until a snapshot or a resize needs the screen, or until STEP_CHARS of them have
 gathered and STEP_INTERVAL has passed since the last parse (so a quiet full-screen program such as vim is parsed as
-it goes, at a few milliseconds a step). Of a flood, only the last TAIL_CHARS wait: older chunks are dropped unparsed,
-and the screen is then what its state before the flood plus that tail make of it, which for plain output is the
-screen exactly and is never worse than the replay buffer's tail.
+it goes, at a few milliseconds a step). Of a flood, only the last TAIL_CHARS wait. Older chunks are parsed while a
+budget allows (BUDGET_RATE characters a second, up to BUDGET_BURST at once: what a program drew just before it began
+to flood is parsed, not lost) and dropped unparsed beyond it. After a gap the parse starts at the next escape
+sequence or line, never in the middle of one, so the screen is what its state before the gap plus what followed make
+of it: for plain output the screen exactly, and never worse than the replay buffer's tail.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import pyte
 STEP_CHARS = 16 * 1024
 STEP_INTERVAL = 2.0
 TAIL_CHARS = 64 * 1024
+BUDGET_RATE = 16 * 1024  # characters a second parsed from a flood's head rather than dropped
+BUDGET_BURST = 64 * 1024
+_RESYNC_WINDOW = 4096  # how far after a gap the next escape sequence or line is looked for
 
 _NAMED = {"black": 0, "red": 1, "green": 2, "brown": 3, "yellow": 3, "blue": 4, "magenta": 5, "cyan": 6, "white": 7}
 
@@ -56,6 +61,14 @@ def _sgr(char: pyte.screens.Char) -> str:
     return "\x1b[" + ";".join(parts) + "m"
 
 
+def _resynced(text: str) -> str:
+    """Text that follows a gap, from the first place a parse can start cleanly: the next escape sequence or line
+    (the text before it may be the end of a sequence whose start was dropped)."""
+    window = text[:_RESYNC_WINDOW]
+    starts = [i for i in (window.find("\x1b"), window.find("\n")) if i >= 0]
+    return text[min(starts) :] if starts else text
+
+
 class TerminalScreen:
     """The screen of one PTY, kept from its output."""
 
@@ -65,6 +78,9 @@ class TerminalScreen:
         self._pending: deque[str] = deque()
         self._pending_chars = 0
         self._parsed_at = 0.0
+        self._gap = False  # output was dropped before the oldest pending chunk
+        self._budget = float(BUDGET_BURST)
+        self._budget_at = time.monotonic()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,9 +90,19 @@ class TerminalScreen:
         """Output the PTY wrote (decoded); applied to the screen when it is next needed."""
         self._pending.append(text)
         self._pending_chars += len(text)
-        while self._pending_chars > TAIL_CHARS and len(self._pending) > 1:
-            self._pending_chars -= len(self._pending.popleft())
-        if self._pending_chars >= STEP_CHARS and time.monotonic() - self._parsed_at >= STEP_INTERVAL:
+        if self._pending_chars > TAIL_CHARS:
+            now = time.monotonic()
+            self._budget = min(BUDGET_BURST, self._budget + (now - self._budget_at) * BUDGET_RATE)
+            self._budget_at = now
+            while self._pending_chars > TAIL_CHARS and len(self._pending) > 1:
+                oldest = self._pending.popleft()
+                self._pending_chars -= len(oldest)
+                if len(oldest) <= self._budget:
+                    self._budget -= len(oldest)
+                    self._parse(oldest)
+                else:
+                    self._gap = True
+        elif self._pending_chars >= STEP_CHARS and time.monotonic() - self._parsed_at >= STEP_INTERVAL:
             self._apply()
 
     def resize(self, cols: int, rows: int) -> None:
@@ -84,10 +110,20 @@ class TerminalScreen:
         self._screen.resize(rows, cols)
 
     def _apply(self) -> None:
-        text = "".join(self._pending)[-TAIL_CHARS:]
+        text = "".join(self._pending)
         self._pending.clear()
         self._pending_chars = 0
         self._parsed_at = time.monotonic()
+        if len(text) > TAIL_CHARS:
+            text, self._gap = text[-TAIL_CHARS:], True
+        self._parse(text)
+
+    def _parse(self, text: str) -> None:
+        if self._gap:
+            # The parser may have stopped inside a sequence whose end was dropped: a new one, on the same screen.
+            self._stream = pyte.Stream(self._screen)
+            text = _resynced(text)
+            self._gap = False
         self._stream.feed(text)
 
     def snapshot(self) -> str:

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import Conflict, IDEError, NotRunning, ValidationFailed
+from ..errors import Conflict, NotRunning, ValidationFailed
 from ..runtime import ContainerState, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
@@ -69,7 +69,7 @@ class WorkspaceService:
         self.pool = WarmPools(runtime, settings.instance, pools)
         owners = ContainerOwners(store, self.pool)
         self.containers = Containers(settings, store, runtime, self.templates, self.pool, owners)
-        self.status_events = StatusEvents(runtime, self.bus, owners, instance=settings.instance)
+        self.status_events = StatusEvents(runtime, self.bus, owners, store, instance=settings.instance)
         self.processes = ProcessManager(
             runtime,
             self.bus,
@@ -88,16 +88,12 @@ class WorkspaceService:
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
         )
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
-        self._recorder: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
         """Start the background work: the process manager, the stop reasons' recorder, the engine event watcher,
         the warm pool, the idle stop."""
         await self.processes.start()
-        ready = asyncio.Event()
-        self._recorder = asyncio.create_task(self._record_stop_reasons(ready), name="stop-reasons")
-        await ready.wait()
-        self.status_events.start()
+        await self.status_events.start()
         await self.pool.start()
         self.idle.start(self._running_workspaces, self._stop_idle)
 
@@ -105,26 +101,7 @@ class WorkspaceService:
         await self.idle.close()
         await self.pool.close()
         await self.status_events.close()
-        if self._recorder is not None:
-            self._recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recorder
         await self.processes.close()
-
-    async def _record_stop_reasons(self, ready: asyncio.Event) -> None:
-        """Keep why each workspace last stopped in its record, for /status (the bus says it as it happens)."""
-        async with self.bus.subscribe_all() as events:
-            ready.set()
-            while True:
-                event = await events.get()
-                reason = event.get("reason")
-                if event["status"] in ("exited", "died", "removed") and reason and reason != "deleted":
-                    try:
-                        await self.store.update(event["projectId"], event["workspaceId"], stop_reason=reason)
-                    except IDEError as exc:
-                        log.warning(
-                            "cannot record why %s/%s stopped: %s", event["projectId"], event["workspaceId"], exc.message
-                        )
 
     def _idle_timeout(self, ref: WorkspaceRef) -> float:
         return self._idle_timeouts.get(ref, self.templates.get(None).idle_timeout)
@@ -136,23 +113,11 @@ class WorkspaceService:
         await self.stop(ref, reason="idle")
 
     async def _running_workspaces(self) -> list[WorkspaceRef]:
-        """Every workspace whose container runs now (for the idle sweep)."""
-        records = await self.store.all()
-        limit = asyncio.Semaphore(16)
-
-        async def running(record: WorkspaceRecord) -> bool:
-            async with limit:
-                state = await self.runtime.inspect(record.container_name)
-            return bool(state and state.running)
-
-        flags = await asyncio.gather(*(running(r) for r in records))
-        refs = []
-        for record, flag in zip(records, flags, strict=True):
-            if flag:
-                ref = WorkspaceRef(record.project_id, record.workspace_id)
-                self._seen(ref, record)
-                refs.append(ref)
-        return refs
+        """Every workspace whose container runs now (for the idle sweep), its template's timeout noted."""
+        running = await self.containers.running_records()
+        for ref, record in running:
+            self._seen(ref, record)
+        return [ref for ref, _ in running]
 
     def stats(self) -> dict[str, Any]:
         """Counts that show leaks and which paths did the work."""

@@ -1,0 +1,192 @@
+"""A process's output as the live channel replays it: numbered chunks in a bounded buffer, listeners (one outbox per
+connection) that are cut off when they fall behind, the exit, and a terminal's screen.
+
+Whoever attaches (the same client after a reconnect, or another tab) gets every chunk after the `seq` it names
+replayed from the buffer, then live output, with no gap and no duplicate: replay and registration happen in one
+step of the event loop. A listener that falls `LISTENER_QUEUE` messages or `lag_limit` characters of output
+(setting process_lag_chars) behind is detached and told so (`slow_consumer`); it can attach again with the last seq
+it saw and lose nothing the buffer still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..runtime import STDOUT, ExecSession
+from .domain import WorkspaceRef
+from .messages import (
+    AttachedMessage,
+    ErrorMessage,
+    ExitMessage,
+    OutputMessage,
+    ProcessItem,
+    ProcessMessage,
+    ScreenMessage,
+)
+from .terminal import TerminalScreen
+
+LISTENER_QUEUE = 4096
+
+
+class Outbox(asyncio.Queue[Mapping[str, object]]):
+    """One connection's messages waiting to be sent, with the characters of output among them."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.waiting_chars = 0
+
+    def _put(self, item: Mapping[str, object]) -> None:
+        self.waiting_chars += _data_chars(item)
+        super()._put(item)
+
+    def _get(self) -> Mapping[str, object]:
+        item = super()._get()
+        self.waiting_chars -= _data_chars(item)
+        return item
+
+
+def _data_chars(item: Mapping[str, object]) -> int:
+    data = item.get("data")
+    return len(data) if isinstance(data, str) else 0
+
+
+@dataclass(eq=False)
+class Process:
+    """One exec and everything needed to replay its output."""
+
+    id: str
+    ref: WorkspaceRef
+    session: ExecSession
+    timeout: float | None
+    command: str
+    tty: bool
+    buffer_limit: int
+    lag_limit: int  # characters of output one listener may fall behind before it is detached
+    output_cap: int
+    chunks: deque[OutputMessage] = field(default_factory=deque)
+    buffered: int = 0
+    next_seq: int = 1
+    sent_bytes: int = 0
+    truncated: bool = False
+    exit: ExitMessage | None = None
+    listeners: set[Outbox] = field(default_factory=set)
+    detached_since: float | None = None
+    finished_at: float | None = None
+    task: asyncio.Task[None] | None = None
+    ending_reason: str | None = None
+    signalled: bool = False  # a client sent it a signal: a death by signal is then no news about the container
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+    screen: TerminalScreen | None = None  # a PTY's screen, kept for attaches that ask for it
+
+    @property
+    def running(self) -> bool:
+        return self.exit is None
+
+    @property
+    def first_seq(self) -> int:
+        return self.chunks[0]["seq"] if self.chunks else self.next_seq
+
+    def _emit(self, message: ProcessMessage) -> None:
+        for outbox in list(self.listeners):
+            if outbox.qsize() >= LISTENER_QUEUE - 1 or outbox.waiting_chars >= self.lag_limit:
+                self.listeners.discard(outbox)
+                slow: ErrorMessage = {
+                    "type": "error",
+                    "id": self.id,
+                    "code": "slow_consumer",
+                    "message": "Output came faster than this connection read it; attach again with the last "
+                    "seq you received to continue",
+                }
+                outbox.put_nowait(slow)
+                if not self.listeners:
+                    self.detached_since = time.monotonic()
+                continue
+            outbox.put_nowait(message)
+
+    def record(self, stream: int, text: str) -> None:
+        """Buffer one decoded chunk (dropping the oldest past the limit) and send it to every listener."""
+        if not text:
+            return
+        chunk: OutputMessage = {
+            "type": "stdout" if stream == STDOUT else "stderr",
+            "id": self.id,
+            "seq": self.next_seq,
+            "data": text,
+        }
+        self.next_seq += 1
+        if self.screen is not None:
+            self.screen.feed(text)
+        self.chunks.append(chunk)
+        self.buffered += len(text)
+        while self.buffered > self.buffer_limit and len(self.chunks) > 1:
+            self.buffered -= len(self.chunks.popleft()["data"])
+        self._emit(chunk)
+
+    def finish(self, exit_code: int | None, *, timed_out: bool, reason: str | None) -> None:
+        self.exit = {
+            "type": "exit",
+            "id": self.id,
+            "exitCode": exit_code,
+            "timedOut": timed_out,
+            "truncated": self.truncated,
+        }
+        if reason:
+            self.exit["reason"] = reason
+        self.finished_at = time.monotonic()
+        self._emit(self.exit)
+
+    def attach(self, outbox: Outbox, since: int, screen: bool = False) -> AttachedMessage:
+        """Replay what came after `since`, then follow live; returns the `attached` message sent first. With
+        `screen`, a terminal sends its screen as it is now instead of the replay (when anything was missed)."""
+        attached: AttachedMessage = {
+            "type": "attached",
+            "id": self.id,
+            "firstSeq": self.first_seq,
+            "nextSeq": self.next_seq,
+            "running": self.running,
+        }
+        outbox.put_nowait(attached)
+        if screen and self.screen is not None and since < self.next_seq - 1:
+            cols, rows = self.screen.size
+            snapshot: ScreenMessage = {
+                "type": "screen",
+                "id": self.id,
+                "seq": self.next_seq - 1,
+                "cols": cols,
+                "rows": rows,
+                "data": self.screen.snapshot(),
+            }
+            outbox.put_nowait(snapshot)
+        else:
+            for chunk in self.chunks:
+                if chunk["seq"] > since:
+                    outbox.put_nowait(chunk)
+        if self.exit is not None:
+            outbox.put_nowait(self.exit)
+        else:
+            self.listeners.add(outbox)
+            self.detached_since = None
+        return attached
+
+    def detach(self, outbox: Outbox) -> None:
+        self.listeners.discard(outbox)
+        if not self.listeners and self.running:
+            self.detached_since = time.monotonic()
+
+    def describe(self) -> ProcessItem:
+        """What a page needs to find this process again after a reload."""
+        return {
+            "id": self.id,
+            "command": self.command,
+            "tty": self.tty,
+            "running": self.running,
+            "exitCode": self.exit["exitCode"] if self.exit is not None else None,
+            "startedAt": self.started_at,
+            "nextSeq": self.next_seq,
+            "attached": len(self.listeners),
+        }
