@@ -7,6 +7,8 @@ agent.py    the warm exec path: one attach stream per container to its ide-agent
 archive.py  path stats, tar uploads, file reads, emptying the workspace (in a helper when stopped)
 network.py  the isolated workspace network: the bridge, this backend's place on it, moving containers onto it
 firewall.py the host's firewall rules around that network, written by a helper container on the engine's host
+disk.py     bounded disks: a loop-mounted ext4 image per workspace for /workspace, home and /tmp, read-only root
+hosthelper.py short-lived helper containers that act on the engine's host (firewall rules, disks)
 parsing.py  Docker's JSON without I/O: container config out; inspect, events, path stats in
 errors.py   aiodocker's and aiohttp's errors become ours
 """

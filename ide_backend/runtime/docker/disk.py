@@ -78,7 +78,8 @@ exec nsenter -t "$engine" -m -- sh -c "$script" ide-disk "$@"
 """
 
 # The host's part, as root in the engine's mount namespace: $1 the disks' root, $2 the action, then its arguments.
-# One lock for all disks (every action is short). `mount -o loop` takes a free loop device and frees it on unmount.
+# One lock for all disks (every action is short). `mount -o loop` takes a free loop device and frees it on unmount;
+# `discard` gives a deleted file's blocks back to the host (holes punched in the image).
 DISK_SCRIPT = """set -eu
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 root=$1 action=$2
@@ -88,7 +89,7 @@ exec 9>"$root/.lock"
 flock 9
 attach() {
     [ -f "$1/disk.img" ] || return 0
-    mountpoint -q "$1/fs" || mount -o loop,nosuid,nodev,noatime "$1/disk.img" "$1/fs"
+    mountpoint -q "$1/fs" || mount -o loop,nosuid,nodev,noatime,discard "$1/disk.img" "$1/fs"
 }
 detach() {
     if mountpoint -q "$1/fs"; then umount "$1/fs" 2>/dev/null || umount -l "$1/fs"; fi
@@ -134,9 +135,10 @@ create)
     fi
     attach "$d"
     if [ ! -d "$d/fs/tmp" ]; then
-        mkdir -p "$d/fs/workspace" "$d/fs/home" "$d/fs/tmp"
-        chmod 1777 "$d/fs/tmp"
+        mkdir -p "$d/fs/workspace" "$d/fs/home"
         if [ -n "${3:-}" ]; then chown "$3" "$d/fs/workspace" "$d/fs/home"; fi
+        mkdir -p "$d/fs/tmp"
+        chmod 1777 "$d/fs/tmp"
     fi
     ;;
 remove)
@@ -176,8 +178,9 @@ def volume_config(name: str, labels: Mapping[str, str], device: str) -> dict[str
 
 def helper_config(image: str, argv: list[str], labels: Mapping[str, str]) -> dict[str, Any]:
     """A short-lived root container that runs argv in the host's PID namespace, able to enter the engine's mount
-    namespace (SYS_ADMIN, SYS_PTRACE, SYS_CHROOT, no seccomp or AppArmor profile, which forbid mounts) and to use the
-    loop devices, and nothing else: no network, no other device."""
+    namespace (SYS_ADMIN, SYS_PTRACE, SYS_CHROOT, no seccomp or AppArmor profile, which forbid mounts), to use the
+    loop devices and to own the files it makes (CHOWN, DAC_OVERRIDE, FOWNER), and nothing else: no network, no other
+    device."""
     return {
         "Image": image,
         "Entrypoint": [],
@@ -189,7 +192,7 @@ def helper_config(image: str, argv: list[str], labels: Mapping[str, str]) -> dic
             "NetworkMode": "none",
             "UsernsMode": "host",
             "CapDrop": ["ALL"],
-            "CapAdd": ["SYS_ADMIN", "SYS_PTRACE", "SYS_CHROOT", "DAC_OVERRIDE", "FOWNER"],
+            "CapAdd": ["SYS_ADMIN", "SYS_PTRACE", "SYS_CHROOT", "CHOWN", "DAC_OVERRIDE", "FOWNER"],
             "SecurityOpt": ["seccomp=unconfined", "apparmor=unconfined", "no-new-privileges:true"],
             "DeviceCgroupRules": list(_LOOP_DEVICES),
             "RestartPolicy": {"Name": "no"},
