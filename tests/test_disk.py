@@ -211,11 +211,11 @@ def test_a_full_workspace_leaves_the_others_and_the_api_working(server: Server) 
     _start(server, full, files={"a.txt": "a"})
     _start(server, other)
     _fill(server, full, "/workspace/big")
-    # The full workspace still runs commands and answers status; a sync into it fails with a clear error.
+    # The full workspace still runs commands and answers status; a sync into it fails with a 409 that says why.
     assert _ok(server, full, "echo still here; cat a.txt") == "still here\na"
     assert post(server, "status", full).json()["data"]["running"] is True
     synced = post(server, "sync", {**full, "files": {"b.txt": "x" * 100_000}})
-    assert synced.status_code >= 400 and synced.json()["success"] is False, synced.text
+    assert synced.status_code == 409 and "The workspace's disk is full" in synced.json()["message"], synced.text
     # Another workspace writes, syncs and answers as if nothing happened; so does the API.
     _ok(server, other, "head -c 16M /dev/zero > /workspace/data && rm /workspace/data")
     assert post(server, "sync", {**other, "files": {"c.txt": "c"}}).status_code == 200

@@ -21,6 +21,7 @@ from .parsing import STAT_FORMAT, helper_config, path_stat, stat_records
 _EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
 _STAT_CONCURRENCY = 16
 _ARGV_BUDGET = 96 * 1024  # bytes of paths per `stat` command, well under the kernel's argument limit
+_FULL = "no space left on device"  # the engine's words when a write hits the end of the disk
 
 
 class ContainerFiles:
@@ -73,16 +74,25 @@ class ContainerFiles:
         return path_stat(header)
 
     async def put_archive(self, container_id: str, dest: str, data: bytes) -> None:
-        """Extract one tar at dest; the engine refuses to turn a folder into a file or a link into a folder."""
-        with translate_errors("writing files", self._client.host):
-            async with self._client.request(
-                f"containers/{container_id}/archive",
-                method="PUT",
-                data=data,
-                headers={"content-type": "application/x-tar"},
-                params={"path": dest, "noOverwriteDirNonDir": "true"},
-            ):
-                pass
+        """Extract one tar at dest; the engine refuses to turn a folder into a file or a link into a folder. A full
+        disk (the workspace's own, past its limit) is a 409 that says what to do."""
+        try:
+            with translate_errors("writing files", self._client.host):
+                async with self._client.request(
+                    f"containers/{container_id}/archive",
+                    method="PUT",
+                    data=data,
+                    headers={"content-type": "application/x-tar"},
+                    params={"path": dest, "noOverwriteDirNonDir": "true"},
+                ):
+                    pass
+        except RuntimeFailure as exc:
+            if _FULL not in exc.message.lower():
+                raise
+            raise Conflict(
+                f"The workspace's disk is full ({exc.message}); delete files in the workspace and retry",
+                hint="free space in the workspace: its disk is limited (IDE_DISK_LIMIT_MB)",
+            ) from exc
 
     async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None:
         """The bytes of one regular file, or None when it does not exist or is not a regular file."""
