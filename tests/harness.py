@@ -25,6 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 INSTANCE_LABEL = "ide-backend.instance"
+DISKS = Path("/var/lib/ide-backend/disks")  # where the runtime keeps bounded workspace disks
 DOCKER_CLI_TIMEOUT = 120.0
 
 
@@ -53,14 +54,35 @@ def leftovers(instance: str) -> tuple[list[str], list[str]]:
     return containers, volumes
 
 
+def disk_names(instance: str) -> set[str]:
+    """The bounded disks the instance's volumes name (a disk is named after its workspace volume)."""
+    label = f"label={INSTANCE_LABEL}={instance}"
+    names = docker("volume", "ls", "-q", "--filter", label, "--filter", "label=ide-backend.disk").stdout.split()
+    if not names:
+        return set()
+    return {v["Labels"]["ide-backend.disk"] for v in docker_json("volume", "inspect", *names)}
+
+
+def remove_disks(names: set[str]) -> None:
+    """Unmount and delete bounded disks (their loop devices go with the last mount)."""
+    for name in names:
+        mount = DISKS / name / "fs"
+        if mount.is_mount():
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+        subprocess.run(["rm", "-rf", "--", str(DISKS / name)], check=False)
+
+
 def remove_instance(instance: str) -> dict[str, int]:
-    """Remove every container (with its anonymous volumes), then every volume, labelled with this instance.
-    Returns what is left: {"containers_left": 0, "volumes_left": 0} when the sweep worked."""
+    """Remove every container (with its anonymous volumes), then every volume, labelled with this instance, then
+    the bounded disks those volumes were on. Returns what is left: {"containers_left": 0, "volumes_left": 0} when
+    the sweep worked."""
     containers, volumes = leftovers(instance)
+    disks = disk_names(instance)
     if containers:
         docker("rm", "-f", "-v", *containers, check=False)  # -v: anonymous volumes too (the backend image's /data)
     if volumes:
         docker("volume", "rm", "-f", *volumes, check=False)
+    remove_disks(disks)
     containers, volumes = leftovers(instance)
     return {"containers_left": len(containers), "volumes_left": len(volumes)}
 

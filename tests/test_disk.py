@@ -28,28 +28,18 @@ from ide_backend.runtime import ContainerSpec
 from ide_backend.runtime.docker import DockerRuntime
 from ide_backend.runtime.docker.parsing import container_config, helper_config
 
-from .harness import Server, docker, docker_json, free_port, remove_instance
+from .harness import DISKS, Server, disk_names, docker, docker_json, free_port, remove_disks, remove_instance
 from .helpers import TOKEN, base_only, post, start_server, wait_for_pool
 
 pytestmark = pytest.mark.docker
 
 LIMIT_MB = 64
 MIB = 1024 * 1024
-DISKS = Path("/var/lib/ide-backend/disks")
 FULL = ("No space left on device", "Disk quota exceeded")
 BACKEND_IMAGE = "ide-backend/server:latest"
 
 
 # -- what the tests look at -----------------------------------------------------------------------------------------
-
-
-def _disk_names(instance: str) -> set[str]:
-    """The disks the instance's volumes name (a disk is named after its workspace volume)."""
-    label = f"label=ide-backend.instance={instance}"
-    names = docker("volume", "ls", "-q", "--filter", label, "--filter", "label=ide-backend.disk").stdout.split()
-    if not names:
-        return set()
-    return {v["Labels"]["ide-backend.disk"] for v in docker_json("volume", "inspect", *names)}
 
 
 def _loops(volume: str) -> list[str]:
@@ -59,21 +49,13 @@ def _loops(volume: str) -> list[str]:
     return [line.split(":")[0] for line in out.splitlines() if line.strip()]
 
 
-def _remove_disks(names: set[str]) -> None:
-    for name in names:
-        mount = DISKS / name / "fs"
-        if mount.is_mount():
-            subprocess.run(["umount", "-l", str(mount)], check=False)
-        subprocess.run(["rm", "-rf", "--", str(DISKS / name)], check=False)
-
-
 def _clean(server: Server) -> None:
     """Stop the server, remove its containers and volumes, then the disks they named."""
-    names = _disk_names(server.instance)
+    names = disk_names(server.instance)
     server.stop()
-    names |= _disk_names(server.instance)
+    names |= disk_names(server.instance)
     remove_instance(server.instance)
-    _remove_disks(names)
+    remove_disks(names)
     assert not [name for name in names if _loops(name) or (DISKS / name).exists()]
 
 
@@ -301,7 +283,7 @@ def test_warm_pool_containers_are_bounded_and_their_disks_go_with_them(tmp_path:
         assert post(srv, "delete", ref).status_code == 200
         assert not (DISKS / volume).exists() and _loops(volume) == []
         wait_for_pool(srv)
-        ready = _disk_names(srv.instance)
+        ready = disk_names(srv.instance)
         assert ready and all((DISKS / name / "fs").is_mount() for name in ready)
         srv.stop()  # a graceful stop removes the ready containers, their volumes and disks
         assert not [name for name in ready if (DISKS / name).exists() or _loops(name)]
@@ -326,7 +308,7 @@ def test_a_workspace_made_before_disks_keeps_working_unbounded(tmp_path: Path, d
             _start(after, ref)
             assert _ok(after, ref, "cat old.txt") == "old"
             assert int(_ok(after, ref, "df -B1 --output=size /workspace | tail -1")) > 2 * LIMIT_MB * MIB
-            assert data["volume"] not in _disk_names(instance)
+            assert data["volume"] not in disk_names(instance)
             assert f"volume {data['volume']} stays without a disk limit" in after.log()
             # A new workspace on the same server is bounded.
             fresh = _new_ref()
@@ -364,7 +346,7 @@ def test_where_disks_cannot_be_made_workspaces_run_unbounded_and_one_line_says_s
         assert [m["Destination"] for m in inspected["Mounts"]] == ["/workspace"]
         said = [r.getMessage() for r in caplog.records if "cannot be bounded" in r.getMessage()]
         assert len(said) == 1 and "IDE_DISK_LIMIT_MB is not applied" in said[0], caplog.text
-        assert not _disk_names(spec.name)
+        assert not disk_names(spec.name)
     finally:
         remove_instance(spec.name)
 
@@ -441,7 +423,7 @@ def test_the_backend_image_bounds_disks_through_its_helper(docker_engine: None) 
         started = call("start", {**ref, "files": {"a.txt": "a"}})
         assert started.status_code == 200, started.text
         volume = started.json()["data"]["volume"]
-        names = _disk_names(instance)
+        names = disk_names(instance)
         assert names == {volume} and (DISKS / volume / "fs").is_mount()
         answer = call("exec", {**ref, "command": f"head -c {2 * LIMIT_MB}M /dev/zero > big"}).json()
         assert answer["exitCode"] != 0 and any(text in answer["error"] for text in FULL), answer
@@ -453,6 +435,6 @@ def test_the_backend_image_bounds_disks_through_its_helper(docker_engine: None) 
         assert "workspace disks: bounded" in log and "by helper containers" in log, log[-3000:]
     finally:
         docker("stop", "-t", "10", name, check=False)
-        names |= _disk_names(instance)
+        names |= disk_names(instance)
         remove_instance(instance)
-        _remove_disks(names)
+        remove_disks(names)

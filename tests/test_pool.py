@@ -78,7 +78,7 @@ def test_a_new_workspace_is_a_claimed_pool_container_and_the_pool_refills(pooled
     )
     # It was one of the ready ones: its volume is the pool container's, and the record says so.
     assert data["volume"] in {f"{n}-data" for n in ready}
-    assert [m["Name"] for m in inspected["Mounts"]] == [data["volume"]]
+    assert [m["Name"] for m in inspected["Mounts"] if m["Destination"] == "/workspace"] == [data["volume"]]
     assert _run(server, ref, "cat hello.txt; id -u; pwd") == "hi1000\n/workspace\n"
     # The password the container was made with is the workspace's now.
     password = post(server, "status", ref).json()["data"]["password"]
@@ -244,6 +244,7 @@ def test_backend_killed_mid_claim_then_restarted(pooled: StartPooled, delay: flo
     mine = [n for n in _names(first.instance) if n.startswith(f"ide-{first.instance}-pool-mid-claim-")]
     assert mine == [data["name"]]
     mounts = docker_json("inspect", data["id"])[0]["Mounts"]
-    assert [m["Name"] for m in mounts] == [data["volume"]] == [post(second, "status", ref).json()["data"]["volume"]]
+    workspace = [m["Name"] for m in mounts if m["Destination"] == "/workspace"]
+    assert workspace == [data["volume"]] == [post(second, "status", ref).json()["data"]["volume"]]
     post(second, "sync", {**ref, "files": {"after.txt": "ok"}})
     assert _run(second, ref, "cat after.txt") == "ok"
