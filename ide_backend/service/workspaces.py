@@ -182,10 +182,11 @@ class WorkspaceService:
             changed = bool(state and state.running)
             if state is not None and state.running:
                 self.status_events.publish(ref, "stopping")
-                with self.status_events.stopping(ref, reason):
-                    await self.runtime.stop(state.id, self.settings.stop_timeout)
+                # Recorded first: whoever sees the container stopped also sees why (it shows only while stopped).
                 await self.store.update(ref.project_id, ref.workspace_id, stop_reason=reason)
                 record = dataclasses.replace(record, stop_reason=reason)
+                with self.status_events.stopping(ref, reason):
+                    await self.runtime.stop(state.id, self.settings.stop_timeout)
                 state = await self.runtime.inspect(state.id)
                 log.info("stopped %s", ref)
         self.status_events.publish_state(ref, state)
