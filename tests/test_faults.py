@@ -77,7 +77,11 @@ def test_backend_killed_mid_start_then_restarted(tmp_path: Path, existing: bool)
             data = answer.json()["data"]
             assert data["running"] is True and data["name"] == created[1]
             containers, volumes = leftovers(first.instance)
-            assert len(containers) == 1 and len(volumes) == 1, (containers, volumes)
+            # One container and one workspace volume (a bounded disk adds its home and /tmp volumes beside it).
+            data_volume = f"{created[1]}-data"
+            assert len(containers) == 1, containers
+            assert set(volumes) <= {data_volume, f"{data_volume}-home", f"{data_volume}-tmp"}, volumes
+            assert data_volume in volumes, volumes
             if existing:
                 assert post(second, "exec", {**ref, "command": "cat precious.txt"}).json()["output"] == "do not lose me"
         finally:
