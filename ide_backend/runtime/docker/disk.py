@@ -1,4 +1,6 @@
-"""Bounded workspace disks: everything the workspace user can write (the workspace folder, the home folder, /tmp) on
+"""(Just over 400 lines on purpose: the host-side script and the Python that drives it change together.)
+
+Bounded workspace disks: everything the workspace user can write (the workspace folder, the home folder, /tmp) on
 one filesystem of a fixed size, so one workspace cannot fill the engine's disk. docs/security.md ("Disk") has the
 design, its costs and what happens after a reboot.
 
