@@ -248,7 +248,7 @@ class WorkspaceDisks:
         unbounded = dataclasses.replace(spec, disk_bytes=None)
         if not await self.available(spec.image):
             return unbounded
-        labels = await self._volume_labels(spec.volume)
+        labels = await self.volume_labels(spec.volume)
         if labels is not None and DISK_LABEL not in labels:
             fresh = self._fresh.pop(spec.volume, None)
             if fresh is None or not await self._delete_volume(spec.volume, in_use_ok=True):
@@ -264,7 +264,7 @@ class WorkspaceDisks:
         """Remove a disk's volumes (the home and /tmp ones first) and the disk itself; False when `name` is no
         disk's workspace volume (the caller removes it as a plain volume). A volume in use is a Conflict, and the
         disk then stays."""
-        labels = await self._volume_labels(name)
+        labels = await self.volume_labels(name)
         if labels is None or labels.get(DISK_LABEL) != name:
             return False
         for volume in [*view_volumes(name).values(), name]:
@@ -339,7 +339,7 @@ class WorkspaceDisks:
         with self._errors(f"creating the volumes of disk {name}"):
             for config in configs:
                 await self._client.api.volumes.create(config)  # type: ignore[no-untyped-call]
-        made = await self._volume_labels(name)
+        made = await self.volume_labels(name)
         if made is None or made.get(DISK_LABEL) != name:
             raise Conflict(f"The volume {name} was made again meanwhile, without a disk; retry")
         owner = spec.user if all(part.isdigit() for part in spec.user.split(":")) else ""
@@ -362,7 +362,8 @@ class WorkspaceDisks:
             return False
         return True
 
-    async def _volume_labels(self, name: str) -> dict[str, str] | None:
+    async def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The volume's labels, or None when there is no such volume."""
         try:
             with self._errors(f"inspecting volume {name}"):
                 data = await self._client.get_json(f"volumes/{name}")

@@ -148,12 +148,7 @@ class DockerRuntime:
 
     async def volume_labels(self, name: str) -> dict[str, str] | None:
         """The volume's labels, or None when there is no such volume."""
-        try:
-            with self._errors(f"inspecting volume {name}"):
-                data = await self._client.get_json(f"volumes/{name}")
-        except NotFound:
-            return None
-        return dict(data.get("Labels") or {})
+        return await self._disks.volume_labels(name)
 
     async def remove_volume(self, name: str) -> None:
         """Remove the volume (gone already is fine); a bounded one goes with its home and /tmp volumes and its disk
