@@ -67,3 +67,17 @@ def test_a_frame_drawn_right_before_a_flood_and_the_cell_after_it_come_back_whol
     shown = _redrawn(term.snapshot(), 60, 10).display
     assert shown[0].startswith("== notes ==") and shown[7].startswith("-- INSERT --")
     assert shown[3].rstrip() == str(140_000 % 10)
+
+
+def test_a_frame_read_in_one_chunk_with_the_start_of_a_flood_comes_back() -> None:
+    """Under load the PTY is read less often, so one chunk can hold the frame and more flood than the parse budget:
+    the chunk's head (the frame) is parsed, the rest of it dropped."""
+    term = TerminalScreen(60, 10)
+    updates = "".join(f"\x1b[4;1H{i % 10}" for i in range(140_001))
+    first = "\x1b[2J\x1b[1;1H== notes ==\x1b[8;1H-- INSERT --" + updates[:200_000]
+    term.feed(first)
+    for start in range(200_000, len(updates), 65_536):
+        term.feed(updates[start : start + 65_536])
+    shown = _redrawn(term.snapshot(), 60, 10).display
+    assert shown[0].startswith("== notes ==") and shown[7].startswith("-- INSERT --")
+    assert shown[3].rstrip() == str(140_000 % 10)

@@ -1,15 +1,16 @@
-"""A terminal emulator per PTY process (pyte), so a terminal attached again gets its screen back: a snapshot of
-what a terminal showing all of the output would show now, drawn with escape sequences, rather than the tail of the
-replay buffer (which for a full-screen program such as vim or top rarely holds the whole screen).
+"""A terminal emulator per PTY process (pyte), so a terminal attached again gets its screen back: a snapshot of what a
+terminal showing all of the output would show now, drawn with escape sequences, rather than the tail of the replay
+buffer (which for a full-screen program such as vim or top rarely holds the whole screen).
 
 pyte parses about 0.3 MB of output a second, far slower than a terminal can write, so output is parsed lazily and
-within a budget: chunks wait until a snapshot or a resize needs the screen, or until STEP_CHARS of them have
-gathered and STEP_INTERVAL has passed since the last parse (so a quiet full-screen program such as vim is parsed as
-it goes, at a few milliseconds a step). Of a flood, only the last TAIL_CHARS wait. Older chunks are parsed while a
-budget allows (BUDGET_RATE characters a second, up to BUDGET_BURST at once: what a program drew just before it began
-to flood is parsed, not lost) and dropped unparsed beyond it. After a gap the parse starts at the next escape
-sequence or line, never in the middle of one, so the screen is what its state before the gap plus what followed make
-of it: for plain output the screen exactly, and never worse than the replay buffer's tail.
+within a budget: chunks wait until a snapshot or a resize needs the screen, or until STEP_CHARS of them have gathered
+and STEP_INTERVAL has passed since the last parse (so a quiet full-screen program such as vim is parsed as it goes,
+at a few milliseconds a step). Of a flood, only the last TAIL_CHARS wait. Older chunks are parsed while a budget
+allows (BUDGET_RATE characters a second, up to BUDGET_BURST at once: what a program drew just before it began to
+flood is parsed, not lost, even when one read holds it and much of the flood) and dropped unparsed beyond it. After a
+gap the parse starts at the next escape sequence or line, never in the middle of one, so the screen is what its state
+before the gap plus what followed make of it: for plain output the screen exactly, and never worse than the replay
+buffer's tail.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def _resynced(text: str) -> str:
     (the text before it may be the end of a sequence whose start was dropped)."""
     window = text[:_RESYNC_WINDOW]
     starts = [i for i in (window.find("\x1b"), window.find("\n")) if i >= 0]
-    return text[min(starts) :] if starts else text
+    if starts:
+        return text[min(starts) :]
+    return text if len(text) > _RESYNC_WINDOW else ""  # a short piece with no clean start: nothing to parse
 
 
 class TerminalScreen:
@@ -97,10 +100,11 @@ class TerminalScreen:
             while self._pending_chars > TAIL_CHARS and len(self._pending) > 1:
                 oldest = self._pending.popleft()
                 self._pending_chars -= len(oldest)
-                if len(oldest) <= self._budget:
-                    self._budget -= len(oldest)
-                    self._parse(oldest)
-                else:
+                head = oldest[: int(self._budget)]
+                self._budget -= len(head)
+                if head:
+                    self._parse(head)
+                if len(head) < len(oldest):
                     self._gap = True
         elif self._pending_chars >= STEP_CHARS and time.monotonic() - self._parsed_at >= STEP_INTERVAL:
             self._apply()
