@@ -77,6 +77,18 @@ class StartRequest(WorkspaceRef):
     template: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
 
 
+class ForkRequest(WorkspaceRef):
+    """The workspace to copy (projectId, workspaceId) and the new one's ids (its project the source's unless
+    given)."""
+
+    to_project_id: WorkspaceIdStr | None = None
+    to_workspace_id: WorkspaceIdStr
+
+    @property
+    def target(self) -> domain.WorkspaceRef:
+        return domain.WorkspaceRef(self.to_project_id or self.project_id, self.to_workspace_id)
+
+
 class ExecRequest(WorkspaceRef):
     command: CommandStr
     cwd: Annotated[StrictStr, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
@@ -227,6 +239,14 @@ class ListResponse(_Model):
     success: Literal[True] = True
     data: list[ContainerInfo]
     next_cursor: str | None  # pass it as `cursor` for the next page; null on the last
+
+
+class ForkResponse(_Model):
+    success: Literal[True] = True
+    message: str
+    data: ContainerInfo  # the new workspace: no container until its first start
+    copy_ms: int  # how long the copy took
+    paused_ms: int  # how long of that the source was paused (0 when it was stopped)
 
 
 class DeleteResponse(_Model):

@@ -19,6 +19,8 @@ from .models import (
     FilesListResponse,
     FilesReadRequest,
     FilesReadResponse,
+    ForkRequest,
+    ForkResponse,
     LifecycleResponse,
     ListRequest,
     ListResponse,
@@ -47,6 +49,12 @@ ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
     ("files/delete", FilesDeleteRequest, FilesDeleteResponse, "Delete files and folders (links, not their targets)"),
     ("list", ListRequest, ListResponse, "A page of workspaces with their live state (a scoped token sees its own)"),
     ("delete", WorkspaceRef, DeleteResponse, "Delete the workspace: processes, container, volume, record, password"),
+    (
+        "fork",
+        ForkRequest,
+        ForkResponse,
+        "Copy the workspace's files, template and theme into a new workspace (a running source is paused meanwhile)",
+    ),
     ("/api/v1/tokens", TokenRequest, TokenResponse, "Mint a scoped, expiring token (operator's token only)"),
     ("/api/v1/tokens/revoke", RevokeRequest, RevokeResponse, "Void the tokens of a project or workspace issued so far"),
 ]

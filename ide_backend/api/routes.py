@@ -35,6 +35,8 @@ from .models import (
     FilesListResponse,
     FilesReadRequest,
     FilesReadResponse,
+    ForkRequest,
+    ForkResponse,
     LifecycleResponse,
     ListRequest,
     ListResponse,
@@ -130,6 +132,21 @@ async def delete(request: Request) -> JSONResponse:
     body = await parse(request, WorkspaceRef, "write")
     await _service(request).delete(body.ref)
     return answer(DeleteResponse(message="Workspace deleted successfully"))
+
+
+async def fork(request: Request) -> JSONResponse:
+    """Copy a workspace into a new one: the token must read the source and write the target."""
+    body = await parse(request, ForkRequest, "read")
+    credential(request).require(body.target, "write")
+    forked = await _service(request).fork(body.ref, body.target)
+    return answer(
+        ForkResponse(
+            message="Workspace forked successfully",
+            data=_info(forked.info),
+            copy_ms=round(forked.seconds * 1000),
+            paused_ms=round(forked.paused_seconds * 1000),
+        )
+    )
 
 
 async def list_workspaces(request: Request) -> JSONResponse:
@@ -342,6 +359,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{prefix}/files/delete", files_delete, methods=["POST"]),
         Route(f"{prefix}/list", list_workspaces, methods=["POST"]),
         Route(f"{prefix}/delete", delete, methods=["POST"]),
+        Route(f"{prefix}/fork", fork, methods=["POST"]),
         Route("/api/v1/templates", templates, methods=["GET"]),
         Route("/api/v1/tokens", mint_token, methods=["POST"]),
         Route("/api/v1/tokens/revoke", revoke_tokens, methods=["POST"]),

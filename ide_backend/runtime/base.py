@@ -66,6 +66,15 @@ class ContainerState:
 
 
 @dataclass(frozen=True)
+class CopyResult:
+    """A workspace's files copied onto another's volumes: how long it took, and how long of that the source was
+    paused (0 when it was not running)."""
+
+    seconds: float
+    paused_seconds: float
+
+
+@dataclass(frozen=True)
 class PathStat:
     """One path inside a container, not following a final symlink."""
 
@@ -130,6 +139,10 @@ class Runtime(Protocol):
     async def volume_labels(self, name: str) -> dict[str, str] | None: ...
 
     async def remove_volume(self, name: str) -> None: ...
+
+    async def copy_workspace(self, source: ContainerSpec, target: ContainerSpec, freeze: str | None) -> CopyResult: ...
+
+    async def resume_left(self, instance: str) -> list[str]: ...
 
     async def container_names(self, labels: Mapping[str, str]) -> list[str]: ...
 

@@ -165,19 +165,21 @@ class Containers:
         record = await self.store.get(ref.project_id, ref.workspace_id)
         if record is not None:
             return record
+        return await self.store.create(self.new_record(ref, template.name, template.image))
+
+    def new_record(self, ref: WorkspaceRef, template: str, image: str, theme: str | None = None) -> WorkspaceRecord:
+        """The record of a new workspace (not stored yet): its names, a new IDE password."""
         container_name, volume_name = self.names(ref)
-        return await self.store.create(
-            WorkspaceRecord.new(
-                project_id=ref.project_id,
-                workspace_id=ref.workspace_id,
-                container_name=container_name,
-                container_id=None,
-                volume_name=volume_name,
-                image=template.image,
-                password=secrets.token_urlsafe(18),
-                theme=None,
-                template=template.name,
-            )
+        return WorkspaceRecord.new(
+            project_id=ref.project_id,
+            workspace_id=ref.workspace_id,
+            container_name=container_name,
+            container_id=None,
+            volume_name=volume_name,
+            image=image,
+            password=secrets.token_urlsafe(18),
+            theme=theme,
+            template=template,
         )
 
     async def switch_template(self, ref: WorkspaceRef, record: WorkspaceRecord, template: Template) -> WorkspaceRecord:
@@ -229,7 +231,7 @@ class Containers:
     async def create(self, ref: WorkspaceRef, record: WorkspaceRecord, *, claim: bool) -> ContainerState:
         """A container for a workspace the engine has none for: claimed from the warm pool (started; only when
         `claim`, and only for a workspace with no files yet) or created (not started) on the workspace's volume."""
-        files_at = await self._files_volume(record)
+        files_at = await self.files_volume(record)
         if files_at is None and claim and (state := await self._claim(record)) is not None:
             return state
         record = dataclasses.replace(record, volume_name=files_at or record.volume_name)
@@ -266,7 +268,7 @@ class Containers:
             await self.runtime.ensure_volume(self.names(ref)[1], labels)
         return record
 
-    async def _files_volume(self, record: WorkspaceRecord) -> str | None:
+    async def files_volume(self, record: WorkspaceRecord) -> str | None:
         """Which volume holds the workspace's files (its own, or the claimed one its marker names); None when it
         has none yet."""
         labels = await self.runtime.volume_labels(record.volume_name)

@@ -68,6 +68,15 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Forked:
+    """A fork: the new workspace, how long the copy took, and how long the source was paused for it."""
+
+    info: WorkspaceInfo
+    seconds: float
+    paused_seconds: float
+
+
+@dataclass(frozen=True)
 class WorkspaceStatus:
     """`status`: the info, the IDE password, and whether the IDE answers."""
 

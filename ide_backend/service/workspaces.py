@@ -24,13 +24,13 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import Conflict, NotRunning, ValidationFailed
-from ..runtime import ContainerState, Runtime
+from ..errors import Conflict, IDEError, NotRunning, ValidationFailed
+from ..runtime import ContainerState, CopyResult, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
 from .containers import ContainerOwners, Containers, container_spec
-from .domain import ExecResult, ExecSpec, Outcome, WorkspaceInfo, WorkspaceRef, WorkspaceStatus
+from .domain import ExecResult, ExecSpec, Forked, Outcome, WorkspaceInfo, WorkspaceRef, WorkspaceStatus
 from .filesets import FileEntry, FileSet, normalize_path, parse_files
 from .idle import IdleMonitor
 from .messages import ProcessItem, StatusMessage
@@ -91,7 +91,13 @@ class WorkspaceService:
 
     async def startup(self) -> None:
         """Start the background work: the process manager, the stop reasons' recorder, the engine event watcher,
-        the warm pool, the idle stop."""
+        the warm pool, the idle stop; resume workspaces a fork left paused (this process's predecessor was killed
+        during the copy)."""
+        try:
+            for name in await self.runtime.resume_left(self.settings.instance):
+                log.warning("resumed %s, left paused by a fork that did not finish", name)
+        except IDEError as exc:
+            log.warning("cannot look for workspaces a fork left paused: %s", exc.message)
         await self.processes.start()
         await self.status_events.start()
         await self.pool.start()
@@ -215,6 +221,49 @@ class WorkspaceService:
         self.idle.forget(ref)
         self.status_events.publish(ref, "removed", reason="deleted")
         log.info("deleted %s", ref)
+
+    async def fork(self, source: WorkspaceRef, target: WorkspaceRef) -> Forked:
+        """A new workspace `target` with a copy of the source's files (and of its home folder, where both have a
+        bounded disk), its template and its theme, consistent at one moment: a running source is paused for the
+        copy and goes on after it, a stopped one is copied as it is. The new workspace has no container until its
+        first start, which makes one on the copy. On any failure nothing of the new workspace is left."""
+        if source == target:
+            raise ValidationFailed(
+                "A workspace cannot be forked onto itself; give another toWorkspaceId", fields=["toWorkspaceId"]
+            )
+        self.idle.touch(source)
+        record = await self.containers.require(source)
+        first, second = sorted((source, target), key=lambda ref: (ref.project_id, ref.workspace_id))
+        async with self._lock(first), self._lock(second):
+            if await self.store.get(target.project_id, target.workspace_id) is not None:
+                raise Conflict(f"Workspace {target} already exists; fork to a new id, or delete it first")
+            fork = self.containers.new_record(target, record.template or "", record.image, record.theme)
+            if await self.runtime.volume_labels(fork.volume_name) is not None:
+                raise Conflict(
+                    f"The engine still holds volume {fork.volume_name} of an earlier workspace {target}; "
+                    "remove it (docker volume rm) or fork to a new id"
+                )
+            files_at = await self.containers.files_volume(record)
+            state = await self.runtime.inspect(record.container_name)
+            copied = CopyResult(seconds=0.0, paused_seconds=0.0)
+            try:
+                if files_at is not None:
+                    copied = await self.runtime.copy_workspace(
+                        self.containers.spec(source, dataclasses.replace(record, volume_name=files_at)),
+                        self.containers.spec(target, fork),
+                        freeze=state.id if state is not None and state.running else None,
+                    )
+                stored = await self.store.create(fork)
+            except BaseException:
+                with contextlib.suppress(IDEError):
+                    await asyncio.shield(self.runtime.remove_volume(fork.volume_name))
+                raise
+            if stored is not fork:  # another backend process made the workspace meanwhile
+                raise Conflict(f"Workspace {target} was made meanwhile; fork to a new id")
+        log.info(
+            "forked %s to %s in %.2f s (source paused %.2f s)", source, target, copied.seconds, copied.paused_seconds
+        )
+        return Forked(self.containers.info(target, fork, None), copied.seconds, copied.paused_seconds)
 
     async def list_workspaces(
         self,

@@ -13,17 +13,29 @@ import aiohttp
 from aiodocker.volumes import DockerVolume
 
 from ...errors import Conflict, IDEError, NotFound, NotRunning, RuntimeFailure
-from ..base import ContainerSpec, ContainerState, ExecOutput, ExecSession, NetworkPolicy, PathStat, RuntimeEvent
+from ..base import (
+    ContainerSpec,
+    ContainerState,
+    CopyResult,
+    ExecOutput,
+    ExecSession,
+    NetworkPolicy,
+    PathStat,
+    RuntimeEvent,
+)
 from .agent import AgentChannels
 from .archive import ContainerFiles
 from .client import DockerClient
-from .disk import DISK_ROOT, WorkspaceDisks
+from .disk import DISK_LABEL, DISK_ROOT, WorkspaceDisks
 from .errors import missing_image, translate_errors, unavailable
 from .exec import open_docker_exec, run_to_end
 from .network import WorkspaceNetworks
 from .parsing import container_config, container_state, runtime_event
+from .volume_copy import copy_volumes, left_copies
 
 log = logging.getLogger(__name__)
+
+_COPY_TIMEOUT = 3600.0  # seconds a fork's copy may take
 
 
 class DockerRuntime:
@@ -157,6 +169,27 @@ class DockerRuntime:
             return
         with contextlib.suppress(NotFound), self._errors(f"removing volume {name}"):
             await DockerVolume(self._docker, name).delete()  # type: ignore[no-untyped-call]
+
+    async def copy_workspace(self, source: ContainerSpec, target: ContainerSpec, freeze: str | None) -> CopyResult:
+        """Make the target's volumes (a bounded disk when its spec has a limit) and copy the source's files onto
+        them, the running source container `freeze` paused meanwhile (volume_copy.py)."""
+        await self._disks.attach_all()
+        await self.ensure_volume(target.volume, target.labels)
+        target = await self._disks.prepare(target)
+        labels = await self._disks.volume_labels(source.volume) or {}
+        with_home = target.disk_bytes is not None and labels.get(DISK_LABEL) == source.volume
+        return await copy_volumes(
+            self._client, source, target, with_home=with_home, freeze=freeze, timeout=_COPY_TIMEOUT
+        )
+
+    async def resume_left(self, instance: str) -> list[str]:
+        """Undo the copies a killed backend of this instance left unfinished: their helpers and the volumes they
+        wrote removed, the containers they paused resumed (their names are returned)."""
+        resumed, targets = await left_copies(self._client, instance)
+        for volume in targets:
+            await self.remove_volume(volume)
+            log.warning("removed volume %s of a fork that did not finish", volume)
+        return resumed
 
     async def container_names(self, labels: Mapping[str, str]) -> list[str]:
         """The names of every container (running or not) carrying all of `labels`."""
