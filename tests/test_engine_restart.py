@@ -2,7 +2,8 @@
 other test: it stops every container on the engine.
 
 Requests while the engine is down fail fast with a clear 503; afterwards the same backend process serves again,
-statuses are right, and its engine event stream is followed again (a container killed behind its back is reported).
+statuses are right (the workspace the engine stopped says `engine_restarted`, to a subscriber and in /status), and its
+engine event stream is followed again (a container killed behind its back is reported).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def test_engine_restart_under_a_running_backend(tmp_path: Path) -> None:
     ref = {"projectId": "engine", "workspaceId": "restart"}
     try:
         assert post(srv, "start", {**ref, "files": {"kept.txt": "kept"}}).status_code == 200
+        watcher = Channel(srv)
+        watcher.send(type="subscribe", **ref)
+        watcher.wait_for(type="status", source="snapshot")
         in_flight: list[httpx.Response] = []
         thread = threading.Thread(target=lambda: in_flight.append(post(srv, "exec", {**ref, "command": "sleep 60"})))
         thread.start()
@@ -53,8 +57,16 @@ def test_engine_restart_under_a_running_backend(tmp_path: Path) -> None:
             subprocess.run([str(ROOT / "scripts" / "docker-engine.sh")], check=True, timeout=120)
         status = post(srv, "status", ref)
         assert status.status_code == 200 and status.json()["data"]["running"] is False
+        # Why it stopped, told once the engine answers again: to the subscriber, then by /status.
+        try:
+            stopped = watcher.wait_for(type="status", status="died", timeout=30)
+            assert stopped["reason"] == "engine_restarted" and stopped["source"] == "docker"
+        finally:
+            watcher.close()
+        assert post(srv, "status", ref).json()["data"]["stopReason"] == "engine_restarted"
         again = post(srv, "start", ref)
         assert again.status_code == 200 and again.json()["data"]["running"] is True
+        assert post(srv, "status", ref).json()["data"]["stopReason"] is None  # a start ends the last stop's reason
         assert post(srv, "exec", {**ref, "command": "cat kept.txt"}).json()["output"] == "kept"
         channel = Channel(srv)
         try:

@@ -11,10 +11,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 from ..errors import IDEError
 from ..runtime import ContainerState, Runtime, RuntimeEvent
-from ..store import Store
+from ..store import Store, WorkspaceRecord
 from .bus import EventBus
 from .containers import INSTANCE_LABEL, ContainerOwners
 from .domain import WorkspaceRef
@@ -23,6 +24,15 @@ from .messages import Status, StatusMessage
 log = logging.getLogger(__name__)
 
 _REPORTED = frozenset({"start", "oom", "die", "destroy"})
+_CLOCK_SLACK = 5.0  # seconds the engine's clock may be behind ours
+
+
+def _timestamp(value: str) -> float:
+    """Seconds since the epoch of the engine's RFC 3339 time (0 when unreadable)."""
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class StatusEvents:
@@ -120,9 +130,14 @@ class StatusEvents:
         """Follow the engine's container events for this instance. After a break, subscribe again from the last
         event seen, so what happened in between is reported too."""
         since: float | None = None
+        broke_at: float | None = None  # when the stream last broke, until the engine answers again
         backoff = 0.5
         while True:
             try:
+                if broke_at is not None:
+                    await self.runtime.ping()
+                    await self._after_outage(broke_at)
+                    broke_at = None
                 async for event in self.runtime.events(self._labels, since):
                     backoff = 0.5
                     since = event.time or since
@@ -132,10 +147,37 @@ class StatusEvents:
                         self._on_engine_event(ref, event)  # a container claimed from the warm pool
             except IDEError as exc:
                 log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
+                broke_at = broke_at or time.time()
             if since is None:
                 since = time.time()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def _after_outage(self, broke_at: float) -> None:
+        """The engine answers again after the stream broke at `broke_at`. An engine that restarted meanwhile stopped
+        our containers unseen (its API closes before it stops them, and its events do not outlive it): a workspace
+        stopped since then that has no reason yet stopped for `engine_restarted`. (One that died on its own while a
+        live engine could not be reached is reported again by the events replayed since then, which follow.)"""
+        limit = asyncio.Semaphore(16)
+
+        async def stopped_by_engine(record: WorkspaceRecord) -> ContainerState | None:
+            async with limit:
+                state = await self.runtime.inspect(record.container_name)
+            if state is None or state.running or state.finished_at is None:
+                return None
+            return state if _timestamp(state.finished_at) >= broke_at - _CLOCK_SLACK else None
+
+        try:
+            records = [r for r in await self.store.all() if r.stop_reason is None]
+            states = await asyncio.gather(*(stopped_by_engine(r) for r in records))
+        except IDEError as exc:
+            log.warning("cannot tell which workspaces the engine stopped while it was away: %s", exc.message)
+            return
+        for record, state in zip(records, states, strict=True):
+            if state is not None:
+                ref = WorkspaceRef(record.project_id, record.workspace_id)
+                log.warning("%s was stopped by the engine while it was away (restarted)", ref)
+                self.bus.publish(ref, "died", "docker", exit_code=state.exit_code, reason="engine_restarted")
 
     def _on_engine_event(self, ref: WorkspaceRef, event: RuntimeEvent) -> None:
         if event.action == "start":

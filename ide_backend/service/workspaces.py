@@ -171,6 +171,9 @@ class WorkspaceService:
             state, changed, record = await self._ensure_container(ref, record, claim=True)
             if not state.running:
                 self.status_events.publish(ref, "starting")
+                if record.stop_reason is not None:  # a reason is the last stop's; this start ends it
+                    await self.store.update(ref.project_id, ref.workspace_id, stop_reason=None)
+                    record = dataclasses.replace(record, stop_reason=None)
                 await self.runtime.start(state.id)
                 changed = True
                 log.info("started %s", ref)
