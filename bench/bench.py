@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             "workspaces": plan.workspaces,
             "burst": plan.burst,
             "warmup": plan.warmup,
+            "templates": list(plan.templates),
         },
         "rows": [row.to_json() for row in bench.rows],
         "details": bench.details,

@@ -24,11 +24,13 @@ class Plan:
     warmup: int
     stream_mb: int = 200  # websocket stream case: MB of /dev/zero, base64-encoded (4/3 of it on the wire)
     streams: int = 3
+    templates: tuple[str, ...] = ("base", "python", "node", "vscode")  # start case: /start new of these
     budgets: dict[str, float] = field(
         default_factory=lambda: {
             "exec": 300,
             "status": 120,
-            "start": 600,
+            "start": 900,
+            "delete": 300,
             "sync": 1200,
             "concurrency": 900,
             "ws_stream": 900,
@@ -43,7 +45,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             fast=10,
-            starts=3,
+            starts=2,
             syncs=3,
             one_file=100,
             cp_one=10,
@@ -52,6 +54,7 @@ class Plan:
             warmup=1,
             stream_mb=20,
             streams=2,
+            templates=("base", "vscode"),  # python and node take base's path: their own image only
         )
 
 

@@ -51,11 +51,21 @@ def render_table(rows: list[Row]) -> str:
 def notes_summary(details: dict[str, Any]) -> str:
     """Figures that explain the table: where the time goes inside the server, and its memory."""
     lines: list[str] = []
-    if pool := details.get("start_pool"):
+    if raw := details.get("raw_config"):
+        drift = raw["differs_from_the_backend"]
         lines.append(
-            f"start: warm pool of {pool['size']}: {pool['claims']} of {pool['rounds']} new workspaces (warm-up "
-            f"included) claimed from it, {pool['cold_creates']} created cold"
+            f"raw config: {'with' if raw['bounded_disks'] else 'without'} a bounded disk, as the server's workspaces "
+            "here; "
+            + (f"differs from a container the server made in: {'; '.join(drift)}" if drift else "same as theirs")
         )
+    if pools := details.get("start_pool"):
+        claims = [
+            f"{name} {p['claims']}/{p['rounds']} (pool of {p['size']}, {p['cold_creates']} created cold)"
+            for name, p in pools.items()
+        ]
+        lines.append(f"start, warm pool: new workspaces claimed from it (warm-up included): {', '.join(claims)}")
+    if skipped := details.get("start_skipped_templates"):
+        lines.append(f"start: template(s) with no image here, skipped: {', '.join(skipped)}")
     if exec_details := details.get("exec"):
         server = exec_details["server_duration_ms"]
         lines.append(

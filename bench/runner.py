@@ -10,6 +10,7 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,64 @@ from aiodocker.volumes import DockerVolume
 from machine import machine_info
 from measure import BenchError, Plan, Row, Stats, elapsed_ms, memory_kb, progress
 
-from tests.harness import DOCKER, DOCKER_CLI_TIMEOUT, INSTANCE_LABEL, Server, launch
+from tests.harness import DISKS, DOCKER, DOCKER_CLI_TIMEOUT, INSTANCE_LABEL, Server, launch, remove_instance
 
 IMAGE = "ide-backend/workspace:latest"
 USER = "1000:1000"
-# The backend's container settings (ide_backend/runtime/docker.py and settings.py defaults), restated here so the
-# raw figures use the same container config without importing the code under test.
+# The backend's container config (ide_backend/service/containers.py `container_spec`, runtime/docker/parsing.py
+# `container_config`, settings.py defaults), restated here so the raw figures use the same config without importing
+# the code under test. `Bench.probe` compares it with a container the server made and reports any difference.
+TEMPLATE_IMAGES = {  # the built-in templates (service/templates.py); every limit is the settings' default
+    "base": IMAGE,
+    "python": "ide-backend/python:latest",
+    "node": "ide-backend/node:latest",
+    "vscode": "ide-backend/code-server:latest",
+}
 CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
 MEMORY_BYTES = 2048 * 1024 * 1024
+NETWORK = "ide-workspaces"  # IDE_NETWORK=isolated with no IDE_EGRESS_ALLOW (runtime/docker/network.py)
+HOME = "/home/coder"
+TMP = "/tmp"  # noqa: S108 (the container's /tmp, on its disk)
+DISK_BYTES = 10240 * 1024 * 1024  # IDE_DISK_LIMIT_MB
+DISK_LABEL = "ide-backend.disk"  # on each of a disk's volumes: the disk's name (harness.remove_instance reads it)
+STOP_TIMEOUT = 5  # IDE_STOP_TIMEOUT
 HTTP_TIMEOUT = 300.0  # seconds for one HTTP request (a 10 MB sync under load included)
+
+# A bounded disk by hand, as runtime/docker/disk.py's script makes and removes one (same root, lock, mkfs options,
+# mount options and folders): $1 root, $2 create|remove, $3 the workspace volume's name, then size and owner.
+RAW_DISK = """set -eu
+root=$1 action=$2 d=$1/$3
+mkdir -p "$root"
+exec 9>"$root/.lock"
+flock 9
+if [ "$action" = create ]; then
+    mkdir -p "$d/fs"
+    truncate -s "$4" "$d/disk.new"
+    mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1 "$d/disk.new"
+    mv "$d/disk.new" "$d/disk.img"
+    mount -o loop,nosuid,nodev,noatime,discard "$d/disk.img" "$d/fs"
+    mkdir -p "$d/fs/workspace" "$d/fs/home" "$d/fs/tmp"
+    chown "$5" "$d/fs/workspace" "$d/fs/home"
+    chmod 1777 "$d/fs/tmp"
+else
+    if mountpoint -q "$d/fs"; then umount "$d/fs" || umount -l "$d/fs"; fi
+    rm -rf -- "$d"
+fi
+"""
+
+
+@dataclass(frozen=True)
+class RawWorkspace:
+    """A container made by raw Docker calls, with its volumes (and bounded disk)."""
+
+    container_id: str
+    volume: str
+    disk: bool
+
+    @property
+    def volumes(self) -> list[str]:
+        """In the order they are removed: the disk's home and /tmp volumes first, as the backend does."""
+        return [f"{self.volume}-home", f"{self.volume}-tmp", self.volume] if self.disk else [self.volume]
 
 
 def start_server(tmp: Path, instance: str, token: str, **settings: str) -> Server:
@@ -49,44 +99,97 @@ class Bench:
         self.docker = docker
         self.rows: list[Row] = []
         self.details: dict[str, Any] = {}
+        self.disks = False  # whether the server's workspaces have bounded disks here (probe() finds out)
+        self.templates = list(TEMPLATE_IMAGES)  # the built-in templates whose image is here (run_cases() finds out)
         self._raw_count = 0
 
     # ours
 
-    async def post(self, endpoint: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
-        """POST to the API; any failure (HTTP error status or success false) raises."""
+    async def post(
+        self, endpoint: str, body: dict[str, Any] | bytes, http: httpx.AsyncClient | None = None
+    ) -> dict[str, Any]:
+        """POST to the API (of the bench's server, or the one `http` talks to); any failure (HTTP error status or
+        success false) raises."""
+        http = http or self.http
         url = f"/api/v1/containers/{endpoint}"
         if isinstance(body, bytes):
-            response = await self.http.post(url, content=body, headers={"content-type": "application/json"})
+            response = await http.post(url, content=body, headers={"content-type": "application/json"})
         else:
-            response = await self.http.post(url, json=body)
+            response = await http.post(url, json=body)
         data: dict[str, Any] = response.json()
         if response.status_code != 200 or not data.get("success"):
             raise BenchError(f"POST {endpoint} answered {response.status_code}: {str(data)[:500]}")
         return data
 
-    async def start_workspace(self, project: str, workspace: str) -> dict[str, Any]:
-        data = await self.post("start", {"projectId": project, "workspaceId": workspace})
-        info: dict[str, Any] = data["data"]
+    async def start_workspace(
+        self, project: str, workspace: str, template: str | None = None, http: httpx.AsyncClient | None = None
+    ) -> dict[str, Any]:
+        body = {"projectId": project, "workspaceId": workspace}
+        if template is not None:
+            body["template"] = template
+        info: dict[str, Any] = (await self.post("start", body, http))["data"]
         if not info.get("running") or not info.get("id"):
             raise BenchError(f"/start of {project}/{workspace} did not leave it running: {info}")
+        if template is not None and info.get("template") != template:
+            raise BenchError(f"/start of {project}/{workspace} with template {template} made {info.get('template')}")
         return info
+
+    @contextlib.asynccontextmanager
+    async def side_server(self, suffix: str, **settings: str) -> AsyncIterator[httpx.AsyncClient]:
+        """A second server for a few rows (its own instance `<instance>-<suffix>`, the same token), stopped and swept
+        away afterwards; yields a client of it."""
+        instance = f"{self.server.instance}-{suffix}"
+        server: Server | None = None
+        try:
+            server = start_server(self.tmp, instance, self.server.token, **settings)
+            headers = {"Authorization": f"Bearer {server.token}"}
+            async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=HTTP_TIMEOUT) as http:
+                yield http
+        finally:
+            if server is not None:
+                server.stop()
+            left = await asyncio.to_thread(remove_instance, instance)
+            if left["containers_left"] or left["volumes_left"]:
+                raise BenchError(f"the server {instance} left {left}")
 
     # raw
 
-    def raw_config(self, volume: str) -> dict[str, Any]:
-        """The container config the backend uses (see ide_backend/runtime/docker.py), restated."""
+    async def probe(self) -> None:
+        """Before the cases: wait until the server's warm pools are full (they fill at start-up and would otherwise
+        weigh on the first case), then compare the raw config with a container the server made (bench/exec, also
+        what tells whether workspaces get bounded disks here)."""
+        await self.pool_full(timeout=300)
+        info = await self.start_workspace("bench", "exec")
+        made = await self.docker.containers.container(str(info["id"])).show()
+        self.disks = any(m.get("Target") == TMP for m in made["HostConfig"].get("Mounts") or [])
+        if self.disks and os.geteuid() != 0:
+            raise BenchError("the server's workspaces have bounded disks: the raw side needs root to make its own")
+        drift = config_drift(made, self.raw_config("volume", IMAGE, self.disks))
+        self.details["raw_config"] = {"bounded_disks": self.disks, "differs_from_the_backend": drift}
+        for line in drift:
+            progress(f"raw config differs from the backend's: {line}")
+
+    def raw_config(self, volume: str, image: str = IMAGE, disk: bool = False) -> dict[str, Any]:
+        """The container config the backend uses for a template of this image (see the constants above), restated."""
+        mounts = [{"Type": "volume", "Source": volume, "Target": "/workspace"}]
+        if disk:
+            mounts += [
+                {"Type": "volume", "Source": f"{volume}-home", "Target": HOME},
+                {"Type": "volume", "Source": f"{volume}-tmp", "Target": TMP},
+            ]
         return {
-            "Image": IMAGE,
+            "Image": image,
             "Hostname": "workspace",
             "User": USER,
             "WorkingDir": "/workspace",
             "Env": [f"PASSWORD={secrets.token_urlsafe(18)}", "WORKSPACE_DIR=/workspace"],
             "Labels": self.raw_labels(),
             "ExposedPorts": {"8080/tcp": {}},
+            "OpenStdin": True,
+            "StdinOnce": False,
             "HostConfig": {
                 "Init": True,
-                "Mounts": [{"Type": "volume", "Source": volume, "Target": "/workspace"}],
+                "Mounts": mounts,
                 "Memory": MEMORY_BYTES,
                 "MemorySwap": MEMORY_BYTES,
                 "NanoCpus": 2_000_000_000,
@@ -96,21 +199,57 @@ class Bench:
                 "CapAdd": list(CAPS),
                 "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]},
                 "RestartPolicy": {"Name": "no"},
+                "LogConfig": {"Type": "none", "Config": {}},
+                "NetworkMode": NETWORK,
+                "ReadonlyRootfs": disk,
             },
         }
 
-    def raw_labels(self) -> dict[str, str]:
-        return {INSTANCE_LABEL: self.server.instance, "ide-backend.bench": "raw"}
+    def raw_labels(self, **more: str) -> dict[str, str]:
+        return {INSTANCE_LABEL: self.server.instance, "ide-backend.bench": "raw", **more}
 
-    async def raw_start(self) -> tuple[str, str]:
-        """Raw volume create + container create + start. Returns the container id and the volume name."""
+    async def raw_start(self, template: str = "base") -> RawWorkspace:
+        """What the backend does for a new workspace of this template, by hand: the volume (with a bounded disk when
+        the server's have one: its three volumes, then the disk), container create, start."""
         self._raw_count += 1
         name = f"ide-{self.server.instance}-raw-{self._raw_count}"
-        volume = f"{name}-data"
-        await self.docker.volumes.create({"Name": volume, "Labels": self.raw_labels()})  # type: ignore[no-untyped-call]
-        container = await self.docker.containers.create(self.raw_config(volume), name=name)
+        ws = RawWorkspace("", f"{name}-data", self.disks)
+        if ws.disk:
+            for folder, volume in zip(("home", "tmp", "workspace"), ws.volumes, strict=True):
+                await self.docker.volumes.create(  # type: ignore[no-untyped-call]
+                    {
+                        "Name": volume,
+                        "Driver": "local",
+                        "DriverOpts": {"type": "none", "o": "bind", "device": f"{DISKS}/{ws.volume}/fs/{folder}"},
+                        "Labels": self.raw_labels(**{DISK_LABEL: ws.volume}),
+                    }
+                )
+            await self.raw_disk("create", ws.volume, str(DISK_BYTES), USER)
+        else:
+            await self.docker.volumes.create({"Name": ws.volume, "Labels": self.raw_labels()})  # type: ignore[no-untyped-call]
+        container = await self.docker.containers.create(
+            self.raw_config(ws.volume, TEMPLATE_IMAGES[template], ws.disk), name=name
+        )
         await container.start()
-        return str(container.id), volume
+        return RawWorkspace(str(container.id), ws.volume, ws.disk)
+
+    async def raw_remove(self, ws: RawWorkspace) -> None:
+        """What the backend's delete removes, by hand: `docker container rm -f` (no -v), `docker volume rm` of each
+        volume, then the disk (unmounted, its folder deleted)."""
+        await self.docker.containers.container(ws.container_id).delete(force=True)
+        for volume in ws.volumes:
+            await DockerVolume(self.docker, volume).delete()  # type: ignore[no-untyped-call]
+        if ws.disk:
+            await self.raw_disk("remove", ws.volume)
+
+    async def raw_disk(self, action: str, *args: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "sh", "-c", RAW_DISK, "raw-disk", str(DISKS), action, *args,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await process.communicate()
+        if process.returncode != 0:
+            raise BenchError(f"raw disk {action} {args[0]} failed: {err.decode(errors='replace')}")
 
     async def raw_exec(
         self,
@@ -130,14 +269,6 @@ class Bench:
             raise BenchError(f"raw exec exited {info.get('ExitCode')}")
         return bool(info.get("Running"))
 
-    async def remove_containers(self, ids: list[str], volumes: list[str]) -> None:
-        for cid in ids:
-            with contextlib.suppress(aiodocker.DockerError):
-                await self.docker.containers.container(cid).delete(force=True)
-        for name in volumes:
-            with contextlib.suppress(aiodocker.DockerError):
-                await DockerVolume(self.docker, name).delete()  # type: ignore[no-untyped-call]
-
     # helpers
 
     async def paired(
@@ -146,35 +277,32 @@ class Bench:
         ours: Callable[[], Awaitable[object]],
         raw: Callable[[], Awaitable[object]],
         before_ours: Callable[[], Awaitable[object]] | None = None,
+        before_raw: Callable[[], Awaitable[object]] | None = None,
     ) -> tuple[Stats, Stats]:
         """Warm up, then time n rounds of ours and raw, alternating which goes first to spread drift evenly.
-        `before_ours` runs ahead of every call of ours, outside the clock."""
-        for _ in range(self.plan.warmup):
-            if before_ours is not None:
-                await before_ours()
-            await ours()
-            await raw()
+        `before_ours` and `before_raw` run ahead of every call of their side, outside the clock."""
         ours_ms: list[float] = []
         raw_ms: list[float] = []
-        for i in range(n):
-            order = [(ours, ours_ms), (raw, raw_ms)]
-            for fn, out in order if i % 2 == 0 else reversed(order):
-                if fn is ours and before_ours is not None:
-                    await before_ours()
+        order = [(ours, before_ours, ours_ms), (raw, before_raw, raw_ms)]
+        for i in range(-self.plan.warmup, n):  # i < 0: warm-up, ours first
+            for fn, before, out in order if i % 2 == 0 or i < 0 else reversed(order):
+                if before is not None:
+                    await before()
                 began = time.perf_counter()
                 await fn()
-                out.append(elapsed_ms(began))
+                if i >= 0:
+                    out.append(elapsed_ms(began))
         return Stats(tuple(ours_ms)), Stats(tuple(raw_ms))
 
-    async def pool(self) -> dict[str, int]:
-        """The server's warm pool counters (GET /api/v1/stats)."""
-        pool: dict[str, int] = (await self.http.get("/api/v1/stats")).json()["pool"]
+    async def pool(self, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
+        """A server's warm pool counters (GET /api/v1/stats): totals, and per template under `templates`."""
+        pool: dict[str, Any] = (await (http or self.http).get("/api/v1/stats")).json()["pool"]
         return pool
 
-    async def pool_full(self, timeout: float = 60.0) -> None:
-        """Until the warm pool holds as many ready containers as its size."""
+    async def pool_full(self, http: httpx.AsyncClient | None = None, timeout: float = 60.0) -> None:
+        """Until every warm pool of a server holds as many ready containers as its size."""
         deadline = time.monotonic() + timeout
-        while (pool := await self.pool())["ready"] < pool["size"]:
+        while (pool := await self.pool(http))["ready"] < pool["size"]:
             if time.monotonic() > deadline:
                 raise BenchError(f"the warm pool did not fill within {timeout:.0f} s: {pool}")
             await asyncio.sleep(0.02)
@@ -200,6 +328,32 @@ class Bench:
 Case = Callable[[Bench], Awaitable[None]]
 
 
+def config_drift(made: dict[str, Any], restated: dict[str, Any]) -> list[str]:
+    """Where the restated raw config differs from a container the server made (its inspect): every key the bench
+    sets but the per-container ones (name, env, labels, volume names), the mounts by target."""
+    drift: list[str] = []
+    skip = ("Env", "Labels", "HostConfig")
+    pairs = [(key, made["Config"].get(key), value) for key, value in restated.items() if key not in skip]
+    pairs += [
+        (f"HostConfig.{key}", made["HostConfig"].get(key), value)
+        for key, value in restated["HostConfig"].items()
+        if key != "Mounts"
+    ]
+    pairs.append(
+        (
+            "mount targets",
+            sorted(m["Target"] for m in made["HostConfig"].get("Mounts") or []),
+            sorted(m["Target"] for m in restated["HostConfig"]["Mounts"]),
+        )
+    )
+    for key, backend, bench in pairs:
+        if key == "HostConfig.RestartPolicy":
+            backend = {"Name": (backend or {}).get("Name")}
+        if backend != bench:
+            drift.append(f"{key}: the backend's {backend!r}, the bench's {bench!r}")
+    return drift
+
+
 @contextlib.asynccontextmanager
 async def clients(server: Server) -> AsyncIterator[tuple[httpx.AsyncClient, aiodocker.Docker]]:
     headers = {"Authorization": f"Bearer {server.token}"}
@@ -223,7 +377,15 @@ async def run_cases(
         machine["other_running_containers_at_start"] = others
         image = await docker.images.inspect(IMAGE)
         machine["workspace_image"] = {"name": IMAGE, "id": image.get("Id"), "created": image.get("Created")}
+        images: dict[str, Any] = {}
+        for template, name in TEMPLATE_IMAGES.items():
+            with contextlib.suppress(aiodocker.DockerError):  # a template whose image is not built is skipped
+                found = await docker.images.inspect(name)
+                images[template] = {"name": name, "id": found.get("Id"), "created": found.get("Created")}
+        machine["template_images"] = images
         bench = Bench(server, plan, tmp, http, docker)
+        bench.templates = list(images)
+        await bench.probe()
         bench.note_memory("at_start")
         for name, case in cases:
             progress(f"{name}: running (budget {plan.budgets[name]:.0f} s)")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from runner import Case
 
-from cases.calls import case_exec, case_start, case_status
+from cases.calls import case_exec, case_status
 from cases.concurrency import case_concurrency
+from cases.lifecycle import case_delete, case_start
 from cases.stream import case_ws_stream
 from cases.sync import case_sync
 
@@ -13,6 +14,7 @@ CASES: list[tuple[str, Case]] = [
     ("exec", case_exec),
     ("status", case_status),
     ("start", case_start),
+    ("delete", case_delete),
     ("sync", case_sync),
     ("concurrency", case_concurrency),
     ("ws_stream", case_ws_stream),

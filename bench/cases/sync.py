@@ -40,7 +40,7 @@ async def case_sync(bench: Bench) -> None:
     total_bytes = sum(len(v) for v in files.values())
     ref = {"projectId": "bench", "workspaceId": "sync"}
     await bench.start_workspace("bench", "sync")
-    raw_id, _ = await bench.raw_start()
+    raw_id = (await bench.raw_start()).container_id
     tag = {"ours": 0, "raw": 0}
 
     def body(prefix: str) -> bytes:
