@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from ..errors import BadRequest, Forbidden, IDEError, ValidationFailed
+from ..errors import BadRequest, Forbidden, ValidationFailed
 from ..service.domain import ExecSpec, WorkspaceInfo
 from ..service.workspaces import WorkspaceService
 from ..store import Store
@@ -189,17 +189,11 @@ def _cursor_key(cursor: str) -> tuple[str, str]:
 
 async def status(request: Request) -> JSONResponse:
     body = await parse(request, WorkspaceRef, "read")
-    service = _service(request)
-    found = await service.status(body.ref)
+    found = await _service(request).status(body.ref)
     ready = False
-    if found.info.ide_url and found.info.running:
+    if found.ide_address is not None:
         probe: IDEProbe = request.app.state.ide_probe
-        try:
-            host, port = await service.ide_address(body.ref)
-        except IDEError:  # stopped meanwhile, or no address to reach it at: not ready, and not an error
-            pass
-        else:
-            ready = await probe.ready(host, port)
+        ready = await probe.ready(*found.ide_address)
     data = StatusData(
         **asdict(found.info),
         password=found.password,

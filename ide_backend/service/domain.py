@@ -78,12 +78,13 @@ class Forked:
 
 @dataclass(frozen=True)
 class WorkspaceStatus:
-    """`status`: the info, the IDE password, and whether the IDE answers."""
+    """`status`: the info, the IDE password, what keeps it running, and where its IDE answers."""
 
     info: WorkspaceInfo
     password: str
     kept_alive_by: list[str]  # what keeps a running workspace from its idle stop, in words
     idle_stop_at: str | None  # when it will be stopped if nothing uses it (ISO 8601), while nothing does
+    ide_address: tuple[str, int] | None = None  # where a running workspace's code-server answers, if reachable
 
 
 @dataclass(frozen=True)

@@ -295,12 +295,16 @@ class WorkspaceService:
         record = await self.containers.require(ref)
         state = await self.runtime.inspect(record.container_name)
         info = self.containers.info(ref, record, state)
-        running = bool(state and state.running)
+        address = None
+        if state is not None and state.running and info.ide_url:
+            with contextlib.suppress(Conflict):  # no network to reach it on: not an error of `status`
+                address = self.containers.ide_address(ref, state)
         return WorkspaceStatus(
             info,
             record.password,
-            kept_alive_by=self.idle.kept_alive_by(ref) if running else [],
-            idle_stop_at=self.idle.stop_at_iso(ref) if running else None,
+            kept_alive_by=self.idle.kept_alive_by(ref) if info.running else [],
+            idle_stop_at=self.idle.stop_at_iso(ref) if info.running else None,
+            ide_address=address,
         )
 
     async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
