@@ -48,19 +48,17 @@ export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
 }
 
-/** POST /api/v1/containers/<endpoint> with JSON; resolves to the answer, rejects with ApiError(message). */
-export async function post(endpoint, body, { signal } = {}) {
+/** One call to the API with the token; resolves to the answer, rejects with ApiError(message). */
+async function call(url, name, { method = "GET", body, signal } = {}) {
+  const headers = { authorization: `Bearer ${getToken()}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const json = body === undefined ? undefined : JSON.stringify(body);
   let response;
   try {
-    response = await fetch(`/api/v1/containers/${endpoint}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${getToken()}` },
-      body: JSON.stringify(body),
-      signal,
-    });
+    response = await fetch(url, { method, headers, body: json, signal });
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new ApiError(`The server cannot be reached (${endpoint})`, { code: "network" });
+    throw new ApiError(`The server cannot be reached (${name})`, { code: "network" });
   }
   let data = null;
   try {
@@ -69,7 +67,7 @@ export async function post(endpoint, body, { signal } = {}) {
     data = null;
   }
   if (!response.ok || !data || data.success !== true) {
-    const message = (data && data.message) || `${endpoint}: HTTP ${response.status}`;
+    const message = (data && data.message) || `${name}: HTTP ${response.status}`;
     const error = new ApiError(message, { status: response.status, code: data && data.code, body: data });
     if (response.status === 401) onUnauthorized(error);
     throw error;
@@ -77,8 +75,14 @@ export async function post(endpoint, body, { signal } = {}) {
   return data;
 }
 
+/** POST /api/v1/containers/<endpoint> with JSON; resolves to the answer, rejects with ApiError(message). */
+export function post(endpoint, body, { signal } = {}) {
+  return call(`/api/v1/containers/${endpoint}`, endpoint, { method: "POST", body, signal });
+}
+
 export const api = {
-  start: (ref) => post("start", ref),
+  /** Start (or create) the workspace; `template` (null: the workspace's own, or the default for a new one). */
+  start: (ref, template = null) => post("start", template ? { ...ref, template } : ref),
   stop: (ref) => post("stop", ref),
   status: (ref) => post("status", ref),
   exec: (ref, command, extra = {}) => post("exec", { ...ref, command, ...extra }),
@@ -91,4 +95,6 @@ export const api = {
   workspaces: (projectId, cursor = null, limit = 100) =>
     post("list", cursor ? { projectId, limit, cursor } : { projectId, limit }),
   deleteWorkspace: (ref) => post("delete", ref),
+  /** GET /api/v1/templates: {default, data: [{name, description, image, ...}]} (any valid token may look). */
+  templates: () => call("/api/v1/templates", "templates"),
 };

@@ -1,10 +1,10 @@
-// The demo page: pick a workspace, start/stop it, browse and edit its files, a terminal, one-off commands and a
-// theme. Plain ES modules, no framework. The token is never written to the console.
+// The demo page: pick a workspace and its template, start/stop it, browse and edit its files, a terminal, one-off
+// commands and a theme. Plain ES modules, no framework. The token is never written to the console.
 //
 // This module makes the page's parts and wires them to the page: workspace.js (ids, status, start/stop),
 // workspace-list.js (the project's workspaces), tree.js + file-actions.js (explorer), editor.js, terminal.js,
-// run-box.js, theme-picker.js, over live.js (websocket) and api.js (REST); scope.js fits the page to what the token
-// covers; notify.js shows toasts and notes.
+// run-box.js, theme-picker.js, template-picker.js, over live.js (websocket) and api.js (REST); scope.js fits the
+// page to what the token covers; notify.js shows toasts and notes.
 
 import { adoptTokenFromUrl, api, clearToken, getToken, setUnauthorizedHandler, wsUrl } from "./api.js";
 import { Editor } from "./editor.js";
@@ -13,6 +13,7 @@ import { LiveChannel } from "./live.js";
 import { note, showError, toast } from "./notify.js";
 import { RunBox } from "./run-box.js";
 import { applyScope, idsFor, isExpired, readScope, rejectedMessage, sameScope } from "./scope.js";
+import { TemplatePicker } from "./template-picker.js";
 import { ShellTerminal } from "./terminal.js";
 import { ThemePicker } from "./theme-picker.js";
 import { applyPageTheme } from "./themes.js";
@@ -49,6 +50,7 @@ function tokenRejected(error = null) {
     watchExpiry();
     live.connect();
     workspace.resubscribe();
+    if (!templates.known.length) templates.load(); // refused with the token before
   });
 }
 
@@ -76,6 +78,7 @@ async function acceptToken() {
   editor.canWrite = workspace.canWrite;
   tree.canWrite = workspace.canWrite;
   workspaces.setDeletable(workspace.canWrite);
+  templates.render();
   watchExpiry();
 }
 
@@ -146,6 +149,7 @@ const workspace = new Workspace({
   tree,
   editor,
   terminal: () => terminal,
+  templates: () => templates,
   themeName: () => themes.current.name,
   onChange: (why) => {
     if (why === "switch") workspaces.render();
@@ -154,6 +158,7 @@ const workspace = new Workspace({
 });
 const workspaces = new WorkspaceList($("workspace-list"), { workspace });
 const themes = new ThemePicker($("theme"), { workspace, editor, terminal: () => terminal });
+const templates = new TemplatePicker($("template"), { workspace });
 const files = new FileActions({ workspace, tree, editor });
 const runBox = new RunBox({ workspace, tree });
 
@@ -169,6 +174,7 @@ function wireUi() {
   $("stop").addEventListener("click", () => workspace.stop());
   $("open-vscode").addEventListener("click", () => workspace.openIde());
   $("theme").addEventListener("change", (event) => themes.choose(event.target.value));
+  $("template").addEventListener("change", (event) => templates.choose(event.target.value));
   $("refresh").addEventListener("click", () => tree.refresh());
   $("new-file").addEventListener("click", () => files.showNewFileForm());
   $("new-file-form").addEventListener("submit", (event) => files.createFile(event));
@@ -245,6 +251,7 @@ async function main() {
   workspaces.autoPick = Boolean(scope && !scope.workspaceId && saved.projectId !== scope.projectId);
   live.connect();
   workspace.switchTo(ids);
+  templates.load();
   probeToken();
 
   editor

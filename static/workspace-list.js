@@ -1,6 +1,6 @@
-// The workspaces panel: the current project's workspaces with their status (POST /containers/list, page by page),
-// a click switches to one, and Delete removes one for good (POST /containers/delete) after a confirm dialog. A
-// scoped token's list holds only what the token covers; a read-only one deletes nothing.
+// The workspaces panel: the current project's workspaces with their template and status (POST /containers/list,
+// page by page), a click switches to one, and Delete removes one for good (POST /containers/delete) after a confirm
+// dialog. A scoped token's list holds only what the token covers; a read-only one deletes nothing.
 
 import { api } from "./api.js";
 import { confirmDialog, note, showError } from "./notify.js";
@@ -101,18 +101,23 @@ export class WorkspaceList {
     const isCurrent = current && item.workspaceId === current.workspaceId && item.projectId === current.projectId;
     const status = item.running ? "running" : item.status;
     const words = STATUS_WORDS[status] || status;
-    const title = [`${item.projectId}/${item.workspaceId}: ${words}`, item.stopReason ? `(${item.stopReason})` : ""];
+    const made = item.template ? `, template ${item.template}` : "";
+    const title = [
+      `${item.projectId}/${item.workspaceId}: ${words}${made}`,
+      item.stopReason ? `(${item.stopReason})` : "",
+    ];
     const open = h(
       "button",
       {
         class: "ws-open",
         type: "button",
-        title: isCurrent ? `${title.join(" ")}, open here` : `Open ${item.workspaceId} (${words})`,
+        title: isCurrent ? `${title.join(" ")}, open here` : `Open ${item.workspaceId} (${words}${made})`,
         "aria-current": isCurrent ? "true" : undefined,
         onclick: () => this._open(item),
       },
       h("span", { class: "ws-dot", "aria-hidden": "true" }),
       h("span", { class: "ws-name" }, item.workspaceId),
+      item.template ? h("span", { class: "ws-template" }, item.template) : null,
       h("span", { class: "ws-status" }, words),
     );
     const remove =
@@ -131,7 +136,10 @@ export class WorkspaceList {
         : null;
     return h(
       "li",
-      { class: "ws-row" + (isCurrent ? " current" : ""), dataset: { workspaceId: item.workspaceId, status } },
+      {
+        class: "ws-row" + (isCurrent ? " current" : ""),
+        dataset: { workspaceId: item.workspaceId, status, template: item.template || "" },
+      },
       open,
       remove,
     );

@@ -1,6 +1,7 @@
 // The workspace the page shows: its ids in the top bar, its status badge and the words beside it, start and stop (the
-// page is busy while one is in flight) and the VS Code button. It tells the tree, the editor and the terminal when the
-// workspace changes, starts, stops or is deleted.
+// page is busy while one is in flight; Start sends the template picked, and says when it re-creates the container)
+// and the VS Code button. It tells the tree, the editor, the terminal and the template picker when the workspace
+// changes, starts, stops or is deleted.
 
 import { api, getToken } from "./api.js";
 import { note, showError, toast } from "./notify.js";
@@ -46,14 +47,16 @@ export class Workspace {
    * @param {import("./tree.js").FileTree} parts.tree
    * @param {import("./editor.js").Editor} parts.editor
    * @param {() => import("./terminal.js").ShellTerminal | null} parts.terminal null until made, or without xterm.js
+   * @param {() => import("./template-picker.js").TemplatePicker} parts.templates the template picker
    * @param {() => string} parts.themeName the theme to set in VS Code when the workspace starts
    * @param {(why: "switch" | "status") => void} parts.onChange the workspace or its status changed (the list follows)
    */
-  constructor({ live, tree, editor, terminal, themeName, onChange }) {
+  constructor({ live, tree, editor, terminal, templates, themeName, onChange }) {
     this.live = live;
     this.tree = tree;
     this.editor = editor;
     this._terminal = terminal;
+    this._templates = templates;
     this.themeName = themeName;
     this.onChange = onChange || (() => {});
     this.ref = null; // {projectId, workspaceId}
@@ -61,8 +64,10 @@ export class Workspace {
     this.running = false; // the tree and the shell were told it runs
     this.busy = false; // a start or stop is in flight
     this.ideUrl = null;
+    this.template = null; // the template the workspace was made from (/status); null: never started, or not known yet
     this.scope = null; // what the token covers (scope.js); null: everything
     this.deleted = false; // the open workspace was deleted (until it is started again)
+    this.recreating = false; // a start is re-creating the container from another template
     setInterval(() => {
       if (this.running && document.visibilityState === "visible") this.refreshDetails();
     }, DETAIL_EVERY_MS);
@@ -78,6 +83,10 @@ export class Workspace {
 
   get terminal() {
     return this._terminal();
+  }
+
+  get templates() {
+    return this._templates();
   }
 
   /** The ids typed in the top bar; switches the page to them when they changed. Returns false when invalid. */
@@ -110,6 +119,8 @@ export class Workspace {
     this.ref = ref;
     this.running = false;
     this.deleted = false;
+    this.template = null;
+    this.templates.switched();
     localStorage.setItem(IDS_KEY, JSON.stringify(ref));
     $("project-id").value = ref.projectId;
     $("workspace-id").value = ref.workspaceId;
@@ -137,7 +148,8 @@ export class Workspace {
     badge.textContent = STATUS_TEXT[status] || status;
     badge.title = detail || `Workspace status: ${STATUS_TEXT[status] || status}`;
     const running = RUNNING_STATES.has(status);
-    $("start").disabled = this.busy || running || ["creating", "starting", "stopping"].includes(status);
+    if (status === "missing") this._setTemplate(null);
+    this.updateStart();
     $("stop").disabled = this.busy || STOPPED_STATES.has(status) || status === "unknown";
     if (running && !this.running) {
       this.running = true;
@@ -160,6 +172,35 @@ export class Workspace {
     if (changed && status !== "unknown") this.onChange("status");
   }
 
+  /** The workspace's own template, from /status or /start (null: it has none); the picker shows it. */
+  _setTemplate(name) {
+    this.template = name || null;
+    this.templates.showStored(this.template);
+    this.updateStart();
+  }
+
+  /**
+   * Start is offered while the workspace is not running, or when another template than its own is picked: then it
+   * reads "Restart as <template>" (or "Start as" when stopped), as the container is re-created from that template on
+   * the same volume, files kept.
+   */
+  updateStart() {
+    const button = $("start");
+    const running = RUNNING_STATES.has(this.status);
+    const wanted = this.templates.wanted;
+    const other = Boolean(wanted && this.template && wanted !== this.template);
+    button.disabled = this.busy || (running && !other) || ["creating", "starting", "stopping"].includes(this.status);
+    $("start-label").textContent = other ? `${running ? "Restart" : "Start"} as ${wanted}` : "Start";
+    button.title = other
+      ? `Re-create the container from the ${wanted} template (it was made from ${this.template}); ` +
+        "the files in /workspace are kept, running processes and terminals end"
+      : this.template
+        ? `Start the workspace (template ${this.template})`
+        : wanted
+          ? `Start a new workspace from the ${wanted} template`
+          : "Start the workspace";
+  }
+
   /** A `status` event from the live channel. */
   onStatusEvent(event) {
     if (!this.ref || event.projectId !== this.ref.projectId || event.workspaceId !== this.ref.workspaceId) return;
@@ -168,6 +209,8 @@ export class Workspace {
       this.onDeleted(); // here, or by another tab or client
       return;
     }
+    // The old container's end while a start re-creates it is no news: the badge stays on starting.
+    if (this.recreating && !["creating", "starting", "running"].includes(event.status)) return;
     // The engine's last words about a deleted workspace's container change nothing; a new start does.
     if (this.deleted && !["creating", "starting", "running"].includes(event.status)) return;
     this.deleted = false;
@@ -189,7 +232,9 @@ export class Workspace {
   async _statusFromRest(ref) {
     try {
       const { data } = await api.status(ref);
-      if (ref === this.ref) this.setStatus(data.running ? "running" : data.status === "removed" ? "removed" : "exited");
+      if (ref !== this.ref) return;
+      this._setTemplate(data.template);
+      this.setStatus(data.running ? "running" : data.status === "removed" ? "removed" : "exited");
     } catch (err) {
       if (ref === this.ref) this.setStatus(err.status === 404 ? "missing" : this.status);
     }
@@ -226,7 +271,7 @@ export class Workspace {
     this.running = false;
     this.editor.closeAll();
     this.terminal?.deleted();
-    this.setStatus("missing", "This workspace was deleted");
+    this.setStatus("missing", "This workspace was deleted"); // its template is gone with it
     note(`Workspace ${this.ref.projectId}/${this.ref.workspaceId} was deleted`);
   }
 
@@ -234,13 +279,26 @@ export class Workspace {
     if (!this.canWrite || !this.applyIds()) return;
     const ref = this.ref;
     this.deleted = false;
-    await this._lifecycle("start", ref, "starting", async () => {
-      const answer = await api.start(ref);
-      const wanted = this.themeName();
-      if (ref === this.ref && answer.data && answer.data.theme !== wanted) {
-        api.theme(ref, wanted).catch(showError);
-      }
-    });
+    const template = this.templates.wanted;
+    const recreate = Boolean(template && this.template && template !== this.template);
+    if (recreate) {
+      // Its shells end with the old container; the tree and a new shell come back when the new one runs.
+      this.recreating = true;
+      this.running = false;
+      this.tree.setAvailable(false, `Re-creating the workspace from the ${template} template; its files are kept.`);
+    }
+    try {
+      await this._lifecycle("start", ref, "starting", async () => {
+        const answer = await api.start(ref, template);
+        if (ref !== this.ref || !answer.data) return;
+        this._setTemplate(answer.data.template);
+        if (recreate) note(`Workspace re-created from the ${answer.data.template} template, files kept`);
+        const theme = this.themeName();
+        if (answer.data.theme !== theme) api.theme(ref, theme).catch(showError);
+      });
+    } finally {
+      this.recreating = false;
+    }
   }
 
   async stop() {
@@ -270,6 +328,7 @@ export class Workspace {
     try {
       const { data } = await api.status(ref);
       if (ref !== this.ref) return;
+      this._setTemplate(data.template);
       this._setIde(data.running && this.canWrite ? data.ideUrl : null);
       this._showDetails(data);
     } catch {
