@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .harness import Server, docker_json, remove_instance
-from .helpers import TOKEN, post, start_server, wait_for_pool
+from .helpers import TOKEN, Channel, post, start_server, wait_for_pool
 
 pytestmark = pytest.mark.docker
 
@@ -49,7 +49,20 @@ def test_the_built_in_templates_and_real_python_and_node(server: Server) -> None
     compiled = _exec(server, ref, "printf 'int main(){return 7;}' > m.c && cc m.c -o m && ./m; echo $?")
     assert compiled["output"].strip() == "7", compiled
 
-    moved = post(server, "start", {**ref, "template": "node"}).json()["data"]
+    channel = Channel(server)
+    try:
+        channel.send(type="subscribe", **ref)
+        channel.wait_for(type="status", source="snapshot")
+        moved = post(server, "start", {**ref, "template": "node"}).json()["data"]
+        # The old container's end is told as a step of the start, never as a removal behind the backend's back.
+        removed = channel.wait_for(type="status", status="removed", timeout=30)
+        assert removed.get("reason") == "requested", removed
+        events = [removed]
+        while events[-1].get("status") != "running":
+            events.append(channel.wait_for(type="status", timeout=30))
+        assert not [e for e in events if e.get("reason") == "removed_outside"], events
+    finally:
+        channel.close()
     assert moved["template"] == "node" and moved["image"] == "ide-backend/node:latest"
     assert moved["volume"] == started["data"]["volume"]
     assert _exec(server, ref, "node -e 'console.log(6 * 7)' && cat hello.py")["output"] == "42\nprint(6 * 7)"

@@ -182,9 +182,12 @@ class Containers:
             template=template,
         )
 
-    async def switch_template(self, ref: WorkspaceRef, record: WorkspaceRecord, template: Template) -> WorkspaceRecord:
+    async def switch_template(
+        self, ref: WorkspaceRef, record: WorkspaceRecord, template: Template
+    ) -> tuple[WorkspaceRecord, bool]:
         """Make the workspace use another template: its container is removed (stopped first by the engine), its
-        volume and files stay, and the next container is made from the new template."""
+        volume and files stay, and the next container is made from the new template. Returns the record as now
+        stored, and whether a container was removed."""
         state = await self.runtime.inspect(record.container_name)
         if state is not None:
             await self.runtime.remove(state.id)
@@ -192,7 +195,9 @@ class Containers:
         await self.store.update(
             ref.project_id, ref.workspace_id, template=template.name, image=template.image, container_id=None
         )
-        return dataclasses.replace(record, template=template.name, image=template.image, container_id=None)
+        return dataclasses.replace(record, template=template.name, image=template.image, container_id=None), (
+            state is not None
+        )
 
     async def container_name(self, ref: WorkspaceRef) -> str:
         """The workspace's container name. Records are never deleted and a name never changes: once read, it is
