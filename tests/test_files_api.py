@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import pytest
@@ -29,7 +30,14 @@ def test_list_read_delete(api: Call, ref: dict[str, str], started: dict[str, Any
     ]
     assert deep[1]["mode"] == 0o644
     read = api("files/read", ref, path="src/lib/b.js").json()
-    assert read == {"success": True, "path": "src/lib/b.js", "content": "BB", "encoding": "utf-8", "size": 2}
+    assert read == {
+        "success": True,
+        "path": "src/lib/b.js",
+        "content": "BB",
+        "encoding": "utf-8",
+        "size": 2,
+        "version": hashlib.sha256(b"BB").hexdigest(),
+    }
     deleted = api("files/delete", ref, paths=["src/lib", "README.md"])
     assert deleted.json()["deleted"] == ["src/lib", "README.md"]
     assert run(api, ref, "find . | sort")["output"] == ".\n./.hidden\n./src\n./src/a.js\n"

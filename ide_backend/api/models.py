@@ -160,6 +160,11 @@ class ExecResult(_Model):
 # -- answers --------------------------------------------------------------------------------------------------
 
 
+class ConflictItem(_Model):
+    path: str
+    version: str | None  # its version now; null: it does not exist
+
+
 class ErrorResponse(_Model):
     """Every failure: a message a person can act on, a stable code, sometimes `path`, `fields`, `hint`."""
 
@@ -168,12 +173,18 @@ class ErrorResponse(_Model):
     success: Literal[False] = False
     message: str
     code: str
+    # A 409 of a sync whose ifMatch versions are not the files' versions now (nothing was written): each such file.
+    conflicts: list[ConflictItem] | None = None
 
 
 class LifecycleResponse(_Model):
     success: Literal[True] = True
     message: str
     data: ContainerInfo
+
+
+class SyncResponse(LifecycleResponse):
+    versions: dict[str, str]  # the version of each file written, by path (for its next ifMatch)
 
 
 class StatusData(ContainerInfo):
@@ -205,6 +216,8 @@ class FileEntryInfo(_Model):
     size: int
     mode: int
     mtime: float
+    # SHA-256 of the bytes (hex): of a regular file the workspace user can read, up to 10 MiB; else null
+    version: str | None = None
 
 
 class FilesListResponse(_Model):
@@ -219,6 +232,7 @@ class FilesReadResponse(_Model):
     content: str
     encoding: Literal["utf-8", "base64"]
     size: int
+    version: str  # SHA-256 of the bytes (hex): give it as the file's ifMatch in sync to save only over this
 
 
 class FilesDeleteResponse(_Model):

@@ -29,6 +29,7 @@ from .models import (
     StartRequest,
     StatusResponse,
     SyncRequest,
+    SyncResponse,
     ThemeRequest,
     ThemeResponse,
     TokenRequest,
@@ -42,7 +43,13 @@ ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
     ("stop", WorkspaceRef, LifecycleResponse, "Stop the workspace's container"),
     ("status", WorkspaceRef, StatusResponse, "Docker's live state merged with the stored record, with the password"),
     ("exec", ExecRequest, ExecResponse, "Run `sh -c command` in the workspace as its user"),
-    ("sync", SyncRequest, LifecycleResponse, "Write files into the workspace in one archive (optionally emptying it)"),
+    (
+        "sync",
+        SyncRequest,
+        SyncResponse,
+        "Write files into the workspace as one set (optionally emptying it first); `ifMatch` per file saves only "
+        "over that version (409 with `conflicts` otherwise, nothing written)",
+    ),
     ("vscode-theme", ThemeRequest, ThemeResponse, "Set workbench.colorTheme in the user's VS Code settings"),
     ("files/list", FilesListRequest, FilesListResponse, "List the workspace's files"),
     ("files/read", FilesReadRequest, FilesReadResponse, "Read one file (UTF-8 text, or base64)"),
@@ -63,7 +70,8 @@ ERRORS = {
     "401": "The bearer token is missing or wrong",
     "403": "The credential may not touch this workspace",
     "404": "The workspace was never started, or a file does not exist",
-    "409": "The workspace is not running, or files and folders are in each other's way",
+    "409": "The workspace is not running, files and folders are in each other's way, or files changed since the "
+    "versions given as `ifMatch` (`conflicts` names them)",
     "413": "The body or the file set is too large",
     "422": "A field is missing or malformed (`fields` names it)",
     "429": "Too many wrong tokens from this address",

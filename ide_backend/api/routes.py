@@ -46,6 +46,7 @@ from .models import (
     StatusData,
     StatusResponse,
     SyncRequest,
+    SyncResponse,
     TemplateInfo,
     TemplatesResponse,
     ThemeRequest,
@@ -215,7 +216,7 @@ async def sync(request: Request) -> JSONResponse:
     body = await parse(request, SyncRequest, "write")
     outcome = await _service(request).sync(body.ref, body.files, body.clean)
     message = "Files synced successfully" if outcome.changed or not body.clean else "Workspace cleaned successfully"
-    return answer(LifecycleResponse(message=message, data=_info(outcome.info)))
+    return answer(SyncResponse(message=message, data=_info(outcome.info), versions=outcome.versions))
 
 
 async def vscode_theme(request: Request) -> JSONResponse:

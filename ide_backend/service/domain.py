@@ -65,6 +65,7 @@ class Outcome:
 
     info: WorkspaceInfo
     changed: bool
+    versions: dict[str, str] = field(default_factory=dict)  # of the files a sync wrote, by path
 
 
 @dataclass(frozen=True)

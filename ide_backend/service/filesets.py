@@ -3,6 +3,8 @@
 Accepted shapes of a `files` map (keys are workspace-relative paths, or names inside a tree):
   {"a.txt": "text"}                                          UTF-8 text
   {"a.bin": {"content": "...", "encoding": "base64", "mode": 420}}
+  {"a.txt": {"content": "...", "ifMatch": "<version>"}}     written only if the file is still that version
+  {"a.txt": {"content": "...", "ifMatch": null}}            written only if it does not exist yet
   {"src": {"directory": {"a.js": {"file": {"contents": "..."}}}}}   the nested tree browser IDEs send
 Nothing here touches Docker: a rejected file set fails before anything is written.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import re
 import struct
 import tarfile
 import time
@@ -28,17 +32,33 @@ DEFAULT_FILE_MODE = 0o644
 DEFAULT_DIR_MODE = 0o755
 
 
+VERSION_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def version_of(data: bytes) -> str:
+    """A file's version: the SHA-256 of its bytes, in hex (the same content has the same version, wherever and
+    however it was written)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 @dataclass(frozen=True)
 class FileEntry:
     path: str  # normalised, workspace-relative, no leading slash
     data: bytes
     mode: int
+    guarded: bool = False  # written only if the file is at `if_match` now
+    if_match: str | None = None  # the version it must have; None: it must not exist
 
 
 @dataclass(frozen=True)
 class FileSet:
     files: tuple[FileEntry, ...]
     dirs: tuple[str, ...]  # directories asked for explicitly (empty tree nodes)
+
+    @property
+    def guarded(self) -> dict[str, str | None]:
+        """The files written only if they are at a version (None: absent) now, by path."""
+        return {f.path: f.if_match for f in self.files if f.guarded}
 
     @property
     def total_bytes(self) -> int:
@@ -84,8 +104,22 @@ def normalize_path(raw: object, *, where: str = "files") -> str:
     return "/".join(parts)
 
 
+def _entry(path: str, spec: Mapping[str, Any]) -> FileEntry:
+    data, mode = _decode_content(path, spec)
+    if "ifMatch" not in spec:
+        return FileEntry(path, data, mode)
+    expected = spec["ifMatch"]
+    if expected is not None and not (isinstance(expected, str) and VERSION_PATTERN.match(expected)):
+        raise ValidationFailed(
+            f"files[{path!r}].ifMatch must be a version from files/read or files/list (64 hex digits), "
+            "or null for a file that must not exist yet",
+            path=path,
+        )
+    return FileEntry(path, data, mode, guarded=True, if_match=expected)
+
+
 def _decode_content(path: str, spec: Mapping[str, Any]) -> tuple[bytes, int]:
-    unknown = set(spec) - {"content", "contents", "encoding", "mode"}
+    unknown = set(spec) - {"content", "contents", "encoding", "mode", "ifMatch"}
     if unknown:
         raise ValidationFailed(f"files[{path!r}]: unknown keys {sorted(unknown)}", path=path)
     content = spec.get("content", spec.get("contents"))
@@ -132,9 +166,9 @@ def _walk(prefix: str, tree: Mapping[str, Any], files: list[FileEntry], dirs: li
         elif isinstance(value, Mapping) and "file" in value and len(value) == 1:
             if not isinstance(value["file"], Mapping):
                 raise ValidationFailed(f"files[{path!r}].file must be an object", path=path)
-            files.append(FileEntry(path, *_decode_content(path, value["file"])))
+            files.append(_entry(path, value["file"]))
         elif isinstance(value, Mapping) and ("content" in value or "contents" in value):
-            files.append(FileEntry(path, *_decode_content(path, value)))
+            files.append(_entry(path, value))
         else:
             raise ValidationFailed(
                 f"files[{path!r}] must be a string, an object with 'content', or a tree node "

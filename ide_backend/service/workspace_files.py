@@ -18,7 +18,7 @@ from typing import Literal
 from ..errors import Conflict, IDEError, InvalidPath, NotFound, PayloadTooLarge
 from ..runtime import ContainerState, PathStat, Runtime
 from ..settings import Settings
-from .filesets import DirState, FileSet, pack_for_writer, tar_files, tar_folders
+from .filesets import VERSION_PATTERN, DirState, FileSet, pack_for_writer, tar_files, tar_folders, version_of
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 WRITER_MAX_BYTES = 1024 * 1024
 WRITER_MAX_ENTRIES = 1000
 WRITER_TIMEOUT = 120.0
+VERSIONED_MAX_BYTES = 10 * 1024 * 1024  # files/list gives versions of files up to this size (what files/read reads)
+_GUARD_READ_BYTES = 256 * 1024 * 1024  # a guarded file read through the archive API to learn its version
+# Lists as the workspace user: one record per entry, then the versions of the regular files up to a size ($3 bytes).
+# Paths come in as arguments, never as part of the script.
+_LIST = (
+    'find "$1" -mindepth 1 -maxdepth "$2" -printf "E\\t%y\\t%s\\t%m\\t%T@\\t%P\\0"; '
+    'find "$1" -mindepth 1 -maxdepth "$2" -type f -size -"$3"c -exec sha256sum -z -- {} +'
+)
 _WRITER_REFUSED, _WRITER_CANNOT = 10, 11  # ide-write's exit codes (Perl's own failures exit with 1 or 2)
 EntryType = Literal["file", "dir", "symlink", "other"]
 _FIND_TYPES: dict[str, EntryType] = {"f": "file", "d": "dir", "l": "symlink"}
@@ -39,6 +47,7 @@ class Entry:
     size: int
     mode: int
     mtime: float
+    version: str | None = None  # of a regular file the workspace user can read, up to VERSIONED_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class FileContent:
     content: str
     encoding: Literal["utf-8", "base64"]
     size: int
+    version: str
 
 
 class WorkspaceFiles:
@@ -57,9 +67,14 @@ class WorkspaceFiles:
         self.settings = settings
         self.writes = {"writer": 0, "archive": 0}  # which path wrote each set, for /api/v1/stats
 
-    async def write(self, container_id: str, base: str, fileset: FileSet) -> None:
+    async def write(self, container_id: str, base: str, fileset: FileSet, *, checked: bool = False) -> None:
         """Write the set below `base`, refusing any path that goes through a symlink or a file: a small set through
-        the container's own writer when its agent answers, else (or when the writer cannot serve it) one archive."""
+        the container's own writer when its agent answers, else (or when the writer cannot serve it) one archive.
+        Files given with `ifMatch` are checked first: when one is not at its version, nothing is written (409
+        naming each such file with its version now) unless the caller has `checked` them. The caller holds the
+        workspace's lock, so two writers from the same base version cannot both pass."""
+        if fileset.guarded and not checked:
+            await self.check_versions(container_id, base, fileset.guarded)
         small = fileset.total_bytes <= WRITER_MAX_BYTES and len(fileset.files) + len(fileset.dirs) <= WRITER_MAX_ENTRIES
         if (
             small
@@ -87,6 +102,44 @@ class WorkspaceFiles:
         folders_part = tar_folders(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
         await self.runtime.put_archive(container_id, base, folders_part + files_part)
         self.writes["archive"] += 1
+
+    async def check_versions(self, container_id: str, base: str, expected: dict[str, str | None]) -> None:
+        """Raise the 409 that names each file not at its expected version (None: absent), with its version now."""
+        now = await self.versions(container_id, base, list(expected))
+        changed = [
+            {"path": path, "version": now[path]} for path, want in expected.items() if path in now and now[path] != want
+        ]
+        if changed:
+            names = ", ".join(repr(item["path"]) for item in changed[:5]) + (" ..." if len(changed) > 5 else "")
+            raise Conflict(
+                f"{len(changed)} file(s) changed since you read them ({names}); nothing was written. Read them "
+                "again (or merge), then save with their new versions",
+                conflicts=changed,
+            )
+
+    async def versions(self, container_id: str, base: str, paths: list[str]) -> dict[str, str | None]:
+        """The version of each path now, None where nothing exists; a path that exists but is no regular file the
+        workspace user can read is left out (writing it is refused or decided by the write itself)."""
+        if await self.runtime.agent_ready(container_id):
+            argv = ["sha256sum", "-z", "--", *(f"{base}/{p}" for p in paths)]
+            result = await self.runtime.exec(
+                container_id, argv, user=self._user, workdir="/", env={}, timeout=120, output_cap=1024 * 1024
+            )
+            found = _hashes(result.stdout, f"{base}/")
+        else:
+            limit = asyncio.Semaphore(8)
+
+            async def one(path: str) -> tuple[str, str | None]:
+                async with limit:
+                    data = await self.runtime.read_file(container_id, f"{base}/{path}", _GUARD_READ_BYTES)
+                return path, None if data is None else version_of(data)
+
+            found = {p: v for p, v in await asyncio.gather(*(one(p) for p in paths)) if v is not None}
+        missing = [p for p in paths if p not in found]
+        if not missing:
+            return dict(found)
+        stats = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in missing])
+        return {**found, **{p: None for p in missing if stats[f"{base}/{p}"] is None}}
 
     async def _write_in_container(self, container_id: str, base: str, fileset: FileSet) -> bool:
         """Run images/workspace/ide-write as the workspace user with the set on stdin. True when it wrote the set;
@@ -146,16 +199,17 @@ class WorkspaceFiles:
         data = await self.runtime.read_file(container_id, f"{base}/{path}", max_bytes)
         if data is None:
             raise Conflict(f"{path!r} is not a regular file", path=path)
+        version = version_of(data)
         try:
-            return FileContent(path, data.decode("utf-8"), "utf-8", len(data))
+            return FileContent(path, data.decode("utf-8"), "utf-8", len(data), version)
         except UnicodeDecodeError:
-            return FileContent(path, base64.b64encode(data).decode("ascii"), "base64", len(data))
+            return FileContent(path, base64.b64encode(data).decode("ascii"), "base64", len(data), version)
 
     async def listing(self, container: ContainerState, path: str, depth: int, limit: int) -> tuple[list[Entry], bool]:
         """Entries below `path` (the workspace itself when empty), `depth` levels down, as the workspace user."""
         base = self.settings.workspace_dir
         start = f"{base}/{path}" if path else base
-        argv = ["find", start, "-mindepth", "1", "-maxdepth", str(depth), "-printf", "%y\\t%s\\t%m\\t%T@\\t%P\\0"]
+        argv = ["sh", "-c", _LIST, "ide-list", start, str(depth), str(VERSIONED_MAX_BYTES)]
         result = await self.runtime.exec(
             container.id,
             argv,
@@ -169,12 +223,13 @@ class WorkspaceFiles:
             if b"No such file" in result.stderr:
                 raise NotFound(f"{path!r} does not exist in the workspace", path=path)
             raise Conflict(f"Listing {path or '/'!r} failed: {result.stderr.decode('utf-8', 'replace').strip()[:300]}")
+        versions = _hashes(result.stdout, f"{start}/")
         entries: list[Entry] = []
         for record in result.stdout.split(b"\0"):
-            fields = record.split(b"\t", 4)
-            if len(fields) != 5:
+            fields = record.split(b"\t", 5)
+            if len(fields) != 6 or fields[0] != b"E":
                 continue
-            kind, size, mode, mtime, name = fields
+            _, kind, size, mode, mtime, name = fields
             relative = name.decode("utf-8", "replace")
             entries.append(
                 Entry(
@@ -183,6 +238,7 @@ class WorkspaceFiles:
                     size=int(size),
                     mode=int(mode, 8),
                     mtime=float(mtime),
+                    version=versions.get(relative) if kind == b"f" else None,
                 )
             )
         entries.sort(key=lambda e: (e.path.count("/"), e.type != "dir", e.path.lower()))
@@ -230,6 +286,19 @@ class WorkspaceFiles:
                     if stat.is_dir and not stat.is_symlink:
                         real_folders.add(path)
         return found
+
+
+def _hashes(output: bytes, prefix: str) -> dict[str, str]:
+    """`sha256sum -z` records ("<hex>  <path>", NUL-terminated) of paths starting with prefix: the rest of each path
+    to its version. Other records are skipped."""
+    found: dict[str, str] = {}
+    for record in output.split(b"\0"):
+        digest, sep, name = record.partition(b"  ")
+        if sep and len(digest) == 64 and VERSION_PATTERN.match(digest.decode("ascii", "replace")):
+            path = name.decode("utf-8", "replace")
+            if path.startswith(prefix):
+                found[path.removeprefix(prefix)] = digest.decode("ascii")
+    return found
 
 
 def _require_real_folder(path: str, stat: PathStat, verb: str) -> None:

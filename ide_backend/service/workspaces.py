@@ -31,7 +31,7 @@ from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
 from .containers import ContainerOwners, Containers, container_spec
 from .domain import ExecResult, ExecSpec, Forked, Outcome, WorkspaceInfo, WorkspaceRef, WorkspaceStatus
-from .filesets import FileEntry, FileSet, normalize_path, parse_files
+from .filesets import FileEntry, FileSet, normalize_path, parse_files, version_of
 from .idle import IdleMonitor
 from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool, WarmPools
@@ -166,7 +166,11 @@ class WorkspaceService:
         async with self._lock(ref):
             record = await self.containers.record(ref, chosen)
             if template is not None and self.containers.template_of(record).name != chosen.name:
-                record = await self.containers.switch_template(ref, record, chosen)
+                # The old container's end is a step of this start, not a removal behind our back.
+                with self.status_events.stopping(ref, "requested"):
+                    record, removed = await self.containers.switch_template(ref, record, chosen)
+                    if removed:
+                        await self.status_events.settled(ref)
             self._seen(ref, record)
             state, changed, record = await self._ensure_container(ref, record, claim=True)
             if not state.running:
@@ -400,20 +404,24 @@ class WorkspaceService:
     # -- files ------------------------------------------------------------------------------------------------
 
     async def sync(self, ref: WorkspaceRef, files: Mapping[str, Any], clean: bool) -> Outcome:
-        """Write `files` as one set (after emptying the workspace when `clean`), running or stopped."""
+        """Write `files` as one set (after emptying the workspace when `clean`), running or stopped; files given
+        with `ifMatch` must be at that version first (else nothing is written, and nothing emptied)."""
         self.idle.touch(ref)
         fileset = parse_files(files)
         record = await self.containers.require(ref)
         async with self._lock(ref):
             state, _, record = await self._ensure_container(ref, record)
+            if fileset.guarded:
+                await self.files.check_versions(state.id, self.settings.workspace_dir, fileset.guarded)
             self.status_events.publish(ref, "syncing")
             if clean:
                 await self.runtime.empty_dir(state, self.containers.spec(ref, record))
             if fileset.files or fileset.dirs:
-                await self.files.write(state.id, self.settings.workspace_dir, fileset)
+                await self.files.write(state.id, self.settings.workspace_dir, fileset, checked=True)
             after = await self.runtime.inspect(state.id)
         self.status_events.publish_state(ref, after)
-        return Outcome(self.containers.info(ref, record, after), bool(fileset.files or fileset.dirs))
+        versions = {entry.path: version_of(entry.data) for entry in fileset.files}
+        return Outcome(self.containers.info(ref, record, after), bool(fileset.files or fileset.dirs), versions)
 
     async def set_theme(self, ref: WorkspaceRef, theme: str) -> None:
         """Set workbench.colorTheme in the user's VS Code settings, keeping the rest; remember it for re-creation."""
