@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ def sha(text: str) -> str:
 
 
 @pytest.fixture
-def workspace(server: Server) -> dict[str, str]:
+def workspace(server: Server) -> Iterator[dict[str, str]]:
     ref = {"projectId": "versions", "workspaceId": "w-" + uuid.uuid4().hex[:6]}
     assert post(server, "start", {**ref, "files": {"notes.md": "one\n", "src/app.py": "x = 1\n"}}).status_code == 200
     yield ref

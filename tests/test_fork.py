@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ COUNTER = (
 )
 
 
-def _api(server: Server, endpoint: str, body: dict[str, object]) -> httpx.Response:
+def _api(server: Server, endpoint: str, body: Mapping[str, object]) -> httpx.Response:
     return post(server, endpoint, body, timeout=300)
 
 
