@@ -25,12 +25,15 @@ class Plan:
     stream_mb: int = 200  # websocket stream case: MB of /dev/zero, base64-encoded (4/3 of it on the wire)
     streams: int = 3
     templates: tuple[str, ...] = ("base", "python", "node", "vscode")  # start case: /start new of these
+    forks: int = 3  # fork case: copies of a 1 GB workspace
+    fork_mb: int = 1000  # fork case: MB of random bytes in the source (one file)
     budgets: dict[str, float] = field(
         default_factory=lambda: {
             "exec": 300,
             "status": 120,
             "start": 900,
             "delete": 300,
+            "fork": 900,
             "sync": 1200,
             "concurrency": 900,
             "ws_stream": 900,
@@ -55,6 +58,8 @@ class Plan:
             stream_mb=20,
             streams=2,
             templates=("base", "vscode"),  # python and node take base's path: their own image only
+            forks=1,
+            fork_mb=100,
         )
 
 

@@ -211,6 +211,16 @@ class Bench:
     async def raw_start(self, template: str = "base") -> RawWorkspace:
         """What the backend does for a new workspace of this template, by hand: the volume (with a bounded disk when
         the server's have one: its three volumes, then the disk), container create, start."""
+        name, ws = await self.raw_volumes()
+        container = await self.docker.containers.create(
+            self.raw_config(ws.volume, TEMPLATE_IMAGES[template], ws.disk), name=name
+        )
+        await container.start()
+        return RawWorkspace(str(container.id), ws.volume, ws.disk)
+
+    async def raw_volumes(self) -> tuple[str, RawWorkspace]:
+        """A new raw workspace's volume, by hand (with a bounded disk when the server's have one: its three volumes,
+        then the disk), and the name for its container (none made yet)."""
         self._raw_count += 1
         name = f"ide-{self.server.instance}-raw-{self._raw_count}"
         ws = RawWorkspace("", f"{name}-data", self.disks)
@@ -227,20 +237,59 @@ class Bench:
             await self.raw_disk("create", ws.volume, str(DISK_BYTES), USER)
         else:
             await self.docker.volumes.create({"Name": ws.volume, "Labels": self.raw_labels()})  # type: ignore[no-untyped-call]
-        container = await self.docker.containers.create(
-            self.raw_config(ws.volume, TEMPLATE_IMAGES[template], ws.disk), name=name
-        )
-        await container.start()
-        return RawWorkspace(str(container.id), ws.volume, ws.disk)
+        return name, ws
 
     async def raw_remove(self, ws: RawWorkspace) -> None:
-        """What the backend's delete removes, by hand: `docker container rm -f` (no -v), `docker volume rm` of each
-        volume, then the disk (unmounted, its folder deleted)."""
-        await self.docker.containers.container(ws.container_id).delete(force=True)
+        """What the backend's delete removes, by hand: `docker container rm -f` (no -v; when there is one),
+        `docker volume rm` of each volume, then the disk (unmounted, its folder deleted)."""
+        if ws.container_id:
+            await self.docker.containers.container(ws.container_id).delete(force=True)
         for volume in ws.volumes:
             await DockerVolume(self.docker, volume).delete()  # type: ignore[no-untyped-call]
         if ws.disk:
             await self.raw_disk("remove", ws.volume)
+
+    async def raw_copy(self, source: RawWorkspace, target: RawWorkspace) -> None:
+        """What the backend's fork does once the new volumes exist, by hand: a root helper container of the workspace
+        image (no network) with the source's volumes read-only and the target's, the source paused from the helper's
+        start to its exit, `cp -a` of the workspace folder (and of the home folder, with disks), the helper removed."""
+        mounts: list[dict[str, Any]] = [
+            {"Type": "volume", "Source": source.volume, "Target": "/from/workspace", "ReadOnly": True},
+            {"Type": "volume", "Source": target.volume, "Target": "/to/workspace"},
+        ]
+        script = "cp -a /from/workspace/. /to/workspace/"
+        if source.disk and target.disk:
+            mounts += [
+                {"Type": "volume", "Source": f"{source.volume}-home", "Target": "/from/home", "ReadOnly": True},
+                {"Type": "volume", "Source": f"{target.volume}-home", "Target": "/to/home"},
+            ]
+            script += " && cp -a /from/home/. /to/home/"
+        config: dict[str, Any] = {
+            "Image": IMAGE,
+            "Entrypoint": ["sh", "-c", script],
+            "User": "0:0",
+            "Labels": self.raw_labels(),
+            "HostConfig": {
+                "Mounts": mounts,
+                "NetworkMode": "none",
+                "CapDrop": ["ALL"],
+                "CapAdd": ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID"],
+                "SecurityOpt": ["no-new-privileges:true"],
+            },
+        }
+        helper = await self.docker.containers.create(config)
+        frozen = self.docker.containers.container(source.container_id)
+        try:
+            await frozen.pause()
+            try:
+                await helper.start()
+                result = await helper.wait()
+            finally:
+                await frozen.unpause()
+        finally:
+            await helper.delete(force=True)
+        if result.get("StatusCode") != 0:
+            raise BenchError(f"raw copy exited {result.get('StatusCode')}")
 
     async def raw_disk(self, action: str, *args: str) -> None:
         process = await asyncio.create_subprocess_exec(

@@ -6,7 +6,7 @@ from runner import Case
 
 from cases.calls import case_exec, case_status
 from cases.concurrency import case_concurrency
-from cases.lifecycle import case_delete, case_start
+from cases.lifecycle import case_delete, case_fork, case_start
 from cases.stream import case_ws_stream
 from cases.sync import case_sync
 
@@ -15,6 +15,7 @@ CASES: list[tuple[str, Case]] = [
     ("status", case_status),
     ("start", case_start),
     ("delete", case_delete),
+    ("fork", case_fork),
     ("sync", case_sync),
     ("concurrency", case_concurrency),
     ("ws_stream", case_ws_stream),

@@ -1,6 +1,7 @@
-"""b, g: a workspace made and removed. POST /start of a new workspace of each template, claimed from the warm pool
-and created cold by a pool-off server, and of a running one; POST /delete of a stopped and of a running workspace.
-Each next to the raw Docker work that makes or removes the same things (runner.py restates the container config)."""
+"""b, g, h: a workspace made, removed and forked. POST /start of a new workspace of each template, claimed from the
+warm pool and created cold by a pool-off server, and of a running one; POST /delete of a stopped and of a running
+workspace; POST /fork of a running one. Each next to the raw Docker work that makes, removes or copies the same
+things (runner.py restates the container config)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from measure import Row, progress
-from runner import STOP_TIMEOUT, TEMPLATE_IMAGES, Bench, RawWorkspace
+from runner import STOP_TIMEOUT, TEMPLATE_IMAGES, USER, Bench, RawWorkspace
 
 # A templates file giving the built-in `vscode` template (pool_size 0 there: an idle code-server costs memory) a
 # warm pool of the default size; its image and limits stay the built-in ones.
@@ -173,3 +174,58 @@ async def case_delete(bench: Bench) -> None:
             f"{what if bench.disks else 'volume'}"
         )
         bench.rows.append(Row(f"delete_{state}", f"g. POST /delete, {state}", ours_stats, raw_stats, removes))
+
+
+async def case_fork(bench: Bench) -> None:
+    """h. POST /fork of a running workspace holding one file of random bytes (1 GB; 100 MB with --quick) vs the same
+    copy by hand: the new workspace's volume(s) and disk, a helper container of the workspace image mounting the
+    source read-only and the target, the source paused from the helper's start to its exit, the helper removed."""
+    size = bench.plan.fork_mb * 1_000_000
+    fill = f"head -c {size} /dev/urandom > big.bin"
+    source = {"projectId": "benchfork", "workspaceId": "src"}
+    await bench.start_workspace(source["projectId"], source["workspaceId"])
+    await bench.post("exec", {**source, "command": fill, "timeout": 900})
+    raw_source = await bench.raw_start()
+    filled = await bench.docker.containers.container(raw_source.container_id).exec(
+        ["sh", "-c", fill], user=USER, workdir="/workspace"
+    )
+    async with filled.start(detach=False) as stream:
+        while await stream.read_out() is not None:
+            pass
+    ids = itertools.count(1)
+    ours_made: list[dict[str, str]] = []
+    raw_made: list[RawWorkspace] = []
+    paused: list[float] = []
+
+    async def clear() -> None:
+        while ours_made:
+            await bench.post("delete", ours_made.pop())
+        while raw_made:
+            await bench.raw_remove(raw_made.pop())
+
+    async def ours() -> None:
+        target = f"copy{next(ids)}"
+        answer = await bench.post("fork", {**source, "toWorkspaceId": target})
+        paused.append(float(answer["pausedMs"]))
+        ours_made.append({"projectId": source["projectId"], "workspaceId": target})
+
+    async def raw() -> None:
+        _, target = await bench.raw_volumes()
+        raw_made.append(target)
+        await bench.raw_copy(raw_source, target)
+
+    ours_stats, raw_stats = await bench.paired(bench.plan.forks, ours, raw, clear, clear)
+    await clear()
+    await bench.post("delete", source)
+    await bench.raw_remove(raw_source)
+    bench.details["fork"] = {"source_mb": bench.plan.fork_mb, "paused_ms": paused}
+    what = "3 volumes and a disk" if bench.disks else "a volume"
+    bench.rows.append(
+        Row(
+            "fork_running",
+            f"h. POST /fork, running, {bench.plan.fork_mb} MB",
+            ours_stats,
+            raw_stats,
+            f"{what} by hand, then a helper container `cp -a` of the workspace (and home) with the source paused",
+        )
+    )
