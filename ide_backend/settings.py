@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=1800.0, ge=0)
     idle_sweep: float = Field(default=15.0, gt=0)
 
+    # Lifecycle events POSTed as JSON to this URL (ide_backend/service/webhooks.py); empty: none. Signed with
+    # webhook_secret (empty: the API token); an event not accepted within webhook_max_age seconds is dropped.
+    webhook_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    webhook_secret: str = ""
+    webhook_max_age: float = Field(default=3600.0, gt=0)
+
     # Run non-terminal commands through the image's ide-agent when it has one (falls back to Docker exec).
     exec_agent: bool = True
     exec_default_timeout: float = Field(default=300.0, gt=0)

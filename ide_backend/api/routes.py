@@ -321,7 +321,8 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def stats(request: Request) -> JSONResponse:
-    """Counts that show leaks: live processes, status subscriptions, open websockets, asyncio tasks."""
+    """Counts that show leaks: live processes, status subscriptions, open websockets, asyncio tasks (and the
+    webhooks' outbox when they are on)."""
     credential(request).require_admin("read the server's statistics")
     counts = _service(request).stats()
     return JSONResponse(
@@ -333,6 +334,7 @@ async def stats(request: Request) -> JSONResponse:
             tasks=len(asyncio.all_tasks()),
             pool=counts["pool"],
             writes=counts["writes"],
+            **({"webhooks": counts["webhooks"]} if "webhooks" in counts else {}),
         )
     )
 

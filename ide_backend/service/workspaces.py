@@ -8,6 +8,7 @@ only this; it owns the components below it and the order of their steps.
      +-- WorkspaceFiles  writes, reads, listings and deletions inside a container (workspace_files.py)
      +-- StatusEvents    the engine's event stream and the API's steps, published on the EventBus (status.py)
      +-- ProcessManager  websocket processes and their replay buffers; listens to the bus (processes.py)
+     +-- Webhooks        lifecycle events to the operator's URL; listens to the bus (webhooks.py)
 
 One container per workspace: a per-workspace lock here, a deterministic container name in the engine so other
 processes cannot create a second. Files are checked before anything is written.
@@ -39,6 +40,7 @@ from .processes import Outbox, ProcessHandle, ProcessManager
 from .status import StatusEvents
 from .templates import Templates
 from .vscode import SETTINGS_PATH, set_theme
+from .webhooks import Webhooks
 from .workspace_files import Entry, FileContent, WorkspaceFiles
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,16 @@ class WorkspaceService:
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
         )
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
+        self.webhooks = (
+            Webhooks(
+                self.bus,
+                settings.webhook_url,
+                (settings.webhook_secret or settings.api_token).encode(),
+                max_age=settings.webhook_max_age,
+            )
+            if settings.webhook_url
+            else None
+        )
 
     async def startup(self) -> None:
         """Start the background work: the process manager, the stop reasons' recorder, the engine event watcher,
@@ -99,6 +111,8 @@ class WorkspaceService:
         except IDEError as exc:
             log.warning("cannot look for workspaces a fork left paused: %s", exc.message)
         await self.processes.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         await self.status_events.start()
         await self.pool.start()
         self.idle.start(self._running_workspaces, self._stop_idle)
@@ -107,6 +121,8 @@ class WorkspaceService:
         await self.idle.close()
         await self.pool.close()
         await self.status_events.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.processes.close()
 
     def _idle_timeout(self, ref: WorkspaceRef) -> float:
@@ -132,6 +148,7 @@ class WorkspaceService:
             "subscriptions": self.bus.subscriber_count(),
             "pool": self.pool.stats(),
             "writes": dict(self.files.writes),
+            **({"webhooks": self.webhooks.stats()} if self.webhooks is not None else {}),
         }
 
     def _lock(self, ref: WorkspaceRef) -> asyncio.Lock:
