@@ -1,0 +1,212 @@
+"""Client: the HTTP API, blocking, over httpx. `client.workspace(project_id, workspace_id)` is a handle whose
+methods are the workspace endpoints; the client itself has the rest (list, templates, tokens).
+
+Every method returns the endpoint's answer as the server's own pydantic model (ide_backend.api.models) and raises
+the SDK's errors (errors.py) for anything else.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from ..api.models import (
+    ContainerInfo,
+    DeleteResponse,
+    ExecResponse,
+    FilesDeleteResponse,
+    FilesListResponse,
+    FilesReadResponse,
+    ForkResponse,
+    LifecycleResponse,
+    ListResponse,
+    RevokeResponse,
+    StatusResponse,
+    SyncResponse,
+    TemplatesResponse,
+    ThemeResponse,
+    TokenResponse,
+)
+from . import calls, syncdir
+from .calls import Call
+from .errors import IDEConnectionError, PayloadTooLargeError
+from .ignore import IgnoreRules
+
+R = TypeVar("R", bound=BaseModel)
+
+DEFAULT_TIMEOUT = 120.0  # seconds; a cold start or a fork can take a while. exec waits for its own timeout
+
+
+class Client:
+    """The API of one server. `url` and `token` default to IDE_URL and IDE_TOKEN (and http://127.0.0.1:8000)."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.url, self.token = calls.resolve(url, token)
+        self._http = httpx.Client(base_url=self.url, headers=calls.headers(self.token), timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def send(self, call: Call[R]) -> R:
+        """Send one request and parse its answer (every method goes through here)."""
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if call.timeout is not None:
+            timeout = httpx.Timeout(self._http.timeout.connect, read=call.timeout)
+        try:
+            response = self._http.request(
+                call.method,
+                call.path,
+                content=call.body,
+                headers={"content-type": "application/json"} if call.body is not None else None,
+                timeout=timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise IDEConnectionError(f"{call.method} {self.url}{call.path} failed: {exc!r}") from exc
+        return calls.parse(call, response.status_code, response.content)
+
+    def workspace(self, project_id: str, workspace_id: str) -> Workspace:
+        """A handle on one workspace (nothing is sent until a method is called)."""
+        return Workspace(self, project_id, workspace_id)
+
+    def list_page(
+        self, project_id: str | None = None, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> ListResponse:
+        """One page of workspaces in (project, workspace) order; `next_cursor` is the next page's `cursor`."""
+        return self.send(calls.list_page(project_id, status, limit, cursor))
+
+    def list(
+        self, project_id: str | None = None, status: str | None = None, page_size: int = 100
+    ) -> Iterator[ContainerInfo]:
+        """Every workspace the token sees (of one project, in one status), fetched a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list_page(project_id, status, page_size, cursor)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def templates(self) -> TemplatesResponse:
+        return self.send(calls.templates())
+
+    def mint_token(
+        self,
+        project_id: str,
+        workspace_id: str | None = None,
+        *,
+        ttl_seconds: int = 3600,
+        scopes: Iterable[str] | None = None,
+    ) -> TokenResponse:
+        """A token for one project (or one workspace of it), `read` or `write` (the operator's token only)."""
+        return self.send(calls.mint_token(project_id, workspace_id, ttl_seconds, scopes))
+
+    def revoke_tokens(self, project_id: str, workspace_id: str | None = None) -> RevokeResponse:
+        """Void every token of the project (or workspace) issued until now (the operator's token only)."""
+        return self.send(calls.revoke_tokens(project_id, workspace_id))
+
+
+class Workspace:
+    """One workspace's endpoints: `client.workspace("p1", "w1").exec("ls")`."""
+
+    def __init__(self, client: Client, project_id: str, workspace_id: str) -> None:
+        self.client = client
+        self.ref = calls.ref(project_id, workspace_id)
+
+    @property
+    def project_id(self) -> str:
+        return self.ref.project_id
+
+    @property
+    def workspace_id(self) -> str:
+        return self.ref.workspace_id
+
+    def __repr__(self) -> str:
+        return f"Workspace({self.project_id!r}, {self.workspace_id!r})"
+
+    def start(self, template: str | None = None, files: dict[str, Any] | None = None) -> LifecycleResponse:
+        return self.client.send(calls.start(self.ref, template, files))
+
+    def stop(self) -> LifecycleResponse:
+        return self.client.send(calls.stop(self.ref))
+
+    def status(self) -> StatusResponse:
+        return self.client.send(calls.status(self.ref))
+
+    def exec(
+        self, command: str, *, cwd: str | None = None, env: dict[str, str] | None = None, timeout: float | None = None
+    ) -> ExecResponse:
+        """Run `sh -c command` to its end; a non-zero exit is an answer (`exit_code`), not an error."""
+        return self.client.send(calls.exec_(self.ref, command, cwd, env, timeout))
+
+    def sync(self, files: dict[str, Any], *, clean: bool = False) -> SyncResponse:
+        """Write files (any shape the server takes, with `ifMatch` where wanted) in one request, all or none."""
+        return self.client.send(calls.sync(self.ref, files, clean))
+
+    def sync_dir(
+        self,
+        path: str | Path,
+        ignore: Iterable[str] = (),
+        *,
+        dest: str = "",
+        clean: bool = False,
+        max_body_bytes: int = syncdir.MAX_BODY_BYTES,
+        max_entries: int = syncdir.MAX_ENTRIES,
+    ) -> syncdir.SyncDirResult:
+        """Upload a local folder (into `dest`), leaving out what `ignore`'s .gitignore-style patterns match, in as
+        few requests as `max_body_bytes` and `max_entries` allow; `clean` empties the workspace first."""
+        entries, skipped = syncdir.scan(Path(path), IgnoreRules(ignore), dest)
+        plan = syncdir.Plan(self.ref, entries, clean=clean, max_body_bytes=max_body_bytes, max_entries=max_entries)
+        plan.result.skipped = skipped
+        batches = plan.batches()
+        refused: deque[syncdir.Batch] = deque()
+        while (batch := refused.popleft() if refused else next(batches, None)) is not None:
+            try:
+                answer = self.client.send(calls.sync_raw(plan.body(batch)))
+            except PayloadTooLargeError as exc:
+                refused.extendleft(reversed(plan.split(batch, exc)))
+                continue
+            plan.done(batch, answer)
+        return plan.finish()
+
+    def list_files(self, path: str = "", *, depth: int = 1, limit: int = 5000) -> FilesListResponse:
+        return self.client.send(calls.files_list(self.ref, path, depth, limit))
+
+    def read_file(self, path: str) -> FilesReadResponse:
+        return self.client.send(calls.files_read(self.ref, path))
+
+    def read_bytes(self, path: str) -> bytes:
+        """A file's bytes, whichever encoding the server chose to send it in."""
+        return calls.content(self.read_file(path))
+
+    def delete_files(self, paths: Iterable[str]) -> FilesDeleteResponse:
+        return self.client.send(calls.files_delete(self.ref, list(paths)))
+
+    def set_theme(self, theme: str) -> ThemeResponse:
+        """Set VS Code's colour theme in the workspace (kept across re-creation)."""
+        return self.client.send(calls.theme(self.ref, theme))
+
+    def delete(self) -> DeleteResponse:
+        """Remove the workspace: processes, container, volumes, record. A later start begins empty."""
+        return self.client.send(calls.delete(self.ref))
+
+    def fork(self, to_workspace_id: str, *, to_project_id: str | None = None) -> ForkResponse:
+        """A new workspace with a copy of this one's files, template and theme (see README, Fork)."""
+        return self.client.send(calls.fork(self.ref, to_workspace_id, to_project_id))
+
+    def mint_token(self, *, ttl_seconds: int = 3600, scopes: Iterable[str] | None = None) -> TokenResponse:
+        """A token for this workspace alone (the operator's token only)."""
+        return self.client.mint_token(self.project_id, self.workspace_id, ttl_seconds=ttl_seconds, scopes=scopes)
