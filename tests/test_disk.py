@@ -26,7 +26,7 @@ import pytest
 
 from ide_backend.runtime import ContainerSpec
 from ide_backend.runtime.docker import DockerRuntime
-from ide_backend.runtime.docker.parsing import container_config, helper_config
+from ide_backend.runtime.docker.parsing import container_config
 
 from .harness import DISKS, Server, disk_names, docker, docker_json, free_port, remove_disks, remove_instance
 from .helpers import TOKEN, base_only, post, start_server, wait_for_pool
@@ -134,11 +134,6 @@ def test_a_bounded_container_mounts_home_and_tmp_from_its_disk_on_a_read_only_ro
     # Otherwise the same config; unbounded, as before disks: the workspace volume alone, a writable root.
     assert {**container_config(bounded), "HostConfig": {}} == {**container_config(unbounded), "HostConfig": {}}
     assert "ReadonlyRootfs" not in container_config(unbounded)["HostConfig"]
-    # The helper that empties a stopped workspace mounts its workspace volume alone: a workspace made before disks
-    # has no home or /tmp volume, and the engine would make empty ones of those names.
-    assert helper_config(bounded, ["true"])["HostConfig"]["Mounts"] == [
-        {"Type": "volume", "Source": "c-data", "Target": "/workspace"}
-    ]
 
 
 # -- the limit ------------------------------------------------------------------------------------------------------

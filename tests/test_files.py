@@ -10,12 +10,9 @@ import pytest
 from ide_backend.errors import IDEError, InvalidPath, PayloadTooLarge, ValidationFailed
 from ide_backend.service.filesets import (
     MAX_FILES,
-    DirState,
-    FileSet,
     normalize_path,
     parse_files,
-    tar_files,
-    tar_folders,
+    tar_staged,
 )
 
 
@@ -71,35 +68,34 @@ def test_too_many_files() -> None:
         parse_files({f"f{i}": "" for i in range(MAX_FILES + 1)})
 
 
-def build_tar(fileset: FileSet, *, uid: int, gid: int, existing_dirs: dict[str, DirState]) -> bytes:
-    """The archive as the sync's archive path uploads it: the folders part, then the files part."""
-    return tar_folders(fileset, uid=uid, gid=gid, existing_dirs=existing_dirs) + tar_files(fileset, uid=uid, gid=gid)
-
-
-def test_tar_puts_folders_first_with_existing_state_kept() -> None:
+def test_the_staged_archive_puts_the_staging_folders_then_folders_then_files() -> None:
     fileset = parse_files({"a/b/c.txt": "c", "a/d.txt": "d"})
-    data = build_tar(fileset, uid=1000, gid=1000, existing_dirs={"a": DirState(0o700, 1_000_000)})
+    data = tar_staged(fileset, prefix=".ide-staging/tx.part", uid=1000, gid=1000)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
+        content = {m.name: tar.extractfile(m).read() for m in members if m.isfile()}  # type: ignore[union-attr]
     assert [(m.name, m.isdir()) for m in members] == [
-        ("a", True),
-        ("a/b", True),
-        ("a/b/c.txt", False),
-        ("a/d.txt", False),
+        (".ide-staging", True),
+        (".ide-staging/tx.part", True),
+        (".ide-staging/tx.part/a", True),
+        (".ide-staging/tx.part/a/b", True),
+        (".ide-staging/tx.part/a/b/c.txt", False),
+        (".ide-staging/tx.part/a/d.txt", False),
     ]
-    assert members[0].mode == 0o700 and members[0].mtime == 1_000_000
-    assert members[1].mode == 0o755
+    assert members[0].mode == members[1].mode == 0o700 and members[2].mode == 0o755 and members[4].mode == 0o644
     assert all(m.uid == 1000 and m.gid == 1000 for m in members)
+    assert content == {".ide-staging/tx.part/a/b/c.txt": b"c", ".ide-staging/tx.part/a/d.txt": b"d"}
 
 
-def test_tar_numbers_ustar_cannot_hold_go_through_pax() -> None:
-    """A folder from before 1970 (negative mtime) and ids past ustar's 7 octal digits: PAX records, not garbage."""
-    fileset = parse_files({"old/new.txt": "n"})
-    data = build_tar(fileset, uid=8**7 + 5, gid=1000, existing_dirs={"old": DirState(0o755, -315_619_200)})
+def test_tar_numbers_and_names_ustar_cannot_hold_go_through_pax() -> None:
+    """Ids past ustar's 7 octal digits and names that are long or not ASCII: PAX records, not garbage."""
+    long_name = "x" * 150 + "/é.txt"
+    fileset = parse_files({"old/new.txt": "n", long_name: "l"})
+    data = tar_staged(fileset, prefix="s/t.part", uid=8**7 + 5, gid=1000)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: m for m in tar.getmembers()}
-    assert members["old"].mtime == -315_619_200 and members["old"].uid == 8**7 + 5
-    assert members["old/new.txt"].uid == 8**7 + 5 and members["old/new.txt"].gid == 1000
+    assert members["s/t.part/old/new.txt"].uid == 8**7 + 5 and members["s/t.part/old/new.txt"].gid == 1000
+    assert f"s/t.part/{long_name}" in members
 
 
 def test_errors_carry_status_and_json() -> None:

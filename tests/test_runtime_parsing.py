@@ -18,11 +18,11 @@ from ide_backend.runtime.docker.parsing import (
     container_config,
     container_state,
     docker_time,
-    helper_config,
     parse_time,
     path_stat,
     runtime_event,
     stat_records,
+    volumes_helper_config,
 )
 
 # `docker inspect` of a workspace container (ide-backend/workspace:latest, started with -i, a published port, a
@@ -401,17 +401,16 @@ def test_the_container_config_of_a_workspace() -> None:
     assert not {"SYS_ADMIN", "NET_RAW", "MKNOD", "SYS_CHROOT"} & set(CAPS)
 
 
-def test_the_container_config_of_a_helper() -> None:
-    argv = ["sh", "-c", 'find "$1" -mindepth 1 -delete', "ide-empty", "/workspace"]
-    config = helper_config(SPEC, argv)
-    assert config["Cmd"] == argv
-    assert (config["User"], config["Env"], config["ExposedPorts"], config["OpenStdin"]) == ("0:0", [], {}, False)
-    assert config["Labels"] == {**SPEC.labels, "ide-backend.helper": "1"}
+def test_the_container_config_of_a_helper_on_a_workspaces_files() -> None:
+    argv = ["perl", "-e", "1", "/workspace"]
+    state = container_state(RUNNING)
+    config = volumes_helper_config(state, argv, {"ide-backend.instance": "t1"})
+    assert (config["Image"], config["Entrypoint"], config["Cmd"]) == (state.image, [], argv)
+    assert (config["User"], config["Env"]) == ("0:0", [])
+    assert config["Labels"] == {"ide-backend.instance": "t1", "ide-backend.helper": "1"}
     host = config["HostConfig"]
-    assert (host["NetworkMode"], host["PortBindings"]) == ("none", {})
-    assert host["LogConfig"] == {"Type": "json-file", "Config": {}}  # its error output is read back
-    # The same volume and limits as the workspace itself, and the workspace's own config is left as it was.
-    workspace = container_config(SPEC)
-    assert host["Mounts"] == workspace["HostConfig"]["Mounts"]
-    assert host["CapAdd"] == workspace["HostConfig"]["CapAdd"] and host["Memory"] == workspace["HostConfig"]["Memory"]
-    assert workspace["HostConfig"]["LogConfig"]["Type"] == "none"
+    assert host["NetworkMode"] == "none" and "PortBindings" not in host
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {}}  # its output is read back
+    # Exactly the workspace's volumes, where the workspace has them; a workspace's capabilities, nothing more.
+    assert host["Mounts"] == [{"Type": "volume", "Source": n, "Target": p} for p, n in state.volumes.items()]
+    assert host["Mounts"] and host["CapDrop"] == ["ALL"] and host["CapAdd"] == list(CAPS)

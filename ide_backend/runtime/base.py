@@ -180,7 +180,9 @@ class Runtime(Protocol):
 
     async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None: ...
 
-    async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None: ...
+    async def run_on_files(
+        self, container: ContainerState, argv: Sequence[str], *, user: str, root: bool = False, timeout: float = 600
+    ) -> ExecOutput: ...
 
 
 @dataclass(frozen=True)

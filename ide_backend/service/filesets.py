@@ -202,33 +202,19 @@ def parse_files(raw: object) -> FileSet:
     return fileset
 
 
-@dataclass(frozen=True)
-class DirState:
-    """What the workspace already has at a directory path (from the runtime's stat); None when absent."""
-
-    mode: int
-    mtime: float
-
-
-def tar_folders(fileset: FileSet, *, uid: int, gid: int, existing_dirs: Mapping[str, DirState]) -> bytes:
-    """The archive's first part: a member for every folder the set needs, parents first (so the engine refuses to
-    write through a link that appeared after our check). Existing folders keep their mode and mtime."""
+def tar_staged(fileset: FileSet, *, prefix: str, uid: int, gid: int) -> bytes:
+    """The set as one archive below `prefix` (a staging folder; staging.py): the folders of `prefix` itself (0700),
+    then every folder the set needs, parents first, then every file, then the end-of-archive marker."""
     now = int(time.time())
     parts: list[bytes] = []
+    head = ""
+    for part in prefix.split("/"):
+        head = f"{head}/{part}" if head else part
+        parts.append(_header(head, 0, 0o700, now, uid, gid, tarfile.DIRTYPE))
     for path in fileset.ancestors():
-        state = existing_dirs.get(path)
-        mode, mtime = (state.mode, int(state.mtime)) if state else (DEFAULT_DIR_MODE, now)
-        parts.append(_header(path, 0, mode, mtime, uid, gid, tarfile.DIRTYPE))
-    return b"".join(parts)
-
-
-def tar_files(fileset: FileSet, *, uid: int, gid: int) -> bytes:
-    """The archive's second part: every file, then the end-of-archive marker. Needs nothing from the workspace,
-    so it can be packed while the workspace is being looked at."""
-    now = int(time.time())
-    parts: list[bytes] = []
+        parts.append(_header(f"{prefix}/{path}", 0, DEFAULT_DIR_MODE, now, uid, gid, tarfile.DIRTYPE))
     for entry in fileset.files:
-        parts.append(_header(entry.path, len(entry.data), entry.mode, now, uid, gid, tarfile.REGTYPE))
+        parts.append(_header(f"{prefix}/{entry.path}", len(entry.data), entry.mode, now, uid, gid, tarfile.REGTYPE))
         parts.append(entry.data)
         if pad := -len(entry.data) % tarfile.BLOCKSIZE:
             parts.append(bytes(pad))

@@ -15,10 +15,11 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import Conflict, IDEError, InvalidPath, NotFound, PayloadTooLarge
+from ..errors import Conflict, IDEError, InvalidPath, NotFound, PayloadTooLarge, RuntimeFailure
 from ..runtime import ContainerState, PathStat, Runtime
 from ..settings import Settings
-from .filesets import VERSION_PATTERN, DirState, FileSet, pack_for_writer, tar_files, tar_folders, version_of
+from .filesets import VERSION_PATTERN, FileSet, pack_for_writer, tar_staged, version_of
+from .staging import COMMIT_SCRIPT, STAGING, new_transaction
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ _LIST = (
     'find "$1" -mindepth 1 -maxdepth "$2" -type f -size -"$3"c -exec sha256sum -z -- {} +'
 )
 _WRITER_REFUSED, _WRITER_CANNOT = 10, 11  # ide-write's exit codes (Perl's own failures exit with 1 or 2)
+_COMMIT_AS_ROOT = 11  # the staging program's: the workspace user may not finish it
 EntryType = Literal["file", "dir", "symlink", "other"]
 _FIND_TYPES: dict[str, EntryType] = {"f": "file", "d": "dir", "l": "symlink"}
 
@@ -66,46 +68,82 @@ class WorkspaceFiles:
         self.runtime = runtime
         self.settings = settings
         self.writes = {"writer": 0, "archive": 0}  # which path wrote each set, for /api/v1/stats
+        self._settled: set[tuple[str, str]] = set()  # (container, folder) where nothing is left staged
 
-    async def write(self, container_id: str, base: str, fileset: FileSet, *, checked: bool = False) -> None:
-        """Write the set below `base`, refusing any path that goes through a symlink or a file: a small set through
-        the container's own writer when its agent answers, else (or when the writer cannot serve it) one archive.
-        Files given with `ifMatch` are checked first: when one is not at its version, nothing is written (409
-        naming each such file with its version now) unless the caller has `checked` them. The caller holds the
-        workspace's lock, so two writers from the same base version cannot both pass."""
+    async def write(
+        self, container: ContainerState, base: str, fileset: FileSet, *, checked: bool = False, clean: bool = False
+    ) -> None:
+        """Write the set below `base` (after emptying `base` when `clean`), all or nothing, never through a link or
+        over a folder: a small set through the container's own writer when its agent answers, else (or when the
+        writer cannot serve it, or for `clean`) staged and committed (staging.py), so even a crash leaves the old
+        set or the new one. Files given with `ifMatch` are checked first: when one is not at its version, nothing is
+        written (409 naming each such file with its version now) unless the caller has `checked` them. The caller
+        holds the workspace's lock, so two writers from the same base version cannot both pass."""
+        await self.finish_staged(container, base)
         if fileset.guarded and not checked:
-            await self.check_versions(container_id, base, fileset.guarded)
+            await self.check_versions(container, base, fileset.guarded)
         small = fileset.total_bytes <= WRITER_MAX_BYTES and len(fileset.files) + len(fileset.dirs) <= WRITER_MAX_ENTRIES
         if (
-            small
-            and await self.runtime.agent_ready(container_id)
-            and await self._write_in_container(container_id, base, fileset)
+            not clean
+            and small
+            and container.running
+            and await self.runtime.agent_ready(container.id)
+            and await self._write_in_container(container.id, base, fileset)
         ):
             self.writes["writer"] += 1
             return
         s = self.settings
-        targets = {entry.path for entry in fileset.files}
-        survey = asyncio.create_task(self._survey(container_id, base, fileset.ancestors(), targets))
-        await asyncio.sleep(0)  # let the survey send its request, then pack the files while the container answers
-        try:
-            files_part = tar_files(fileset, uid=s.workspace_uid, gid=s.workspace_gid)
-        finally:
-            found = await survey
-        existing: dict[str, DirState] = {}
-        for path, stat in found.items():
-            if path in targets:
-                if stat.is_dir and not stat.is_symlink:
-                    raise _refusal("isdir", path)
-            else:
-                _require_real_folder(path, stat, "written")
-                existing[path] = DirState(stat.mode, stat.mtime)
-        folders_part = tar_folders(fileset, uid=s.workspace_uid, gid=s.workspace_gid, existing_dirs=existing)
-        await self.runtime.put_archive(container_id, base, folders_part + files_part)
+        tx = new_transaction()
+        archive = tar_staged(fileset, prefix=f"{STAGING}/{tx}.part", uid=s.workspace_uid, gid=s.workspace_gid)
+        await self.runtime.put_archive(container.id, base, archive)
+        await self._commit(container, base, [tx, "clean" if clean else "keep"])
         self.writes["archive"] += 1
 
-    async def check_versions(self, container_id: str, base: str, expected: dict[str, str | None]) -> None:
+    def settled(self, container_id: str, base: str) -> bool:
+        """Whether this process knows nothing is left staged below `base` in that container."""
+        return (container_id, base) in self._settled
+
+    async def finish_staged(self, container: ContainerState, base: str) -> None:
+        """Finish (or undo) what a crashed call left staged below `base`, before anything else reads or writes there.
+        Looked for once per container and folder by this process (only a crash leaves anything). Call with the
+        workspace's lock held: a write of this process in flight is never taken for a crashed one."""
+        key = (container.id, base)
+        if key in self._settled:
+            return
+        found = (await self.runtime.stat_paths(container.id, [f"{base}/{STAGING}"]))[f"{base}/{STAGING}"]
+        if found is not None:
+            if found.is_symlink or not found.is_dir:
+                raise Conflict(
+                    f"{STAGING!r} in the workspace is not the backend's staging folder; remove or rename it",
+                    path=STAGING,
+                )
+            log.warning("finishing what a crashed write left below %s in container %s", base, container.name)
+            await self._commit(container, base, [])
+        self._settled.add(key)
+
+    async def _commit(self, container: ContainerState, base: str, args: list[str]) -> None:
+        """Run the staging program (commit `args` = [TX, clean|keep], or finish what is left with no args): as the
+        workspace user in a running container, as root in a helper when it is stopped or the user may not."""
+        argv = ["perl", "-e", COMMIT_SCRIPT, base, *args]
+        result = await self.runtime.run_on_files(container, argv, user=self._user, root=not container.running)
+        if result.exit_code == _COMMIT_AS_ROOT and container.running:
+            result = await self.runtime.run_on_files(container, argv, user=self._user, root=True)
+        if result.exit_code == 0:
+            return
+        self._settled.discard((container.id, base))
+        reason, _, path = result.stdout.decode("utf-8", "replace").strip().partition("\t")
+        if result.exit_code == _WRITER_REFUSED and reason in ("symlink", "notdir", "isdir") and path:
+            raise _refusal(reason, path)
+        detail = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-500:]
+        raise RuntimeFailure(
+            f"The files could not be put in place (exit {result.exit_code}: {detail}); they stay staged, and the "
+            "next write to this workspace finishes or undoes them"
+        )
+
+    async def check_versions(self, container: ContainerState, base: str, expected: dict[str, str | None]) -> None:
         """Raise the 409 that names each file not at its expected version (None: absent), with its version now."""
-        now = await self.versions(container_id, base, list(expected))
+        await self.finish_staged(container, base)
+        now = await self.versions(container.id, base, list(expected))
         changed = [
             {"path": path, "version": now[path]} for path, want in expected.items() if path in now and now[path] != want
         ]
@@ -231,6 +269,8 @@ class WorkspaceFiles:
                 continue
             _, kind, size, mode, mtime, name = fields
             relative = name.decode("utf-8", "replace")
+            if not path and (relative == STAGING or relative.startswith(f"{STAGING}/")):
+                continue  # a write being staged (staging.py): not the workspace's own
             entries.append(
                 Entry(
                     path=f"{path}/{relative}" if path else relative,

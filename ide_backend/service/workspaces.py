@@ -90,6 +90,7 @@ class WorkspaceService:
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
         )
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
+        self._settling: asyncio.Task[None] | None = None
         self.webhooks = (
             Webhooks(
                 self.bus,
@@ -116,8 +117,13 @@ class WorkspaceService:
         await self.status_events.start()
         await self.pool.start()
         self.idle.start(self._running_workspaces, self._stop_idle)
+        self._settling = asyncio.create_task(self._settle_running(), name="finish-staged-writes")
 
     async def shutdown(self) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settling
         await self.idle.close()
         await self.pool.close()
         await self.status_events.close()
@@ -155,18 +161,19 @@ class WorkspaceService:
         return self._locks.setdefault(ref, asyncio.Lock())
 
     async def _ensure_container(
-        self, ref: WorkspaceRef, record: WorkspaceRecord, *, claim: bool = False
+        self, ref: WorkspaceRef, record: WorkspaceRecord, *, claim: bool = False, theme: bool = True
     ) -> tuple[ContainerState, bool, WorkspaceRecord]:
         """The workspace's container, made when the engine has none (claimed from the warm pool only when
-        `claim`). Returns (state, created, the record as now stored). Call with the workspace's lock held."""
+        `claim`), with the workspace's theme written into a new one unless not `theme` (the caller does it once the
+        container runs). Returns (state, created, the record as now stored). Call with the workspace's lock held."""
         state = await self.runtime.inspect(record.container_name)
         created = state is None
         if state is None:
             self.status_events.publish(ref, "creating")
             state = await self.containers.create(ref, record, claim=claim)
         record = await self.containers.adopt(ref, record, state)
-        if created and record.theme:
-            await self.files.write(state.id, self.settings.workspace_home, _settings_file(None, record.theme))
+        if created and record.theme and theme:
+            await self.files.write(state, self.settings.workspace_home, _settings_file(None, record.theme))
         return state, created, record
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -189,17 +196,21 @@ class WorkspaceService:
                     if removed:
                         await self.status_events.settled(ref)
             self._seen(ref, record)
-            state, changed, record = await self._ensure_container(ref, record, claim=True)
+            state, created, record = await self._ensure_container(ref, record, claim=True, theme=False)
+            changed = created
             if not state.running:
                 self.status_events.publish(ref, "starting")
                 if record.stop_reason is not None:  # a reason is the last stop's; this start ends it
                     await self.store.update(ref.project_id, ref.workspace_id, stop_reason=None)
                     record = dataclasses.replace(record, stop_reason=None)
                 await self.runtime.start(state.id)
+                state = dataclasses.replace(state, running=True)
                 changed = True
                 log.info("started %s", ref)
+            if created and record.theme:
+                await self.files.write(state, self.settings.workspace_home, _settings_file(None, record.theme))
             if fileset is not None:
-                await self.files.write(state.id, self.settings.workspace_dir, fileset)
+                await self.files.write(state, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
         self.status_events.publish_state(ref, after)
         return Outcome(self.containers.info(ref, record, after), changed)
@@ -428,13 +439,9 @@ class WorkspaceService:
         record = await self.containers.require(ref)
         async with self._lock(ref):
             state, _, record = await self._ensure_container(ref, record)
-            if fileset.guarded:
-                await self.files.check_versions(state.id, self.settings.workspace_dir, fileset.guarded)
             self.status_events.publish(ref, "syncing")
-            if clean:
-                await self.runtime.empty_dir(state, self.containers.spec(ref, record))
-            if fileset.files or fileset.dirs:
-                await self.files.write(state.id, self.settings.workspace_dir, fileset, checked=True)
+            if clean or fileset.files or fileset.dirs:
+                await self.files.write(state, self.settings.workspace_dir, fileset, clean=clean)
             after = await self.runtime.inspect(state.id)
         self.status_events.publish_state(ref, after)
         versions = {entry.path: version_of(entry.data) for entry in fileset.files}
@@ -452,13 +459,14 @@ class WorkspaceService:
                 if created
                 else await self.runtime.read_file(state.id, f"{home}/{SETTINGS_PATH}", MAX_SETTINGS_BYTES)
             )
-            await self.files.write(state.id, home, _settings_file(existing, theme))
+            await self.files.write(state, home, _settings_file(existing, theme))
             await self.store.update(ref.project_id, ref.workspace_id, theme=theme)
 
     async def list_files(self, ref: WorkspaceRef, path: str, depth: int, limit: int) -> tuple[list[Entry], bool]:
         self.idle.touch(ref)
         path = "" if path.strip("/.") == "" else normalize_path(path, where="path")
         state = await self.containers.running(ref, "list its files")
+        await self._settle(ref, state)
         return await self.files.listing(state, path, depth, limit)
 
     async def read_file(self, ref: WorkspaceRef, path: str) -> FileContent:
@@ -468,6 +476,7 @@ class WorkspaceService:
         record = await self.containers.require(ref)
         async with self._lock(ref):
             state, _, _ = await self._ensure_container(ref, record)
+            await self.files.finish_staged(state, self.settings.workspace_dir)
         return await self.files.read(state.id, path, MAX_READ_BYTES)
 
     async def delete_files(self, ref: WorkspaceRef, paths: Sequence[str]) -> list[str]:
@@ -477,6 +486,31 @@ class WorkspaceService:
             state = await self.containers.running(ref, "delete files")
             await self.files.delete(state, normalized)
         return normalized
+
+    async def _settle(self, ref: WorkspaceRef, state: ContainerState) -> None:
+        """Finish what a crashed write left staged in the workspace folder before it is looked at (once per container
+        in this process)."""
+        if not self.files.settled(state.id, self.settings.workspace_dir):
+            async with self._lock(ref):
+                await self.files.finish_staged(state, self.settings.workspace_dir)
+
+    async def _settle_running(self) -> None:
+        """At start-up: finish what a crashed backend left staged in every running workspace (its folder and home),
+        so what runs in them sees whole sets even before the API is asked anything."""
+        try:
+            running = await self.containers.running_records()
+        except IDEError as exc:
+            log.warning("cannot look for unfinished writes: %s", exc.message)
+            return
+        for ref, record in running:
+            try:
+                state = await self.runtime.inspect(record.container_name)
+                if state is not None and state.running:
+                    async with self._lock(ref):
+                        for base in (self.settings.workspace_dir, self.settings.workspace_home):
+                            await self.files.finish_staged(state, base)
+            except IDEError as exc:
+                log.warning("cannot finish the unfinished writes of %s: %s", ref, exc.message)
 
 
 def _settings_file(existing: bytes | None, theme: str) -> FileSet:

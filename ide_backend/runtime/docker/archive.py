@@ -1,5 +1,5 @@
 """Files in a container: path stats, tar uploads and single-file reads through Docker's archive API (which works on
-stopped containers too), and emptying the workspace folder."""
+stopped containers too), and commands on its files, run in it or in a helper holding its volumes."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from ...errors import Conflict, IDEError, NotFound, RuntimeFailure
-from ..base import ContainerSpec, ContainerState, PathStat, Runtime
+from ..base import ContainerState, ExecOutput, PathStat, Runtime
 from .client import DockerClient
 from .errors import translate_errors
-from .parsing import STAT_FORMAT, helper_config, path_stat, stat_records
+from .parsing import STAT_FORMAT, path_stat, stat_records, volumes_helper_config
 
-# Empties the folder given as $1, making read-only folders writable first (links are not followed).
-_EMPTY_DIR = 'chmod -R u+w -- "$1" 2>/dev/null; find "$1" -mindepth 1 -delete'
 _STAT_CONCURRENCY = 16
 _ARGV_BUDGET = 96 * 1024  # bytes of paths per `stat` command, well under the kernel's argument limit
 _FULL = "no space left on device"  # the engine's words when a write hits the end of the disk
@@ -110,29 +108,23 @@ class ContainerFiles:
             handle = archive.extractfile(member)
             return handle.read() if handle else None
 
-    async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None:
-        """Delete everything below the workspace folder, in the container if it runs, else in a helper."""
-        argv = ["sh", "-c", _EMPTY_DIR, "ide-empty", spec.mount_path]
-        if container.running:
-            # As the workspace user: a root exec in a container whose user is not root has no capabilities.
-            result = await self._runtime.exec(
-                container.id, argv, user=spec.user, workdir="/", env={}, timeout=300, output_cap=64 * 1024
+    async def run_on_files(
+        self, container: ContainerState, argv: Sequence[str], *, user: str, root: bool, timeout: float
+    ) -> ExecOutput:
+        """argv on the workspace's files: in the running container as `user`, or (stopped, or `root`) as root in a
+        helper container of its image holding its volumes. A helper's stdout and stderr come back together."""
+        if container.running and not root:
+            return await self._runtime.exec(
+                container.id, argv, user=user, workdir="/", env={}, timeout=timeout, output_cap=1024 * 1024
             )
-            code, detail = result.exit_code, result.stderr.decode("utf-8", "replace")
-        else:
-            code, detail = await self._run_helper(spec, argv)
-        if code != 0:
-            raise RuntimeFailure(f"Emptying the workspace failed (exit {code}): {detail.strip()[:500]}")
-
-    async def _run_helper(self, spec: ContainerSpec, argv: list[str]) -> tuple[int, str]:
-        """Run argv in a short-lived container of the workspace image with the volume mounted, no network."""
-        name = f"{spec.name}-helper-{uuid.uuid4().hex[:8]}"
-        with translate_errors("running a helper container", self._client.host):
-            helper = await self._client.api.containers.create(helper_config(spec, argv), name=name)
+        name = f"{container.name}-files-{uuid.uuid4().hex[:8]}"
+        labels = {k: v for k, v in container.labels.items() if k == "ide-backend.instance"}
+        with translate_errors("running a helper container on the workspace's files", self._client.host):
+            helper = await self._client.api.containers.create(volumes_helper_config(container, argv, labels), name=name)
             try:
                 await helper.start()
-                result = await helper.wait(timeout=aiohttp.ClientTimeout(total=300))
-                logs = await helper.log(stdout=True, stderr=True)
+                result = await helper.wait(timeout=aiohttp.ClientTimeout(total=timeout))
+                logs = "".join(await helper.log(stdout=True, stderr=True)).encode()
             finally:
                 await helper.delete(force=True)
-        return int(result.get("StatusCode", -1)), "".join(logs)
+        return ExecOutput(logs, b"", int(result.get("StatusCode", -1)), False, False)

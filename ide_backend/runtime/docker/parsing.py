@@ -4,7 +4,6 @@ answers we read back as the seam's values."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import re
 import stat
@@ -70,20 +69,30 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     return config
 
 
-def helper_config(spec: ContainerSpec, argv: Sequence[str]) -> dict[str, Any]:
-    """A short-lived root container of the workspace image running argv on the workspace volume (alone: a workspace
-    made before disks has no home or /tmp volume): no network, no ports, a log to read its error from."""
-    config = container_config(dataclasses.replace(spec, disk_bytes=None))
-    config.update(
-        Cmd=list(argv),
-        User="0:0",
-        Env=[],
-        ExposedPorts={},
-        Labels={**spec.labels, "ide-backend.helper": "1"},
-        OpenStdin=False,
-    )
-    config["HostConfig"].update(NetworkMode="none", PortBindings={}, LogConfig={"Type": "json-file", "Config": {}})
-    return config
+def volumes_helper_config(container: ContainerState, argv: Sequence[str], labels: Mapping[str, str]) -> dict[str, Any]:
+    """A short-lived root container of the workspace's image with exactly the workspace's volumes (its files, and on
+    a bounded disk its home and /tmp) where the workspace has them, running argv: no network, no ports, the
+    capabilities a workspace has, a log to read its output from."""
+    return {
+        "Image": container.image,
+        "Entrypoint": [],
+        "Cmd": list(argv),
+        "User": "0:0",
+        "Env": [],
+        "Labels": {**labels, "ide-backend.helper": "1"},
+        "HostConfig": {
+            "Mounts": [{"Type": "volume", "Source": name, "Target": path} for path, name in container.volumes.items()],
+            "NetworkMode": "none",
+            "SecurityOpt": ["no-new-privileges:true"],
+            "CapDrop": ["ALL"],
+            "CapAdd": list(CAPS),
+            "Memory": 512 * 1024 * 1024,
+            "MemorySwap": 512 * 1024 * 1024,
+            "PidsLimit": 64,
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {"Type": "json-file", "Config": {}},
+        },
+    }
 
 
 def parse_time(value: Any) -> float | None:

@@ -290,7 +290,10 @@ class DockerRuntime:
         await self._disks.attach_all()
         return await self._files.read_file(container_id, path, max_bytes)
 
-    async def empty_dir(self, container: ContainerState, spec: ContainerSpec) -> None:
-        """Delete everything below the workspace folder, in the container if it runs, else in a helper."""
+    async def run_on_files(
+        self, container: ContainerState, argv: Sequence[str], *, user: str, root: bool = False, timeout: float = 600
+    ) -> ExecOutput:
+        """argv on the workspace's files: in the running container as `user`, or as root in a helper container of
+        its image with its volumes (when it is stopped, or `root`)."""
         await self._disks.attach_all()
-        await self._files.empty_dir(container, spec)
+        return await self._files.run_on_files(container, argv, user=user, root=root, timeout=timeout)

@@ -1,0 +1,102 @@
+"""All or nothing, even through a crash: the backend is SIGKILLed at several points of large syncs (the staged archive
+path), small ones (the container's own writer) and `clean` syncs, then started again; every file of the set is old
+or every one is new, never a mix, and no staging folder or temporary file is left in the workspace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .harness import Server, remove_instance
+from .helpers import post, start_server
+
+pytestmark = pytest.mark.docker
+
+COUNT_LARGE, SIZE_LARGE = 1500, 8000  # ~12 MB: through the archive upload, long enough to be cut at many points
+COUNT_SMALL = 40
+
+
+def files(version: str, count: int, size: int) -> dict[str, str]:
+    body = "x" * max(0, size - 8)
+    return {f"set/d{i % 15}/f{i}.txt": f"{version}:{body}" for i in range(count)}
+
+
+def _post_quietly(server: Server, body: dict[str, object]) -> None:
+    try:
+        post(server, "sync", body, timeout=120)
+    except httpx.HTTPError:
+        pass  # the backend was killed under the call
+
+
+def census(server: Server, ref: dict[str, str]) -> tuple[dict[str, int], str]:
+    """How many files of the set hold each version, and whatever a write might have left behind."""
+    listed = post(
+        server, "files/list", {**ref, "path": "set", "depth": 2, "limit": 10000}
+    )  # finishes a crash's leftovers
+    assert listed.status_code in (200, 404), listed.text
+    answer = post(
+        server,
+        "exec",
+        {
+            **ref,
+            "command": "for v in v0 v1 v2 v3 v4 v5 v6 v7 v8; do printf '%s ' $v; "
+            'grep -l "^$v:" set/*/*.txt 2>/dev/null | wc -l; done; '
+            "find /workspace /home/coder -name '.ide-staging' -o -name '.ide-write.*' -o -name '*.part'",
+        },
+    ).json()
+    counts = {}
+    debris = []
+    for line in answer["output"].splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("v") and parts[1].isdigit():
+            if int(parts[1]):
+                counts[parts[0]] = int(parts[1])
+        elif line.strip():
+            debris.append(line)
+    return counts, "\n".join(debris)
+
+
+@pytest.mark.parametrize(
+    ("kind", "count", "size", "delays"),
+    [
+        ("large", COUNT_LARGE, SIZE_LARGE, [0.0, 0.08, 0.2, 0.35, 0.6, 1.0, 1.6, 6.0]),
+        ("small", COUNT_SMALL, 100, [0.0, 0.01, 0.03, 0.08, 2.0]),
+        ("clean", COUNT_LARGE, SIZE_LARGE, [0.1, 0.4, 0.9, 6.0]),
+    ],
+)
+def test_a_sync_cut_by_a_crash_leaves_the_old_set_or_the_new_one(
+    tmp_path: Path, docker_engine: None, kind: str, count: int, size: int, delays: list[float]
+) -> None:
+    data = tmp_path / "data"
+    server = start_server(tmp_path / "0", IDE_DATA_DIR=str(data))
+    instance = server.instance
+    ref = {"projectId": "crash", "workspaceId": kind}
+    seen: set[str] = set()
+    try:
+        first = post(server, "start", {**ref, "files": files("v0", count, size)}, timeout=300)
+        assert first.status_code == 200, first.text
+        for round_, delay in enumerate(delays, start=1):
+            version = f"v{round_}"
+            body: dict[str, object] = {**ref, "files": files(version, count, size), "clean": kind == "clean"}
+            call = threading.Thread(target=_post_quietly, args=(server, body))
+            call.start()
+            time.sleep(delay)
+            os.kill(server.pid, signal.SIGKILL)
+            server.process.wait(timeout=30)
+            call.join(timeout=60)
+            server = start_server(tmp_path / str(round_), instance=instance, IDE_DATA_DIR=str(data))
+            counts, debris = census(server, ref)
+            assert len(counts) == 1 and sum(counts.values()) == count, (delay, counts)
+            assert not debris, (delay, debris)
+            seen |= set(counts)
+    finally:
+        server.stop()
+        remove_instance(instance)
+    # The cuts fell both before and after the commit at least once (the last one long after the call ended).
+    assert len(seen) >= 2, seen
