@@ -9,6 +9,7 @@ no workspace labels (the engine cannot relabel), so whose it is comes from its n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -16,7 +17,7 @@ import secrets
 from collections.abc import Mapping
 
 from ..errors import Conflict, IDEError, NotFound, NotRunning
-from ..runtime import ContainerSpec, ContainerState, NetworkPolicy, Runtime
+from ..runtime import ContainerSpec, ContainerState, CopyResult, NetworkPolicy, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .domain import WorkspaceInfo, WorkspaceRef
@@ -198,6 +199,39 @@ class Containers:
         return dataclasses.replace(record, template=template.name, image=template.image, container_id=None), (
             state is not None
         )
+
+    async def copy(
+        self, source: WorkspaceRef, record: WorkspaceRecord, target: WorkspaceRef
+    ) -> tuple[WorkspaceRecord, CopyResult]:
+        """Record a new workspace `target` made from the source's record (template, image, theme) with a copy of its
+        files, the running source paused for the copy (runtime.copy_workspace). Returns the new record and how the
+        copy went. On any failure nothing of the new workspace is left. Call with both workspaces' locks held."""
+        if await self.store.get(target.project_id, target.workspace_id) is not None:
+            raise Conflict(f"Workspace {target} already exists; fork to a new id, or delete it first")
+        fork = self.new_record(target, record.template or "", record.image, record.theme)
+        if await self.runtime.volume_labels(fork.volume_name) is not None:
+            raise Conflict(
+                f"The engine still holds volume {fork.volume_name} of an earlier workspace {target}; "
+                "remove it (docker volume rm) or fork to a new id"
+            )
+        files_at = await self.files_volume(record)
+        state = await self.runtime.inspect(record.container_name)
+        copied = CopyResult(seconds=0.0, paused_seconds=0.0)
+        try:
+            if files_at is not None:
+                copied = await self.runtime.copy_workspace(
+                    self.spec(source, dataclasses.replace(record, volume_name=files_at)),
+                    self.spec(target, fork),
+                    freeze=state.id if state is not None and state.running else None,
+                )
+            stored = await self.store.create(fork)
+        except BaseException:
+            with contextlib.suppress(IDEError):
+                await asyncio.shield(self.runtime.remove_volume(fork.volume_name))
+            raise
+        if stored is not fork:  # another backend process made the workspace meanwhile
+            raise Conflict(f"Workspace {target} was made meanwhile; fork to a new id")
+        return fork, copied
 
     async def container_name(self, ref: WorkspaceRef) -> str:
         """The workspace's container name. Records are never deleted and a name never changes: once read, it is

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import Conflict, IDEError, NotRunning, ValidationFailed
-from ..runtime import ContainerState, CopyResult, Runtime
+from ..runtime import ContainerState, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
@@ -270,31 +270,7 @@ class WorkspaceService:
         record = await self.containers.require(source)
         first, second = sorted((source, target), key=lambda ref: (ref.project_id, ref.workspace_id))
         async with self._lock(first), self._lock(second):
-            if await self.store.get(target.project_id, target.workspace_id) is not None:
-                raise Conflict(f"Workspace {target} already exists; fork to a new id, or delete it first")
-            fork = self.containers.new_record(target, record.template or "", record.image, record.theme)
-            if await self.runtime.volume_labels(fork.volume_name) is not None:
-                raise Conflict(
-                    f"The engine still holds volume {fork.volume_name} of an earlier workspace {target}; "
-                    "remove it (docker volume rm) or fork to a new id"
-                )
-            files_at = await self.containers.files_volume(record)
-            state = await self.runtime.inspect(record.container_name)
-            copied = CopyResult(seconds=0.0, paused_seconds=0.0)
-            try:
-                if files_at is not None:
-                    copied = await self.runtime.copy_workspace(
-                        self.containers.spec(source, dataclasses.replace(record, volume_name=files_at)),
-                        self.containers.spec(target, fork),
-                        freeze=state.id if state is not None and state.running else None,
-                    )
-                stored = await self.store.create(fork)
-            except BaseException:
-                with contextlib.suppress(IDEError):
-                    await asyncio.shield(self.runtime.remove_volume(fork.volume_name))
-                raise
-            if stored is not fork:  # another backend process made the workspace meanwhile
-                raise Conflict(f"Workspace {target} was made meanwhile; fork to a new id")
+            fork, copied = await self.containers.copy(source, record, target)
         log.info(
             "forked %s to %s in %.2f s (source paused %.2f s)", source, target, copied.seconds, copied.paused_seconds
         )
