@@ -18,8 +18,10 @@ output chunk arrives once and in order. What cannot be made good is said rather 
 counts chunks that had fallen out of the server's replay buffer (1 MiB per process, IDE_PROCESS_BUFFER_BYTES)
 meanwhile; stdin, resizes and signals sent while the connection is down wait for it, but one sent in the very
 moment it drops may be lost (the protocol does not acknowledge them); an exec whose `started` had not arrived is
-looked for (attach) and sent again if the server never had it; and status events during the gap are not replayed
-(the subscription gets a new snapshot). Giving up fails every process and subscription with IDEConnectionError.
+looked for (attach) and sent again when the server does not know it (a `conflict` then means it did after all, and
+it is followed instead; one that the server was still starting for the dropped connection and that ended before
+the second exec arrived runs twice); and status events during the gap are not replayed (the subscription gets a
+new snapshot). Giving up fails every process and subscription with IDEConnectionError.
 """
 
 from __future__ import annotations
