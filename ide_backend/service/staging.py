@@ -126,20 +126,22 @@ sub apply {
 sub place {
     my ($from, $rel) = @_;
     opendir(my $dh, $from) or die "$from: $!\n";
-    my @entries = sort grep { $_ ne "." && $_ ne ".." } readdir($dh);
+    my @entries = grep { $_ ne "." && $_ ne ".." } readdir($dh);
     closedir($dh);
+    enter($rel);
+    my @inside;    # staged folders whose target folder exists: entered after this folder's own moves
     for my $e (@entries) {
         my $path = $rel eq "" ? $e : "$rel/$e";
         my @s = lstat("$from/$e") or die "$from/$e: $!\n";
-        enter($rel);
         my @t = lstat($e);
         if (S_ISDIR($s[2]) && @t && S_ISDIR($t[2]) && !S_ISLNK($t[2])) {
-            place("$from/$e", $path);
+            push @inside, $e;
             next;
         }
         die "$path: a folder is in the way\n" if @t && S_ISDIR($t[2]) && !S_ISLNK($t[2]);
         rename("$from/$e", $e) or ($!{EACCES} || $!{EPERM} ? exit 11 : die "$path: $!\n");
     }
+    place("$from/$_", $rel eq "" ? $_ : "$rel/$_") for @inside;
 }
 
 sub enter {
