@@ -17,9 +17,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .api import Authenticator, AuthMiddleware, BodyLimitMiddleware, FailureLimiter, routes
 from .api.answers import CLOSE_BASE, EXCEPTION_HANDLERS
+from .api.auth import Authenticator, AuthMiddleware, FailureLimiter
+from .api.middleware import BodyLimitMiddleware
 from .api.openapi import build_openapi
+from .api.routes import routes
 from .api.tokens import TokenSigner
 from .api.websocket import Connection
 from .errors import IDEError

@@ -1,7 +1,4 @@
-"""The edge: thin routes over the workspace service, the websocket, authentication and the wire models."""
+"""The edge: thin routes over the workspace service, the websocket, authentication and the wire models.
 
-from .auth import Authenticator, AuthMiddleware, Credential, FailureLimiter
-from .middleware import BodyLimitMiddleware
-from .routes import routes
-
-__all__ = ["AuthMiddleware", "Authenticator", "BodyLimitMiddleware", "Credential", "FailureLimiter", "routes"]
+`ide_backend.api.models` and `ide_backend.api.protocol` import nothing of the server beyond the domain types, so
+the SDK can use them; the rest is imported from its modules (app.py does)."""
