@@ -193,6 +193,8 @@ def test_a_full_workspace_leaves_the_others_and_the_api_working(server: Server) 
     assert post(server, "status", full).json()["data"]["running"] is True
     synced = post(server, "sync", {**full, "files": {"b.txt": "x" * 100_000}})
     assert synced.status_code == 409 and "The workspace's disk is full" in synced.json()["message"], synced.text
+    staged = post(server, "sync", {**full, "files": {f"many/{i}.txt": "y" * 100_000 for i in range(20)}})
+    assert staged.status_code == 409 and "The workspace's disk is full" in staged.json()["message"], staged.text
     # Another workspace writes, syncs and answers as if nothing happened; so does the API.
     _ok(server, other, "head -c 16M /dev/zero > /workspace/data && rm /workspace/data")
     assert post(server, "sync", {**other, "files": {"c.txt": "c"}}).status_code == 200
@@ -203,6 +205,8 @@ def test_a_full_workspace_leaves_the_others_and_the_api_working(server: Server) 
     _ok(server, full, "rm /workspace/big")
     assert post(server, "sync", {**full, "files": {"b.txt": "b"}}).status_code == 200
     assert _ok(server, full, "cat a.txt b.txt") == "ab"
+    # The large sync that hit the full disk left nothing behind once the next write came (its part undone).
+    assert _ok(server, full, "ls -A /workspace") == "a.txt\nb.txt"
 
 
 def test_what_was_written_survives_a_stop_and_start(server: Server) -> None:

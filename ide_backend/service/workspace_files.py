@@ -95,7 +95,11 @@ class WorkspaceFiles:
         s = self.settings
         tx = new_transaction()
         archive = tar_staged(fileset, prefix=f"{STAGING}/{tx}.part", uid=s.workspace_uid, gid=s.workspace_gid)
-        await self.runtime.put_archive(container.id, base, archive)
+        try:
+            await self.runtime.put_archive(container.id, base, archive)
+        except BaseException:
+            self._settled.discard((container.id, base))  # a part may be there: the next call undoes it
+            raise
         await self._commit(container, base, [tx, "clean" if clean else "keep"])
         self.writes["archive"] += 1
 
