@@ -2,9 +2,10 @@
 // commands and a theme. Plain ES modules, no framework. The token is never written to the console.
 //
 // This module makes the page's parts and wires them to the page: workspace.js (ids, status, start/stop),
-// workspace-list.js (the project's workspaces), tree.js + file-actions.js (explorer), editor.js, terminal.js,
-// run-box.js, theme-picker.js, template-picker.js, over live.js (websocket) and api.js (REST); scope.js fits the
-// page to what the token covers; notify.js shows toasts and notes.
+// workspace-list.js (the project's workspaces), tree.js + file-actions.js (explorer), editor.js (with its tabs in
+// editor-tabs.js, conflicts in conflict.js, Monaco in monaco.js), terminal.js, run-box.js, theme-picker.js,
+// template-picker.js, over live.js (websocket) and api.js (REST); scope.js fits the page to what the token covers;
+// notify.js shows toasts and notes.
 
 import { adoptTokenFromUrl, api, clearToken, getToken, setUnauthorizedHandler, wsUrl } from "./api.js";
 import { Editor } from "./editor.js";
@@ -131,12 +132,23 @@ const editor = new Editor(
     save: $("save"),
     cursor: $("cursor-pos"),
     language: $("language"),
+    tabs: $("editor-tabs"),
+    diff: {
+      view: $("diff"),
+      host: $("diff-host"),
+      title: $("diff-title"),
+      keep: $("diff-keep"),
+      reload: $("diff-reload"),
+      close: $("diff-close"),
+    },
   },
   {
-    onSaved: (path) => {
-      note(`Saved ${path}`);
-      tree.reveal(path).then(() => tree.setActive(path));
+    onSaved: (path, info) => {
+      // A stopped workspace takes the save too (sync writes through the engine); its tree waits for the next start.
+      note(info.running === false ? `Saved ${path} (workspace stopped)` : `Saved ${path}`);
+      if (workspace.running) tree.reveal(path).then(() => tree.setActive(path));
     },
+    onActive: (path) => tree.setActive(path),
     onError: showError,
     onInfo: (message) => toast(message, "info"),
   },
@@ -169,7 +181,10 @@ function wireUi() {
     event.preventDefault();
     workspace.applyIds();
   });
-  for (const id of ["project-id", "workspace-id"]) $(id).addEventListener("change", () => workspace.applyIds());
+  for (const id of ["project-id", "workspace-id"]) {
+    $(id).addEventListener("change", () => workspace.applyIds());
+    $(id).addEventListener("input", () => workspace.idsEdited());
+  }
   $("start").addEventListener("click", () => workspace.start());
   $("stop").addEventListener("click", () => workspace.stop());
   $("open-vscode").addEventListener("click", () => workspace.openIde());

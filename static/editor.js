@@ -1,29 +1,24 @@
-// The Monaco editor (AMD build from /vendor/monaco-editor/min/vs): open a workspace file, edit, save it back.
+// The Monaco editor (monaco.js): workspace files open in tabs, are edited and saved back over the version they were
+// read at (files/read's `version`, sync's `ifMatch`). A save refused because the file changed in the workspace
+// meanwhile asks whether to reload theirs, keep mine or compare the two (conflict.js).
 
 import { api } from "./api.js";
+import { askConflict, DiffView } from "./conflict.js";
+import { EditorTabs, renderPath } from "./editor-tabs.js";
+import { languageName, languageOf, loadMonaco, LOOK } from "./monaco.js";
+import { confirmDialog } from "./notify.js";
 import { defineMonacoThemes, monacoThemeId } from "./themes.js";
 import { basename, h } from "./util.js";
 
-const MONACO_BASE = "/vendor/monaco-editor/min/vs";
-
-export function loadMonaco() {
-  return new Promise((resolve, reject) => {
-    const amd = window.require;
-    if (!amd || typeof amd.config !== "function") {
-      reject(new Error("Monaco's loader is missing (run scripts/frontend.sh to install the front-end packages)"));
-      return;
-    }
-    amd.config({ paths: { vs: MONACO_BASE } });
-    amd(["vs/editor/editor.main"], (module) => resolve(window.monaco || module), (err) => {
-      reject(new Error(`Monaco failed to load: ${err && err.message ? err.message : err}`));
-    });
-  });
-}
-
 export class Editor {
   /**
-   * @param {object} els {host, placeholder, title, save, cursor, language}
-   * @param {{onSaved: (path: string) => void, onError: (err: Error) => void, onInfo: (msg: string) => void}} hooks
+   * @param {object} els {host, placeholder, title, save, cursor, language, tabs, diff: {view, host, title, keep,
+   *   reload, close}}
+   * @param {object} hooks
+   * @param {(path: string, info: object) => void} hooks.onSaved with the workspace's containerInfo from sync
+   * @param {(path: string | null) => void} hooks.onActive the file shown changed (null: none)
+   * @param {(err: Error) => void} hooks.onError
+   * @param {(msg: string) => void} hooks.onInfo
    */
   constructor(els, hooks) {
     this.els = els;
@@ -32,7 +27,9 @@ export class Editor {
     this.editor = null;
     this.ref = null;
     this.path = null;
-    this.files = new Map(); // path -> {model, savedVersion, readOnly}
+    // path -> {model, savedAt: the model's alternative version id when last read or saved, readOnly, version: the
+    // file's version in the workspace the text was read at or saved as (null: it did not exist), viewState}
+    this.files = new Map();
     this.saving = false;
     this.canWrite = true; // false with a read-only token: every file opens read-only
     this.themeId = null;
@@ -41,6 +38,12 @@ export class Editor {
     });
     this.loaded.catch(() => {}); // reported by init's caller
     els.save.addEventListener("click", () => this.save());
+    this.tabs = new EditorTabs(els.tabs, { onPick: (path) => this.pick(path), onClose: (path) => this.close(path) });
+    this.diff = new DiffView(els.diff, {
+      onKeep: (path, version) => this._keepMine(path, version),
+      onReload: (path) => this._reloadTheirs(path),
+      onClose: () => this.closeCompare(),
+    });
     this._renderTitle();
   }
 
@@ -55,19 +58,12 @@ export class Editor {
     this.monaco = monaco;
     defineMonacoThemes(monaco);
     this.editor = monaco.editor.create(this.els.host, {
+      ...LOOK,
       model: null,
       theme: monacoThemeId(theme),
-      automaticLayout: true,
-      fontFamily: '"JetBrains Mono", "Cascadia Code", "Fira Code", Menlo, Consolas, "DejaVu Sans Mono", monospace',
-      fontSize: 13.5,
-      lineHeight: 21,
       minimap: { enabled: true, renderCharacters: false, scale: 1 },
-      scrollBeyondLastLine: false,
-      smoothScrolling: true,
       padding: { top: 10 },
       renderLineHighlight: "all",
-      bracketPairColorization: { enabled: true },
-      tabSize: 4,
     });
     // No minimap on narrow screens, where every column counts.
     const minimap = () => this.editor.updateOptions({ minimap: { enabled: this.els.host.clientWidth > 640 } });
@@ -76,7 +72,9 @@ export class Editor {
     this.editor.onDidChangeCursorPosition((e) => {
       this.els.cursor.textContent = `Ln ${e.position.lineNumber}, Col ${e.position.column}`;
     });
-    this.editor.onDidChangeModelContent(() => this._renderTitle());
+    // After the change: an undo or redo sets the model's alternative version id (what "unsaved" is told by) only
+    // once its edit has been announced.
+    this.editor.onDidChangeModelContent(() => queueMicrotask(() => this._renderTitle()));
     this._loaded.resolve();
   }
 
@@ -95,31 +93,58 @@ export class Editor {
   }
 
   closeAll() {
+    this.diff.hide();
     for (const file of this.files.values()) file.model.dispose();
     this.files.clear();
     this.path = null;
     if (this.editor) this.editor.setModel(null);
     this._renderTitle();
+    this.hooks.onActive(null);
   }
 
   /** Close the files at or below `path` (it was deleted). */
   closeBelow(path) {
-    for (const [p, file] of [...this.files]) {
-      if (p === path || p.startsWith(path + "/")) {
-        file.model.dispose();
-        this.files.delete(p);
-        if (this.path === p) {
-          this.path = null;
-          if (this.editor) this.editor.setModel(null);
-        }
-      }
+    for (const p of [...this.files.keys()]) if (p === path || p.startsWith(path + "/")) this._drop(p);
+  }
+
+  /** Close a tab; one with unsaved changes only once the user agrees to lose them. */
+  async close(path) {
+    if (!this.files.has(path)) return;
+    if (this.isDirty(path)) {
+      const text = `Your changes to ${path} are not saved and will be lost.`;
+      if (!(await confirmDialog(`Close ${basename(path)} without saving?`, text, "Close without saving"))) return;
     }
+    this._drop(path);
+  }
+
+  /** Forget an open file; the tab beside it (or none) is shown when it was the active one. */
+  _drop(path) {
+    const file = this.files.get(path);
+    if (!file) return;
+    if (this.diff.path === path) this.closeCompare();
+    const paths = [...this.files.keys()];
+    const index = paths.indexOf(path);
+    this.files.delete(path);
+    if (this.path === path) {
+      const next = paths[index + 1] || paths[index - 1] || null;
+      if (this.editor) this.editor.setModel(null);
+      this.path = null;
+      if (next) this._show(next);
+      else this.hooks.onActive(null);
+    }
+    file.model.dispose();
     this._renderTitle();
+  }
+
+  /** Show an open file (a tab was picked). */
+  pick(path) {
+    if (this.files.has(path)) this._show(path);
+    this.focus();
   }
 
   isDirty(path = this.path) {
     const file = path && this.files.get(path);
-    return Boolean(file && !file.readOnly && file.model.getAlternativeVersionId() !== file.savedVersion);
+    return Boolean(file && !file.readOnly && file.model.getAlternativeVersionId() !== file.savedAt);
   }
 
   get dirtyCount() {
@@ -145,15 +170,18 @@ export class Editor {
     if (ref !== this.ref) return;
     const binary = answer.encoding !== "utf-8";
     const text = binary ? "" : answer.content;
-    this._setFile(path, text, binary);
+    this._setFile(path, text, binary, answer.version);
     this._show(path);
     if (binary) this.hooks.onInfo(`${path} is not UTF-8 text; it is shown read-only and empty`);
   }
 
-  /** A file that does not exist yet: an empty buffer that Save creates. */
-  async openNew(path, content = "") {
+  /**
+   * A file opened without reading it: `version` is what the workspace has (sync's answer for a file just made), or
+   * null when it has none, so that the first save creates it and refuses to replace one made meanwhile.
+   */
+  async openNew(path, content = "", version = null) {
     if (!(await this._whenLoaded())) return;
-    this._setFile(path, content, false);
+    this._setFile(path, content, false, version);
     this._show(path);
   }
 
@@ -172,67 +200,177 @@ export class Editor {
     if (this.editor) this.editor.focus();
   }
 
+  /** Save the file shown, over the version it was read at (or as a new file, where it had none). */
   async save() {
     const path = this.path;
     const file = path && this.files.get(path);
     if (!file || file.readOnly || this.saving) return;
-    const version = file.model.getAlternativeVersionId();
+    await this._write(path, file, file.version);
+  }
+
+  /** Write the editor's text with `ifMatch`; a conflict asks the user what to do. */
+  async _write(path, file, ifMatch) {
+    const ref = this.ref;
+    const at = file.model.getAlternativeVersionId();
     const content = file.model.getValue();
     this.saving = true;
     this._renderTitle();
+    let conflict = null;
     try {
-      await api.sync(this.ref, { [path]: content });
-      file.savedVersion = version;
-      this.hooks.onSaved(path);
+      const answer = await api.sync(ref, { [path]: { content, ifMatch } });
+      if (this.files.get(path) !== file) return; // closed (or the workspace switched) meanwhile
+      file.savedAt = at;
+      file.version = Object.values(answer.versions || {})[0] ?? null; // one file written: its version
+      this.hooks.onSaved(path, answer.data || {});
     } catch (err) {
-      this.hooks.onError(err);
+      const conflicts = (err.status === 409 && err.code === "conflict" && err.body && err.body.conflicts) || [];
+      if (conflicts.length) conflict = conflicts.find((c) => c.path === path) || conflicts[0];
+      else this.hooks.onError(err);
     } finally {
       this.saving = false;
       this._renderTitle();
     }
+    if (conflict && this.files.get(path) === file) await this._resolve(path, conflict.version);
   }
 
-  _setFile(path, text, readOnly) {
+  /** The file changed (theirs: its version now, null: deleted) since the editor read it: ask, then do that. */
+  async _resolve(path, theirs) {
+    if (this.path !== path) this._show(path);
+    const choice = await askConflict(path, theirs === null);
+    if (!this.files.has(path)) return;
+    if (choice === "reload") await this._reloadTheirs(path);
+    else if (choice === "keep") await this._keepMine(path, theirs);
+    else if (choice === "compare") await this.compare(path);
+    else this.focus(); // dismissed: the edits stay, unsaved
+  }
+
+  /** Write the editor's text over `theirs` (the version the user saw; null: over nothing). */
+  async _keepMine(path, theirs) {
+    const file = this.files.get(path);
+    if (!file) return;
+    this.closeCompare();
+    await this._write(path, file, theirs);
+  }
+
+  /** The file as the workspace has it now: {text (null: not UTF-8 text), version}, or null when it is gone. */
+  async _theirs(path) {
+    try {
+      const answer = await api.read(this.ref, path);
+      return { text: answer.encoding === "utf-8" ? answer.content : null, version: answer.version };
+    } catch (err) {
+      if (err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Drop the editor's text for the file as the workspace has it now (one undo brings the edits back). */
+  async _reloadTheirs(path) {
+    this.closeCompare();
+    const ref = this.ref;
+    let theirs;
+    try {
+      theirs = await this._theirs(path);
+    } catch (err) {
+      this.hooks.onError(err);
+      return;
+    }
+    const file = this.files.get(path);
+    if (ref !== this.ref || !file) return;
+    if (!theirs) {
+      this._drop(path);
+      this.hooks.onInfo(`${path} no longer exists in the workspace; closed it`);
+      return;
+    }
+    const { text, version } = theirs;
+    const { model } = file;
+    if (text !== null) {
+      model.pushStackElement();
+      model.pushEditOperations([], [{ range: model.getFullModelRange(), text }], () => null);
+      model.pushStackElement();
+    }
+    if (text !== null && model.getValue() === text) {
+      file.savedAt = model.getAlternativeVersionId();
+      file.version = version;
+      this._renderTitle();
+    } else {
+      // Not text any more, or other line endings than the editor's: a model of its own.
+      this._setFile(path, text ?? "", text === null, version);
+      this._show(path);
+    }
+    this.focus();
+  }
+
+  /** Theirs (the workspace's file now) beside mine, in Monaco's diff editor; mine stays editable there. */
+  async compare(path) {
+    const file = this.files.get(path);
+    if (!file) return;
+    const ref = this.ref;
+    let theirs;
+    try {
+      theirs = await this._theirs(path);
+    } catch (err) {
+      this.hooks.onError(err);
+      return;
+    }
+    if (ref !== this.ref || this.files.get(path) !== file) return;
+    if (theirs && theirs.text === null) this.hooks.onInfo(`${path} is not UTF-8 text in the workspace now`);
+    this._show(path);
+    this.diff.show(this.monaco, {
+      path,
+      theirs: (theirs && theirs.text) || "",
+      version: theirs ? theirs.version : null,
+      gone: !theirs,
+      model: file.model,
+      options: { theme: this.themeId || undefined, ...LOOK },
+    });
+    this._renderTitle();
+  }
+
+  /** Back from the comparison to the editor (nothing decided: the edits stay unsaved). */
+  closeCompare() {
+    if (!this.diff.path) return;
+    this.diff.hide();
+    this._renderTitle();
+    this.focus();
+  }
+
+  _setFile(path, text, readOnly, version) {
     const old = this.files.get(path);
+    if (this.diff.path === path) this.closeCompare();
     if (old) old.model.dispose();
     const uri = this.monaco.Uri.from({ scheme: "workspace", path: "/" + path });
     const stale = this.monaco.editor.getModel(uri);
     if (stale) stale.dispose();
-    const model = this.monaco.editor.createModel(text, this._language(path), uri);
-    const savedVersion = model.getAlternativeVersionId();
-    this.files.set(path, { model, savedVersion, readOnly: readOnly || !this.canWrite });
+    const model = this.monaco.editor.createModel(text, languageOf(this.monaco, path), uri);
+    const entry = { model, savedAt: model.getAlternativeVersionId(), readOnly: readOnly || !this.canWrite };
+    this.files.set(path, { ...entry, version: version ?? null, viewState: null });
   }
 
   _show(path) {
-    this.path = path;
+    if (this.diff.path && this.diff.path !== path) this.closeCompare();
     const file = this.files.get(path);
+    const before = this.path && this.files.get(this.path);
+    if (this.editor && before && before !== file) before.viewState = this.editor.saveViewState();
+    this.path = path;
     if (this.editor && file) {
       this.editor.setModel(file.model);
+      if (file.viewState) this.editor.restoreViewState(file.viewState);
       this.editor.updateOptions({ readOnly: file.readOnly });
-      this.els.language.textContent = this._languageName(file.model.getLanguageId());
+      this.els.language.textContent = languageName(this.monaco, file.model.getLanguageId());
     }
     this._renderTitle();
-  }
-
-  _language(path) {
-    const name = basename(path).toLowerCase();
-    for (const lang of this.monaco.languages.getLanguages()) {
-      if ((lang.filenames || []).some((f) => f.toLowerCase() === name)) return lang.id;
-      if ((lang.extensions || []).some((ext) => name.endsWith(ext.toLowerCase()))) return lang.id;
-    }
-    return "plaintext";
-  }
-
-  _languageName(id) {
-    const lang = this.monaco.languages.getLanguages().find((l) => l.id === id);
-    return (lang && lang.aliases && lang.aliases[0]) || id;
+    this.hooks.onActive(path);
   }
 
   _renderTitle() {
     const { title, save, placeholder, host } = this.els;
     const path = this.path;
+    this.tabs.render(
+      [...this.files].map(([p, f]) => ({ path: p, active: p === path, dirty: this.isDirty(p), readOnly: f.readOnly })),
+    );
     placeholder.hidden = Boolean(path);
-    host.classList.toggle("hidden", !path);
+    host.classList.toggle("hidden", !path || Boolean(this.diff.path));
+    title.hidden = !path;
     if (!path) {
       title.replaceChildren(h("span", { class: "muted" }, "No file open"));
       delete title.dataset.path;
@@ -242,21 +380,9 @@ export class Editor {
       this.els.language.textContent = "";
       return;
     }
-    const parts = path.split("/");
-    const crumbs = [];
-    parts.forEach((part, i) => {
-      if (i > 0) crumbs.push(h("span", { class: "sep" }, "›"));
-      crumbs.push(h("span", { class: i === parts.length - 1 ? "leaf" : "crumb" }, part));
-    });
     const file = this.files.get(path);
     const dirty = this.isDirty(path);
-    const items = [
-      h("span", { class: "crumbs", title: path }, ...crumbs),
-      file && file.readOnly ? h("span", { class: "chip" }, "read-only") : null,
-      dirty ? h("span", { class: "dirty", title: "Unsaved changes", "aria-label": "unsaved changes" }) : null,
-      this.saving ? h("span", { class: "muted saving" }, "saving…") : null,
-    ];
-    title.replaceChildren(...items.filter(Boolean));
+    renderPath(title, path, { readOnly: Boolean(file && file.readOnly), saving: this.saving });
     title.dataset.path = path;
     title.dataset.dirty = String(dirty);
     save.disabled = !file || file.readOnly || this.saving;

@@ -53,14 +53,23 @@ export class FileActions {
         showError(err);
         return;
       }
+      let made;
       try {
-        await api.sync(ref, { [path]: "" });
+        // Only where nothing is: a file made meanwhile (by the terminal, say) is opened, not emptied.
+        made = await api.sync(ref, { [path]: { content: "", ifMatch: null } });
       } catch (syncErr) {
-        showError(syncErr);
-        return;
+        if (syncErr.code !== "conflict") {
+          showError(syncErr);
+          return;
+        }
       }
       $("new-file-form").hidden = true;
-      await editor.openNew(path);
+      if (made) {
+        await editor.openNew(path, "", Object.values(made.versions || {})[0] ?? null);
+      } else {
+        toast(`${path} was just made in the workspace; opened it`, "info");
+        await editor.open(path);
+      }
     }
     tree.setActive(path);
     await tree.reveal(path);

@@ -14,6 +14,12 @@ const EXT_CLASS = {
   txt: "txt",
 };
 
+/** The icon of a file named `name`, coloured by its extension (the tree's rows and the editor's tabs). */
+export function fileIcon(name) {
+  const ext = name.includes(".") ? name.split(".").pop().toLowerCase() : "";
+  return svgIcon(FILE, `icon file ${EXT_CLASS[ext] || ""}`);
+}
+
 export class FileTree {
   /**
    * @param {HTMLElement} host

@@ -28,6 +28,7 @@ export const RUNNING_STATES = new Set(["running", "syncing"]);
 const STOPPED_STATES = new Set(["exited", "died", "oom", "removed", "missing"]);
 const DETAIL_EVERY_MS = 30_000; // idleStopAt moves whenever something uses the workspace
 const DELETED = { text: "deleted", title: "Deleted for good: a start begins empty", kind: "stopped-why" };
+const ID_RULE = "1-63 letters, digits, '_', '-' or '.', starting with a letter or digit and not ending with '.'";
 
 /** The ids the page used last time, or the defaults. */
 export function loadIds() {
@@ -89,17 +90,36 @@ export class Workspace {
     return this._templates();
   }
 
+  /**
+   * What is wrong with the ids typed in the top bar ("" when both are ids the server takes). Start and Stop are off
+   * meanwhile, saying this, so that they never act on the workspace shown before while the fields show another.
+   */
+  idsProblem() {
+    for (const [label, id] of [["Project", "project-id"], ["Workspace", "workspace-id"]]) {
+      const value = $(id).value.trim();
+      if (!ID_PATTERN.test(value)) return `${label} id ${value ? `"${value}" is not valid` : "is empty"}: ${ID_RULE}`;
+    }
+    return "";
+  }
+
+  /** An id was typed (not yet applied): each field says whether it is valid, and Start and Stop follow. */
+  idsEdited() {
+    for (const id of ["project-id", "workspace-id"]) {
+      const input = $(id);
+      input.setCustomValidity(ID_PATTERN.test(input.value.trim()) ? "" : ID_RULE);
+    }
+    this.updateStart();
+    this.updateStop();
+  }
+
   /** The ids typed in the top bar; switches the page to them when they changed. Returns false when invalid. */
   applyIds() {
     const projectId = $("project-id").value.trim();
     const workspaceId = $("workspace-id").value.trim();
-    for (const [label, value] of [["Project", projectId], ["Workspace", workspaceId]]) {
-      if (!ID_PATTERN.test(value)) {
-        toast(
-          `${label} id: 1-63 letters, digits, '_', '-' or '.', starting with a letter or digit and not ending with '.'`,
-        );
-        return false;
-      }
+    const problem = this.idsProblem();
+    if (problem) {
+      toast(problem);
+      return false;
     }
     if (this.ref && this.ref.projectId === projectId && this.ref.workspaceId === workspaceId) return true;
     const scope = this.scope;
@@ -108,6 +128,7 @@ export class Workspace {
       toast(`This token is for ${only ? `workspace ${project}/${only}` : `project ${project}`} only`);
       $("project-id").value = this.ref.projectId;
       $("workspace-id").value = this.ref.workspaceId;
+      this.idsEdited();
       return false;
     }
     this.switchTo({ projectId, workspaceId });
@@ -124,6 +145,7 @@ export class Workspace {
     localStorage.setItem(IDS_KEY, JSON.stringify(ref));
     $("project-id").value = ref.projectId;
     $("workspace-id").value = ref.workspaceId;
+    for (const id of ["project-id", "workspace-id"]) $(id).setCustomValidity("");
     $("status-ref").textContent = `${ref.projectId} / ${ref.workspaceId}`;
     document.title = `${ref.projectId}/${ref.workspaceId} · ide-backend`;
     this.editor.setWorkspace(ref);
@@ -150,7 +172,7 @@ export class Workspace {
     const running = RUNNING_STATES.has(status);
     if (status === "missing") this._setTemplate(null);
     this.updateStart();
-    $("stop").disabled = this.busy || STOPPED_STATES.has(status) || status === "unknown";
+    this.updateStop();
     if (running && !this.running) {
       this.running = true;
       this.tree.setAvailable(true);
@@ -189,16 +211,31 @@ export class Workspace {
     const running = RUNNING_STATES.has(this.status);
     const wanted = this.templates.wanted;
     const other = Boolean(wanted && this.template && wanted !== this.template);
-    button.disabled = this.busy || (running && !other) || ["creating", "starting", "stopping"].includes(this.status);
+    const problem = this.idsProblem();
+    const busy = this.busy || ["creating", "starting", "stopping"].includes(this.status);
+    button.disabled = Boolean(problem) || busy || (running && !other);
     $("start-label").textContent = other ? `${running ? "Restart" : "Start"} as ${wanted}` : "Start";
-    button.title = other
-      ? `Re-create the container from the ${wanted} template (it was made from ${this.template}); ` +
+    button.title = problem || this._startTitle(wanted, other);
+  }
+
+  _startTitle(wanted, other) {
+    if (other) {
+      return (
+        `Re-create the container from the ${wanted} template (it was made from ${this.template}); ` +
         "the files in /workspace are kept, running processes and terminals end"
-      : this.template
-        ? `Start the workspace (template ${this.template})`
-        : wanted
-          ? `Start a new workspace from the ${wanted} template`
-          : "Start the workspace";
+      );
+    }
+    if (this.template) return `Start the workspace (template ${this.template})`;
+    return wanted ? `Start a new workspace from the ${wanted} template` : "Start the workspace";
+  }
+
+  /** Stop is offered while the workspace the fields show runs; its tooltip names it. */
+  updateStop() {
+    const button = $("stop");
+    const problem = this.idsProblem();
+    button.disabled = Boolean(problem) || this.busy || STOPPED_STATES.has(this.status) || this.status === "unknown";
+    const ref = this.ref;
+    button.title = problem || (ref ? `Stop ${ref.projectId}/${ref.workspaceId}; its files are kept` : "");
   }
 
   /** A `status` event from the live channel. */
@@ -213,6 +250,8 @@ export class Workspace {
     if (this.recreating && !["creating", "starting", "running"].includes(event.status)) return;
     // The engine's last words about a deleted workspace's container change nothing; a new start does.
     if (this.deleted && !["creating", "starting", "running"].includes(event.status)) return;
+    // A save into a stopped workspace goes through "syncing" (the engine writes the files), yet nothing runs.
+    if (event.status === "syncing" && !RUNNING_STATES.has(this.status)) return;
     this.deleted = false;
     const detail = event.exitCode !== undefined && event.exitCode !== null ? `exit code ${event.exitCode}` : "";
     this.setStatus(event.status, detail);
@@ -303,8 +342,11 @@ export class Workspace {
 
   async stop() {
     if (!this.ref || !this.canWrite) return;
+    const shown = this.ref;
+    // Only the workspace the fields show: other (valid) ids typed there are switched to first, and not stopped.
+    if (!this.applyIds() || this.ref !== shown) return;
     const ref = this.ref;
-    if (this.editor.dirtyCount > 0) toast("Unsaved changes stay in the editor; save them after the next start", "info");
+    if (this.editor.dirtyCount > 0) toast("Unsaved changes stay in the editor; Save writes them while stopped", "info");
     await this._lifecycle("stop", ref, this.status, () => api.stop(ref));
   }
 
