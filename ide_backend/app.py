@@ -22,9 +22,11 @@ from .api.auth import Authenticator, AuthMiddleware, FailureLimiter
 from .api.middleware import BodyLimitMiddleware
 from .api.openapi import build_openapi
 from .api.routes import routes
+from .api.telemetry import MetricsMiddleware, metrics_endpoint
 from .api.tokens import TokenSigner
 from .api.websocket import Connection
 from .errors import IDEError
+from .metrics import Metrics
 from .proxy import IDEProxy
 from .runtime import DockerRuntime
 from .service.domain import WorkspaceRef
@@ -92,6 +94,8 @@ def create_app(settings: Settings) -> Starlette:
         app.state.service = service
         app.state.store = store
         app.state.authenticator = authenticator
+        app.state.metrics = Metrics()
+        app.state.metrics_token = settings.metrics_token
         app.state.openapi = build_openapi()
         app.state.ide_probe = proxy
         app.state.connections = set()
@@ -118,6 +122,7 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]
     middleware = [
+        Middleware(MetricsMiddleware),
         Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
         Middleware(AuthMiddleware, authenticator=authenticator),
     ]
@@ -130,7 +135,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         middleware.insert(0, cors)
     app = Starlette(
-        routes=routes() + proxy.routes() + pages,
+        routes=[*routes(), Route("/metrics", metrics_endpoint, methods=["GET"]), *proxy.routes(), *pages],
         middleware=middleware,
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=1800.0, ge=0)
     idle_sweep: float = Field(default=15.0, gt=0)
 
+    # A token good for GET /metrics only (the operator's token works too); empty: the operator's token alone.
+    metrics_token: str = ""
+
     # Lifecycle events POSTed as JSON to this URL (ide_backend/service/webhooks.py); empty: none. Signed with
     # webhook_secret (empty: the API token); an event not accepted within webhook_max_age seconds is dropped.
     webhook_url: str = Field(default="", pattern=r"^(https?://\S+)?$")

@@ -141,7 +141,14 @@ class Authenticator:
 
     def is_token(self, presented: str) -> bool:
         """Whether this is the operator's token (constant-time, so it cannot be guessed from timings)."""
-        return hmac.compare_digest(presented.encode(), self._token)
+        return _same(presented, self._token)
+
+    def require_metrics(self, conn: HTTPConnection, metrics_token: str) -> None:
+        """/metrics: the metrics token (good for nothing else), or the operator's token; else 401/403."""
+        presented = bearer(conn.headers.get("authorization"))
+        if metrics_token and presented is not None and _same(presented, metrics_token.encode()):
+            return
+        self.authenticate(conn).require_admin("read the metrics (or send IDE_METRICS_TOKEN)")
 
     def authenticate(self, conn: HTTPConnection, *, workspace: WorkspaceRef | None = None) -> Credential:
         """The connection's credential. The IDE cookie counts only for the workspace whose /ide/ path it is on, and
@@ -213,6 +220,11 @@ class Authenticator:
 
     def session_valid(self, value: str, ref: WorkspaceRef) -> bool:
         return self._session(value, ref) is not None
+
+
+def _same(presented: str, secret: bytes) -> bool:
+    """Constant-time comparison of a presented token with a secret, so neither can be guessed from timings."""
+    return hmac.compare_digest(presented.encode(), secret)
 
 
 def _cookies(conn: HTTPConnection, name: str) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from ..errors import IDEError
+from ..metrics import engine_stream_reconnected
 from ..runtime import ContainerState, Runtime, RuntimeEvent
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus
@@ -147,6 +148,7 @@ class StatusEvents:
                         self._on_engine_event(ref, event)  # a container claimed from the warm pool
             except IDEError as exc:
                 log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
+                engine_stream_reconnected()
                 broke_at = broke_at or time.time()
             if since is None:
                 since = time.time()

@@ -157,6 +157,18 @@ class WorkspaceService:
             **({"webhooks": self.webhooks.stats()} if self.webhooks is not None else {}),
         }
 
+    async def workspace_states(self) -> list[tuple[str, str]]:
+        """(state, template) of every workspace: the engine's status of its container, or `removed` (for metrics)."""
+        records = await self.store.all()
+        limit = asyncio.Semaphore(16)
+
+        async def state_of(record: WorkspaceRecord) -> tuple[str, str]:
+            async with limit:
+                state = await self.runtime.inspect(record.container_name)
+            return (state.status if state else "removed"), record.template or self.templates.default
+
+        return list(await asyncio.gather(*(state_of(r) for r in records)))
+
     def _lock(self, ref: WorkspaceRef) -> asyncio.Lock:
         return self._locks.setdefault(ref, asyncio.Lock())
 

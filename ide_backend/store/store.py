@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from ..errors import StoreUnavailable
+from ..metrics import db_call
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
 from .tables import schema_migrations, token_revocations, workspaces
 
@@ -80,9 +81,10 @@ class Store:
     def _errors(self, doing: str) -> Iterator[None]:
         """The database's own failures (sqlite3, asyncpg, the network, the disk) become StoreUnavailable with what
         we were doing; anything else is a bug in our own code and goes on as it is (a 500 in the log, not a 503
-        that tells the operator to look at the database)."""
+        that tells the operator to look at the database). Each call is timed for the metrics, by what it does."""
         try:
-            yield
+            with db_call(doing):
+                yield
         except StoreUnavailable:
             raise
         except DATABASE_ERRORS as exc:

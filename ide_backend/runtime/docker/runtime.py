@@ -13,6 +13,7 @@ import aiohttp
 from aiodocker.volumes import DockerVolume
 
 from ...errors import Conflict, IDEError, NotFound, NotRunning, RuntimeFailure
+from ...metrics import docker_timed
 from ..base import (
     ContainerSpec,
     ContainerState,
@@ -65,6 +66,7 @@ class DockerRuntime:
         with self._errors("checking the engine"):
             await self._docker.version()
 
+    @docker_timed("volume_create")
     async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
         """Make the volume when it does not exist. A new one is plain; create() turns it into a bounded disk when
         its spec has a disk limit (disk.py)."""
@@ -74,6 +76,7 @@ class DockerRuntime:
             await self._docker.volumes.create({"Name": name, "Labels": dict(labels)})  # type: ignore[no-untyped-call]
         self._disks.made_plain(name, labels)
 
+    @docker_timed("inspect")
     async def inspect(self, name_or_id: str) -> ContainerState | None:
         try:
             with self._errors("inspecting the container"):
@@ -82,6 +85,7 @@ class DockerRuntime:
             return None
         return container_state(data)
 
+    @docker_timed("create")
     async def create(self, spec: ContainerSpec) -> ContainerState:
         """Create the container, or return the one that already carries this name (another process won). Its network
         (and the firewall rules around it) is put in place first, by the first create of the process, and so is its
@@ -110,6 +114,7 @@ class DockerRuntime:
         except Conflict:
             log.info("container %s already exists; using it", spec.name)
 
+    @docker_timed("start")
     async def start(self, container_id: str) -> None:
         await self._disks.attach_all()
 
@@ -132,21 +137,25 @@ class DockerRuntime:
         await self._disks.reattach()
         await call()
 
+    @docker_timed("stop")
     async def stop(self, container_id: str, timeout: int) -> None:
         with self._errors("stopping the container"):
             await self._docker.containers.container(container_id).stop(
                 t=timeout, timeout=aiohttp.ClientTimeout(total=timeout + self._timeout)
             )
 
+    @docker_timed("remove")
     async def remove(self, container_id: str) -> None:
         with self._errors("removing the container"):
             await self._docker.containers.container(container_id).delete(force=True, v=False)
 
+    @docker_timed("network_move")
     async def move_to_network(self, container_id: str, policy: NetworkPolicy) -> bool:
         """Put a stopped container on the policy's network (one made before it, or under another IDE_NETWORK); True
         when it was moved. network.py has the details."""
         return await self._networks.move(container_id, policy)
 
+    @docker_timed("rename")
     async def rename(self, name: str, new_name: str) -> bool:
         """Rename the container called `name` (never an id: a name the container no longer has fails, which is what
         makes a claim from the warm pool atomic). False when no container has that name; Conflict when `new_name`
@@ -162,6 +171,7 @@ class DockerRuntime:
         """The volume's labels, or None when there is no such volume."""
         return await self._disks.volume_labels(name)
 
+    @docker_timed("volume_remove")
     async def remove_volume(self, name: str) -> None:
         """Remove the volume (gone already is fine); a bounded one goes with its home and /tmp volumes and its disk
         (the image file, and the loop device it held)."""
@@ -170,6 +180,7 @@ class DockerRuntime:
         with contextlib.suppress(NotFound), self._errors(f"removing volume {name}"):
             await DockerVolume(self._docker, name).delete()  # type: ignore[no-untyped-call]
 
+    @docker_timed("copy_workspace")
     async def copy_workspace(self, source: ContainerSpec, target: ContainerSpec, freeze: str | None) -> CopyResult:
         """Make the target's volumes (a bounded disk when its spec has a limit) and copy the source's files onto
         them, the running source container `freeze` paused meanwhile (volume_copy.py)."""
@@ -235,6 +246,7 @@ class DockerRuntime:
             connect_timeout=self._timeout,
         )
 
+    @docker_timed("exec")
     async def exec(
         self,
         container_id: str,
@@ -275,21 +287,25 @@ class DockerRuntime:
                         yield runtime_event(json.loads(line))
         raise unavailable("following engine events", "the event stream ended", self.host)
 
+    @docker_timed("stat_paths")
     async def stat_paths(self, container_id: str, paths: Sequence[str]) -> dict[str, PathStat | None]:
         """Stat each absolute path (not following a final symlink); None where nothing exists."""
         await self._disks.attach_all()  # the engine mounts a stopped container's volumes to look
         return await self._files.stat_paths(container_id, paths)
 
+    @docker_timed("put_archive")
     async def put_archive(self, container_id: str, dest: str, data: bytes) -> None:
         """Extract one tar at dest; the engine refuses to turn a folder into a file or a link into a folder."""
         await self._disks.attach_all()
         await self._files.put_archive(container_id, dest, data)
 
+    @docker_timed("read_file")
     async def read_file(self, container_id: str, path: str, max_bytes: int) -> bytes | None:
         """The bytes of one regular file, or None when it does not exist or is not a regular file."""
         await self._disks.attach_all()
         return await self._files.read_file(container_id, path, max_bytes)
 
+    @docker_timed("run_on_files")
     async def run_on_files(
         self, container: ContainerState, argv: Sequence[str], *, user: str, root: bool = False, timeout: float = 600
     ) -> ExecOutput:
