@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> Starlette:
 
     pages = [
         Route("/", _index(settings.static_dir / "index.html"), methods=["GET"]),
+        Route("/docs", _index(settings.static_dir / "docs.html"), methods=["GET"]),
         Mount("/static", StaticFiles(directory=settings.static_dir, check_dir=False), name="static"),
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]

@@ -91,7 +91,7 @@ def route_label(scope: MutableMapping[str, Any]) -> str:
     for area in ("/ide/", "/static/", "/vendor/"):
         if path.startswith(area):
             return area.rstrip("/")
-    return path if path in ("/", "/healthz", "/openapi.json", "/metrics") else "other"
+    return path if path in ("/", "/docs", "/healthz", "/openapi.json", "/metrics") else "other"
 
 
 class Metrics:
