@@ -2,9 +2,35 @@
 #   scripts/build-images.sh --backend
 #   docker run -d -v /var/run/docker.sock:/var/run/docker.sock -v ide-backend-data:/data \
 #       -p 127.0.0.1:8000:8000 -e IDE_API_TOKEN=... ide-backend/server:latest
-FROM debian:bookworm-slim
+# A plain `docker build .` of a fresh clone works too: nothing the build script stages is required.
+# Extra CA certificates for hosts behind a TLS-intercepting proxy: the *.crt files in build/ca/ (there but empty in a
+# clone; the build script copies the host's local CAs in, or put yours there by hand), trusted by apt, pip and npm.
 
-# Extra CA certificates for hosts behind a TLS-intercepting proxy (build/ca is filled by the build script).
+# The demo page's front-end packages (xterm.js, Monaco): those staged in build/vendor/ by the build script from
+# node_modules, or else installed here from package-lock.json with Debian's npm, so the image has them either way.
+FROM debian:bookworm-slim AS frontend
+LABEL ide-backend.stage=build
+WORKDIR /src
+COPY package.json package-lock.json ./
+COPY build/ ./build/
+RUN set -e; \
+    if [ -d build/vendor/monaco-editor/min ] && [ -d build/vendor/@xterm ]; then mv build/vendor vendor; exit 0; fi; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates nodejs npm >/dev/null; \
+    find build/ca -maxdepth 1 -name '*.crt' -exec cp {} /usr/local/share/ca-certificates/ \; ; \
+    update-ca-certificates >/dev/null; \
+    if ! NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+            npm ci --no-audit --no-fund --loglevel=error --cache /tmp/npm-cache; then \
+        echo "ide-backend: npm could not install the front-end packages. Behind a TLS-intercepting proxy, put its CA" \
+            "certificates (*.crt) in build/ca/ (scripts/build-images.sh --backend puts this host's there)." >&2; \
+        exit 1; \
+    fi; \
+    mkdir -p vendor/monaco-editor; \
+    cp -r node_modules/@xterm vendor/; \
+    cp -r node_modules/monaco-editor/min vendor/monaco-editor/
+
+FROM debian:bookworm-slim
+# build/ca/*.crt (see above) with Debian's CAs, also for pip (PIP_CERT) in the image.
 COPY build/ca/ /usr/local/share/ca-certificates/ide-extra/
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -18,15 +44,18 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN python3 -m venv /opt/ide-backend \
     && mkdir ide_backend && touch ide_backend/__init__.py \
-    && /opt/ide-backend/bin/pip install --no-cache-dir --disable-pip-version-check . \
+    && { /opt/ide-backend/bin/pip install --no-cache-dir --disable-pip-version-check . || { \
+        echo "ide-backend: pip could not install the Python packages. Behind a TLS-intercepting proxy, put its CA" \
+            "certificates (*.crt) in build/ca/ (scripts/build-images.sh --backend puts this host's there)." >&2; \
+        exit 1; }; } \
     && rm -rf ide_backend build \
     && useradd --system --create-home ide
 COPY ide_backend ./ide_backend
 RUN /opt/ide-backend/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --force-reinstall . \
     && rm -rf build
 COPY static ./static
-# xterm.js and Monaco for the demo page (staged from node_modules by the build script).
-COPY build/vendor/ ./vendor/
+# xterm.js and Monaco for the demo page (from the frontend stage above).
+COPY --from=frontend /src/vendor/ ./vendor/
 
 # IDE_IDE_UPSTREAM=container: code-server is reached at the workspace container's own address (this container's
 # loopback is not the host's, where workspace ports are published).

@@ -86,6 +86,8 @@ build_image() {
     log "built $tag"
 }
 
+# The root Dockerfile builds without these too (build/ca/ is kept empty in a clone; without build/vendor/ it installs
+# the front-end packages itself): staging them reuses the host's CAs and node_modules.
 build_backend() {
     mkdir -p "$ROOT/build/ca"
     rm -f "$ROOT"/build/ca/*.crt
@@ -100,6 +102,7 @@ build_backend() {
     cp -r "$ROOT/node_modules/monaco-editor/min" "$ROOT/build/vendor/monaco-editor/"
     log "building ide-backend/server:latest"
     "$DOCKER" build -q -t ide-backend/server:latest "$ROOT" >/dev/null
+    "$DOCKER" image prune -f --filter label=ide-backend.stage=build >/dev/null  # its frontend stage, as above
     log "built ide-backend/server:latest"
 }
 

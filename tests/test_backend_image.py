@@ -1,10 +1,15 @@
 """The backend's own image (the root Dockerfile, `scripts/build-images.sh --backend`) run the way its header says:
 in a container, driving the host's engine through its socket. The demo page and its front-end packages are served,
 a workspace starts, a command runs, and with the code-server image the /ide/ proxy reaches code-server at the
-workspace container's own address (IDE_IDE_UPSTREAM=container), since the backend's loopback is not the host's."""
+workspace container's own address (IDE_IDE_UPSTREAM=container), since the backend's loopback is not the host's.
+And, without an engine: the Dockerfile needs no file a fresh clone lacks, so a plain `docker build .` works too."""
 
 from __future__ import annotations
 
+import fnmatch
+import shlex
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,10 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .harness import docker, free_port, remove_instance
+from .harness import ROOT, docker, free_port, remove_instance
 from .helpers import TOKEN
-
-pytestmark = pytest.mark.docker
 
 IMAGE = "ide-backend/server:latest"
 CODE_SERVER = "ide-backend/code-server:latest"
@@ -58,6 +61,39 @@ def backend(docker_engine: None) -> Iterator[tuple[str, str]]:
         remove_instance(instance)
 
 
+def _instructions(dockerfile: str) -> list[list[str]]:
+    """The Dockerfile's instructions as words, continuation lines joined and comments dropped."""
+    lines = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    return [shlex.split(line, posix=False) for line in joined.splitlines() if line.strip()]
+
+
+def test_the_dockerfile_needs_only_files_a_fresh_clone_has() -> None:
+    """Every COPY/ADD source of the root Dockerfile is in the repository (the build script stages build/ca/*.crt and
+    build/vendor/, but a plain `docker build .` has only what `git clone` gives), and .dockerignore keeps none out."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    ignored = [
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    sources = []
+    for words in _instructions((ROOT / "Dockerfile").read_text()):
+        if words[0].upper() in ("COPY", "ADD") and not any(w.startswith("--from=") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    assert "build/ca/" in sources and "pyproject.toml" in sources, sources
+    for source in sources:
+        path = source.rstrip("/").removeprefix("./")
+        assert any(fnmatch.fnmatch(name, path) or name.startswith(path + "/") for name in tracked), (
+            f"COPY {source}: not in a fresh clone (git ls-files)"
+        )
+        assert not any(fnmatch.fnmatch(path, pattern) for pattern in ignored), f"COPY {source}: in .dockerignore"
+
+
 def _post(url: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(
         f"{url}/api/v1/containers/{endpoint}", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
@@ -67,6 +103,7 @@ def _post(url: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+@pytest.mark.docker
 def test_the_page_and_its_packages_are_served(backend: tuple[str, str]) -> None:
     url, _ = backend
     page = httpx.get(f"{url}/", timeout=30)
@@ -93,6 +130,7 @@ def _ide_health(url: str) -> httpx.Response:
         time.sleep(0.3)
 
 
+@pytest.mark.docker
 def test_workspaces_run_and_the_ide_is_proxied_from_inside_a_container(backend: tuple[str, str]) -> None:
     url, image = backend
     ref = {"projectId": "img", "workspaceId": "one"}
