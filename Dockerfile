@@ -6,15 +6,18 @@
 # Extra CA certificates for hosts behind a TLS-intercepting proxy: the *.crt files in build/ca/ (there but empty in a
 # clone; the build script copies the host's local CAs in, or put yours there by hand), trusted by apt, pip and npm.
 
-# The demo page's front-end packages (xterm.js, Monaco): those staged in build/vendor/ by the build script from
-# node_modules, or else installed here from package-lock.json with Debian's npm, so the image has them either way.
+# The demo page's front-end packages (xterm.js, Monaco) and /docs's (Swagger UI): those staged in build/vendor/ by
+# the build script from node_modules, or else installed here from package-lock.json with Debian's npm, so the image
+# has them either way.
 FROM debian:bookworm-slim AS frontend
 LABEL ide-backend.stage=build
 WORKDIR /src
 COPY package.json package-lock.json ./
 COPY build/ ./build/
 RUN set -e; \
-    if [ -d build/vendor/monaco-editor/min ] && [ -d build/vendor/@xterm ]; then mv build/vendor vendor; exit 0; fi; \
+    if [ -d build/vendor/monaco-editor/min ] && [ -d build/vendor/@xterm ] && [ -d build/vendor/swagger-ui-dist ]; then \
+        mv build/vendor vendor; exit 0; \
+    fi; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates nodejs npm >/dev/null; \
     find build/ca -maxdepth 1 -name '*.crt' -exec cp {} /usr/local/share/ca-certificates/ \; ; \
@@ -25,9 +28,10 @@ RUN set -e; \
             "certificates (*.crt) in build/ca/ (scripts/build-images.sh --backend puts this host's there)." >&2; \
         exit 1; \
     fi; \
-    mkdir -p vendor/monaco-editor; \
+    mkdir -p vendor/monaco-editor vendor/swagger-ui-dist; \
     cp -r node_modules/@xterm vendor/; \
-    cp -r node_modules/monaco-editor/min vendor/monaco-editor/
+    cp -r node_modules/monaco-editor/min vendor/monaco-editor/; \
+    cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css vendor/swagger-ui-dist/
 
 FROM debian:bookworm-slim
 # build/ca/*.crt (see above) with Debian's CAs, also for pip (PIP_CERT) in the image.
@@ -54,7 +58,7 @@ COPY ide_backend ./ide_backend
 RUN /opt/ide-backend/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --force-reinstall . \
     && rm -rf build
 COPY static ./static
-# xterm.js and Monaco for the demo page (from the frontend stage above).
+# xterm.js and Monaco for the demo page, Swagger UI for /docs (from the frontend stage above).
 COPY --from=frontend /src/vendor/ ./vendor/
 
 # IDE_IDE_UPSTREAM=container: code-server is reached at the workspace container's own address (this container's

@@ -95,11 +95,14 @@ build_backend() {
         find "$IDE_EXTRA_CA_DIR" -maxdepth 1 -name '*.crt' -exec cp {} "$ROOT/build/ca/" \;
     fi
     # The demo page's front-end packages (scripts/frontend.sh), only the files the page loads.
-    [ -d "$ROOT/node_modules/monaco-editor/min" ] || bash "$ROOT/scripts/frontend.sh"
+    [ -d "$ROOT/node_modules/monaco-editor/min" ] && [ -d "$ROOT/node_modules/swagger-ui-dist" ] ||
+        bash "$ROOT/scripts/frontend.sh"
     rm -rf "$ROOT/build/vendor"
-    mkdir -p "$ROOT/build/vendor/monaco-editor"
+    mkdir -p "$ROOT/build/vendor/monaco-editor" "$ROOT/build/vendor/swagger-ui-dist"
     cp -r "$ROOT/node_modules/@xterm" "$ROOT/build/vendor/"
     cp -r "$ROOT/node_modules/monaco-editor/min" "$ROOT/build/vendor/monaco-editor/"
+    cp "$ROOT/node_modules/swagger-ui-dist/swagger-ui-bundle.js" "$ROOT/node_modules/swagger-ui-dist/swagger-ui.css" \
+        "$ROOT/build/vendor/swagger-ui-dist/"
     log "building ide-backend/server:latest"
     "$DOCKER" build -q -t ide-backend/server:latest "$ROOT" >/dev/null
     "$DOCKER" image prune -f --filter label=ide-backend.stage=build >/dev/null  # its frontend stage, as above

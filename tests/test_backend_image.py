@@ -115,6 +115,9 @@ def test_the_page_and_its_packages_are_served(backend: tuple[str, str]) -> None:
         "/vendor/@xterm/xterm/css/xterm.css",
         "/static/app.js",
         "/static/style.css",
+        "/docs",
+        "/vendor/swagger-ui-dist/swagger-ui-bundle.js",
+        "/vendor/swagger-ui-dist/swagger-ui.css",
     ):
         assert httpx.get(url + asset, timeout=30).status_code == 200, asset
 
