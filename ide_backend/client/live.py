@@ -346,7 +346,7 @@ class LiveChannel:
                 if loop.time() + delay > deadline:
                     raise IDEConnectionError(
                         f"The live channel dropped and could not be opened again within {self.reconnect_timeout} s: "
-                        f"{exc}"
+                        f"{exc.message if isinstance(exc, IDEClientError) else exc}"  # its code is said once, after
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

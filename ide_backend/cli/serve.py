@@ -1,4 +1,4 @@
-"""The command line: `ide-backend serve` runs the API server."""
+"""`ide-backend serve`: the API server under uvicorn, its settings from the flags and IDE_* variables."""
 
 from __future__ import annotations
 
@@ -6,36 +6,18 @@ import argparse
 import logging
 import re
 import sys
-from collections.abc import Sequence
 
 import uvicorn
 
-from .app import create_app
-from .settings import Settings
-from .version import __version__
+from ..app import create_app
+from ..settings import Settings
+
+SETTINGS_FLAGS = ("host", "port", "database_url", "workspace_image", "data_dir")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ide-backend", description="Workspace containers for a browser IDE.")
-    parser.add_argument("--version", action="version", version=f"ide-backend {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the API server (settings also from IDE_* variables)")
-    serve.add_argument("--host", help="address to listen on (IDE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (IDE_PORT, default 8000)")
-    serve.add_argument("--database-url", help="sqlite:///file or postgresql://... (IDE_DATABASE_URL)")
-    serve.add_argument("--workspace-image", help="image for workspace containers (IDE_WORKSPACE_IMAGE)")
-    serve.add_argument("--data-dir", help="where the default SQLite file lives (IDE_DATA_DIR)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    overrides = {
-        key: value
-        for key, value in vars(args).items()
-        if key in {"host", "port", "database_url", "workspace_image", "data_dir"} and value is not None
-    }
+def run(args: argparse.Namespace) -> int:
+    """Run the server until it is stopped (Ctrl-C or SIGTERM); 130 after a Ctrl-C."""
+    overrides = {key: value for key, value in vars(args).items() if key in SETTINGS_FLAGS and value is not None}
     settings = Settings(**overrides)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token, generated = settings.ensure_token()
