@@ -388,3 +388,14 @@ def test_token_mints_revokes_and_a_narrow_token_is_5(server: Server, running: st
         time.sleep(0.2)
     assert after.code == 5 and "(401 unauthorized)" in after.err
     assert cli(server, "token", "--revoke", running, "--json").json()["success"] is True
+
+
+def test_the_readme_documents_every_command_and_exit_code() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert "\n## Command line\n" in text
+    section = text.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    for command in ("start", "stop", "status", "exec", "sync", "ls", "rm", "fork", "templates", "token", "shell"):
+        assert f"\n| `{command}" in section, command
+    for code in (0, 1, 2, 3, 4, 5, 6, 130):
+        assert f"\n| {code} | " in section, code
+    assert "124" in section and "126" in section
