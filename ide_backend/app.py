@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.authenticator = authenticator
         app.state.metrics = Metrics()
         app.state.metrics_token = settings.metrics_token
-        app.state.openapi = build_openapi()
+        app.state.openapi = build_openapi(settings, service.templates.names())
         app.state.ide_probe = proxy
         app.state.connections = set()
         try:

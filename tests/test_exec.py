@@ -40,9 +40,10 @@ def test_cwd_and_env(api: Call, ref: dict[str, str], started: dict[str, Any]) ->
     assert body["output"] == "hello world|$(id)"
 
 
-def test_missing_cwd_is_a_clear_client_error(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+def test_missing_cwd_is_not_found(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+    # 404, not 400: the request is well formed (the document allows it); the folder is what is missing.
     response = api("exec", ref, command="true", cwd="does/not/exist")
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "could not be started" in response.json()["message"]
 
 

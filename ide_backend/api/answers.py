@@ -79,7 +79,10 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: f"No such endpoint: {request.url.path}", 405: f"{request.method} is not allowed here"}
     message = messages.get(exc.status_code, str(exc.detail))
-    return JSONResponse({"success": False, "message": message, "code": "http_error"}, status_code=exc.status_code)
+    # exc.headers: a 405's Allow (the methods the resource takes, which RFC 9110 requires), for one.
+    return JSONResponse(
+        {"success": False, "message": message, "code": "http_error"}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

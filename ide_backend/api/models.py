@@ -1,56 +1,269 @@
-"""Request and response models: the edge of the system, where every input is checked before it goes further."""
+"""Request and response models: the edge of the system, where every input is checked before it goes further.
+
+The OpenAPI document (openapi.py) is generated from these models and tells the truth both ways: a request it allows
+is accepted (it may still find no such workspace, or a conflict), and one it forbids is refused. So every rule the
+server applies to a request's shape is stated here in JSON Schema, next to the check that applies it: a field's
+constraint, or a pattern below. Paths are checked by the service (400 `invalid_path`); their patterns state its rules.
+Patterns use what ECMA 262 (the document's dialect), Python's `re` and Rust's regex crates read alike, and the checks
+here apply them with `fullmatch` (with `re.match`, `$` would let a trailing newline through).
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 from ..service import domain
+from ..service.filesets import DEFAULT_FILE_MODE, MAX_DEPTH, MAX_FILES, MAX_NAME_BYTES, MAX_PATH_CHARS
 
 ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9_-])?$"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+NO_CONTROL_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
+VERSION_PATTERN = r"^[0-9a-f]{64}$"  # a file's version: the SHA-256 of its bytes, in hex
+CURSOR_PATTERN = f"^{ID_PATTERN[1:-1]}/{ID_PATTERN[1:-1]}$"  # list: where a page starts
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 # Linux refuses one argv string longer than this (MAX_ARG_STRLEN).
 MAX_COMMAND_CHARS = 100_000
 
 
-def _check_id(value: str) -> str:
-    if not re.match(ID_PATTERN, value) or value.endswith("."):
-        raise ValueError("must be 1-63 characters of letters, digits, '_', '-' or '.', starting with a letter or digit")
-    return value
+_NAME_CHAR = r"[^/\\\u0000-\u001f]"  # a name's character: no slash, backslash, NUL or control character
+# A name: not "." or "..", and within MAX_NAME_BYTES of UTF-8. A pattern cannot add up bytes, so it states two
+# bounds it can count: 255 ASCII characters, or 63 of any (4 bytes at most each). A longer name that fits is
+# accepted all the same; the document leaves it out.
+_ASCII_NAME_CHAR = r"[\u0020-\u002e\u0030-\u005b\u005d-\u007f]"
+_NAME_FITS = rf"(?:{_ASCII_NAME_CHAR}{{1,{MAX_NAME_BYTES}}}|{_NAME_CHAR}{{1,{MAX_NAME_BYTES // 4}}})"
+_NAME = rf"(?!\.\.?(?:/|$))(?={_NAME_FITS}(?:/|$)){_NAME_CHAR}+"
+# A workspace-relative path as filesets.normalize_path takes it: names between slashes, where empty and "." parts
+# are dropped, not starting with "/", at least one name and at most MAX_DEPTH, no "..".
+_PATH = rf"(?:\./(?:\.?/)*)?{_NAME}(?:/(?:\.?/)*{_NAME}){{0,{MAX_DEPTH - 1}}}(?:/(?:\.?/)*\.?)?"
+# At most MAX_PATH_CHARS characters, said in the pattern: a maxLength next to it would have a fuzzer look for
+# a string of exactly that length that matches it, which takes minutes.
+_LENGTH = rf"(?=[\s\S]{{0,{MAX_PATH_CHARS}}}$)"
+PATH_PATTERN = f"^{_LENGTH}{_PATH}$"
+NAME_PATTERN = f"^{_NAME}$"  # one name in a `directory` tree
+LIST_PATH_PATTERN = rf"^{_LENGTH}(?:[/.]*|{_PATH})$"  # files/list: only slashes and dots is the workspace folder
+CWD_PATTERN = rf"^{_LENGTH}/*(?:\.?(?:/\.?)*|{_PATH})$"  # exec: relative to the workspace, or absolute
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _rule(pattern: str, message: str) -> AfterValidator:
+    """The check of a documented pattern (the field states it with `_states`)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_most(chars: int) -> AfterValidator:
+    """A length limit the document states in a pattern (see _LENGTH)."""
+
+    def check(value: str) -> str:
+        if len(value) > chars:
+            raise ValueError(f"must be at most {chars} characters")
+        return value
+
+    return AfterValidator(check)
+
+
+def _states(**schema: Any) -> Any:
+    """JSON Schema keywords for a field whose check is a validator (or the service's), for the document."""
+    return Field(json_schema_extra=schema)
+
+
+def _whole(value: object) -> object:
+    """JSON Schema counts 2.0 as an integer, so an integral float is taken as the int it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
 def _check_env(value: dict[str, str]) -> dict[str, str]:
     for name, item in value.items():
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise ValueError(f"variable name {name!r} must be letters, digits and '_', not starting with a digit")
         if "\x00" in item:
             raise ValueError(f"value of {name} must not contain NUL characters")
     return value
 
 
-def _check_theme(value: str) -> str:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
+_ID_MESSAGE = "must be 1-63 characters of letters, digits, '_', '-' or '.', starting with a letter or digit"
 
 WorkspaceIdStr = Annotated[
     StrictStr,
-    AfterValidator(_check_id),
+    _rule(ID_PATTERN, _ID_MESSAGE),
     WithJsonSchema({"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": 63}),
 ]
-CommandStr = Annotated[StrictStr, Field(min_length=1, max_length=MAX_COMMAND_CHARS), AfterValidator(_no_nul)]
-EnvMap = Annotated[dict[StrictStr, StrictStr], Field(max_length=256), AfterValidator(_check_env)]
-ThemeStr = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_check_theme)]
+CommandStr = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=MAX_COMMAND_CHARS),
+    _states(pattern=NO_NUL_PATTERN),
+    _rule(NO_NUL_PATTERN, "must not contain NUL characters"),
+]
+EnvMap = Annotated[
+    dict[StrictStr, StrictStr],
+    Field(max_length=256),
+    AfterValidator(_check_env),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": ENV_NAME_PATTERN},
+            "additionalProperties": {"type": "string", "pattern": NO_NUL_PATTERN},
+            "maxProperties": 256,
+        }
+    ),
+]
+ThemeStr = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=200),
+    _states(pattern=NO_CONTROL_PATTERN),
+    _rule(NO_CONTROL_PATTERN, "must not contain control characters"),
+]
+
+
+# -- files (start and sync) ------------------------------------------------------------------------------------
+
+_CONTENT_KEYS = frozenset({"content", "contents", "encoding", "mode", "ifMatch"})
+_VERSION = re.compile(VERSION_PATTERN)
+_BASE64 = re.compile(BASE64_PATTERN)
+
+
+def _check_files(files: dict[str, Any]) -> dict[str, Any]:
+    """Every value in one of the shapes FILE_SCHEMAS states (their paths are the service's to check); a mode
+    given as an integral float comes out as an int."""
+    return {path: _node(path, value) for path, value in files.items()}
+
+
+def _node(path: str, value: object) -> object:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if len(value) == 1 and "directory" in value:
+            tree = value["directory"]
+            if not isinstance(tree, dict):
+                raise ValueError(f"{path!r}: directory must be an object of names")
+            return {"directory": {name: _node(f"{path}/{name}", item) for name, item in tree.items()}}
+        if len(value) == 1 and "file" in value:
+            return {"file": _content(path, value["file"])}
+        if "content" in value or "contents" in value:
+            return _content(path, value)
+    raise ValueError(
+        f"{path!r} must be a string, an object with 'content', or a tree node "
+        "({'file': {'contents': ...}} or {'directory': {...}})"
+    )
+
+
+def _content(path: str, spec: object) -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path!r}: file must be an object with 'contents'")
+    if unknown := set(spec) - _CONTENT_KEYS:
+        raise ValueError(f"{path!r}: unknown keys {sorted(unknown)}")
+    if ("content" in spec) == ("contents" in spec):
+        raise ValueError(f"{path!r}: give 'content' or 'contents' (one of them)")
+    content = spec.get("content", spec.get("contents"))
+    encoding = spec.get("encoding", "utf-8")
+    mode = _whole(spec.get("mode", DEFAULT_FILE_MODE))
+    if not isinstance(content, str):
+        raise ValueError(f"{path!r}: content must be a string")
+    if encoding not in ("utf-8", "utf8", "base64"):
+        raise ValueError(f"{path!r}: encoding must be 'utf-8' or 'base64'")
+    if encoding == "base64" and not _BASE64.fullmatch(content):
+        raise ValueError(f"{path!r}: content is not base64 (the standard alphabet, padded with '=')")
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ValueError(f"{path!r}: mode must be permission bits between 0 and 511 (0o777), e.g. 420 for 0o644")
+    if "ifMatch" in spec:
+        expected = spec["ifMatch"]
+        if expected is not None and not (isinstance(expected, str) and _VERSION.fullmatch(expected)):
+            raise ValueError(
+                f"{path!r}: ifMatch must be a version from files/read or files/list (64 hex digits), "
+                "or null for a file that must not exist yet"
+            )
+    return {**spec, "mode": mode} if "mode" in spec else spec
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_CONTENT = {"type": "string", "description": "the file's bytes as UTF-8 text, or base64 with `encoding: base64`"}
+# The shapes of the values in `files`, as components of the document (a tree holds nodes: they refer to each other).
+FILE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "FileNode": {
+        "anyOf": [
+            {"type": "string", "description": "UTF-8 text"},
+            _ref("FileContent"),
+            {
+                "type": "object",
+                "properties": {"file": _ref("FileContent")},
+                "required": ["file"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {"directory": _ref("FileTree")},
+                "required": ["directory"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+    "FileTree": {
+        "type": "object",
+        "description": "The entries of a folder, by name",
+        "propertyNames": {"pattern": NAME_PATTERN},
+        "additionalProperties": _ref("FileNode"),
+    },
+    "FileContent": {
+        "type": "object",
+        "properties": {
+            "content": _CONTENT,
+            "contents": _CONTENT,
+            "encoding": {"enum": ["utf-8", "utf8", "base64"], "default": "utf-8"},
+            "mode": {"type": "integer", "minimum": 0, "maximum": 0o777, "default": DEFAULT_FILE_MODE},
+            "ifMatch": {
+                "anyOf": [{"type": "string", "pattern": VERSION_PATTERN}, {"type": "null"}],
+                "description": "write only over this version; null: only where nothing exists (409 otherwise)",
+            },
+        },
+        "additionalProperties": False,
+        "oneOf": [{"required": ["content"]}, {"required": ["contents"]}],
+        "if": {"properties": {"encoding": {"const": "base64"}}, "required": ["encoding"]},
+        "then": {"properties": {"content": {"pattern": BASE64_PATTERN}, "contents": {"pattern": BASE64_PATTERN}}},
+    },
+}
+# `files` itself, inline in the requests (a field that is only a $ref is one pydantic would look up itself).
+FILES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Workspace-relative paths to contents. Paths follow the service's rules (400 otherwise); a path within a "
+        f"`directory` tree counts from the top: at most {MAX_PATH_CHARS} characters and {MAX_DEPTH} names in all. "
+        "No two entries may name the same file, or a file and a folder in its path (400)."
+    ),
+    "propertyNames": {"pattern": PATH_PATTERN},
+    "additionalProperties": _ref("FileNode"),
+    "maxProperties": MAX_FILES,
+}
+FilesMap = Annotated[dict[StrictStr, Any], AfterValidator(_check_files), WithJsonSchema(FILES_SCHEMA)]
+
+
+# -- requests ---------------------------------------------------------------------------------------------------
 
 
 class _Model(BaseModel):
@@ -70,10 +283,9 @@ class WorkspaceRef(_Model):
 
 
 class StartRequest(WorkspaceRef):
-    # Validated and normalised by ide_backend.service.filesets, which knows the accepted shapes.
-    files: dict[str, Any] | None = None
+    files: FilesMap | None = None
     # The template to make the workspace from (the default when left out); another one than the workspace's
-    # re-creates its container on the same volume.
+    # re-creates its container on the same volume. The document lists the server's templates (openapi.py).
     template: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
 
 
@@ -91,13 +303,22 @@ class ForkRequest(WorkspaceRef):
 
 class ExecRequest(WorkspaceRef):
     command: CommandStr
-    cwd: Annotated[StrictStr, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
+    cwd: (
+        Annotated[
+            StrictStr,
+            _states(pattern=CWD_PATTERN),
+            _at_most(MAX_PATH_CHARS),
+            _rule(NO_NUL_PATTERN, "must not contain NUL characters"),
+        ]
+        | None
+    ) = None
     env: EnvMap | None = None
-    timeout: Annotated[float, Field(gt=0)] | None = None
+    # At most IDE_EXEC_MAX_TIMEOUT (the service checks it; the document states the server's).
+    timeout: Annotated[StrictFloat, Field(gt=0)] | None = None
 
 
 class SyncRequest(WorkspaceRef):
-    files: dict[str, Any]
+    files: FilesMap
     clean: StrictBool = False
 
 
@@ -105,13 +326,13 @@ class ThemeRequest(WorkspaceRef):
     theme: ThemeStr
 
 
-PathStr = Annotated[StrictStr, Field(max_length=4096)]
+PathStr = Annotated[StrictStr, _states(pattern=PATH_PATTERN), _at_most(MAX_PATH_CHARS)]
 
 
 class FilesListRequest(WorkspaceRef):
-    path: PathStr = ""
-    depth: Annotated[StrictInt, Field(ge=1, le=20)] = 1
-    limit: Annotated[StrictInt, Field(ge=1, le=50_000)] = 5000
+    path: Annotated[StrictStr, _states(pattern=LIST_PATH_PATTERN), _at_most(MAX_PATH_CHARS)] = ""
+    depth: Annotated[StrictInt, Field(ge=1, le=20), BeforeValidator(_whole)] = 1
+    limit: Annotated[StrictInt, Field(ge=1, le=50_000), BeforeValidator(_whole)] = 5000
 
 
 class FilesReadRequest(WorkspaceRef):
@@ -245,8 +466,29 @@ class ListRequest(_Model):
 
     project_id: WorkspaceIdStr | None = None
     status: Annotated[StrictStr, Field(min_length=1, max_length=32)] | None = None
-    limit: Annotated[StrictInt, Field(ge=1, le=500)] = 100
-    cursor: Annotated[StrictStr, Field(max_length=512)] | None = None
+    limit: Annotated[StrictInt, Field(ge=1, le=500), BeforeValidator(_whole)] = 100
+    # The page starts after this workspace: the nextCursor of the page before, "projectId/workspaceId".
+    cursor: (
+        Annotated[
+            StrictStr,
+            _states(pattern=CURSOR_PATTERN),
+            _rule(CURSOR_PATTERN, "not a cursor this server gave out; pass nextCursor as it came"),
+        ]
+        | None
+    ) = None
+
+    @property
+    def after(self) -> tuple[str, str] | None:
+        """The (projectId, workspaceId) the page starts after, None for the first page."""
+        if self.cursor is None:
+            return None
+        project_id, workspace_id = self.cursor.split("/")
+        return project_id, workspace_id
+
+
+def cursor_of(key: tuple[str, str]) -> str:
+    """The cursor of the page after the workspace `key` (ListRequest.after reads it back)."""
+    return "/".join(key)
 
 
 class ListResponse(_Model):
@@ -295,7 +537,8 @@ class TokenRequest(_Model):
 
     project_id: WorkspaceIdStr
     workspace_id: WorkspaceIdStr | None = None
-    ttl_seconds: Annotated[StrictInt, Field(ge=1)] = 3600
+    # At most IDE_TOKEN_MAX_TTL (the route checks it; the document states the server's).
+    ttl_seconds: Annotated[StrictInt, Field(ge=1), BeforeValidator(_whole)] = 3600
     # `read`: status, files/list, files/read, attach, subscribe; `write`: everything (it includes read).
     scopes: Annotated[list[Literal["read", "write"]], Field(min_length=1, max_length=2)] | None = None
 

@@ -1,14 +1,18 @@
-"""The OpenAPI document, generated from the same pydantic models the routes validate with and answer with."""
+"""The OpenAPI document, generated from the same pydantic models the routes validate with and answer with, with
+the limits of the server it describes (its templates, the longest exec timeout and token life it allows)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from ..settings import Settings
 from ..version import __version__
 from .models import (
+    FILE_SCHEMAS,
     DeleteResponse,
     ErrorResponse,
     ExecRequest,
@@ -80,7 +84,8 @@ ERRORS = {
 }
 
 
-def build_openapi() -> dict[str, Any]:
+def build_openapi(settings: Settings, templates: Sequence[str]) -> dict[str, Any]:
+    """The document for a server with these settings and templates: what it allows, that server accepts."""
     models: list[type[BaseModel]] = [ErrorResponse]
     for _, request, response, _ in ENDPOINTS:
         models += [request, response]
@@ -89,6 +94,10 @@ def build_openapi() -> dict[str, Any]:
         by_alias=True,
         ref_template="#/components/schemas/{model}",
     )
+    definitions: dict[str, Any] = {**schemas.get("$defs", {}), **FILE_SCHEMAS}
+    _narrow(definitions["StartRequest"], "template", {"enum": list(templates)})
+    _narrow(definitions["ExecRequest"], "timeout", {"maximum": settings.exec_max_timeout})
+    _narrow(definitions["TokenRequest"], "ttlSeconds", {"maximum": settings.token_max_ttl})
     paths: dict[str, Any] = {}
     for name, request, response, summary in ENDPOINTS:
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
@@ -120,7 +129,16 @@ def build_openapi() -> dict[str, Any]:
         "info": {"title": "ide-backend", "version": __version__},
         "paths": paths,
         "components": {
-            "schemas": schemas.get("$defs", {}),
+            "schemas": definitions,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _narrow(model: dict[str, Any], field: str, keywords: dict[str, Any]) -> None:
+    """Add keywords to a field's schema (to its non-null branch when it may be null): a limit this server sets."""
+    schema = model["properties"][field]
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") != "null":
+            schema = branch
+    schema.update(keywords)

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from ...errors import BadRequest, IDEError, RuntimeFailure
+from ...errors import IDEError, NotFound, RuntimeFailure
 from ..base import STDERR, STDOUT, ContainerState
 from .client import DockerClient, DockerStream
 from .errors import translate_errors
@@ -54,7 +54,7 @@ class AgentSession:
         while not self._pending:
             if self._ended:
                 if self.start_error is not None:
-                    raise BadRequest(
+                    raise NotFound(
                         f"The command could not be started: {self.start_error}",
                         hint="check cwd and that the program exists",
                     )

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import aiohttp
 from aiodocker.execs import Exec
 
-from ...errors import BadRequest
+from ...errors import NotFound
 from ..base import STDERR, STDOUT, ExecOutput, ExecSession
 from .client import DockerClient, DockerStream
 from .errors import translate_errors
@@ -219,7 +219,7 @@ async def run_to_end(session: ExecSession, *, timeout: float, output_cap: int) -
     if exit_code == 126 and out.startswith(b"OCI runtime exec failed"):  # Docker exec's way of saying it
         # The engine could not start the process at all (a missing folder, most often): not the command's fault.
         detail = out.decode("utf-8", "replace").strip()
-        raise BadRequest(f"The command could not be started: {detail}", hint="check cwd and that the program exists")
+        raise NotFound(f"The command could not be started: {detail}", hint="check cwd and that the program exists")
     if exit_code is None:
         return None
     return ExecOutput(out, err, exit_code, timed_out, truncated)
