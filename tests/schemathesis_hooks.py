@@ -1,12 +1,15 @@
 """schemathesis hooks for tests/test_schemathesis.py (loaded by path through SCHEMATHESIS_HOOKS).
 
-The OpenAPI document states every rule the server applies to one value, but JSON Schema cannot relate the values
-of a map to each other, so two rules about `files` (start, sync) are in its words only:
-  - no two entries name the same file, or a file and a folder it would be in ({"a": "x", "a/b": "y"});
-  - a path inside a `directory` tree counts from the top: at most MAX_PATH_CHARS characters and MAX_DEPTH names.
-The server refuses such a body with 400, which schemathesis's positive_data_acceptance would report as a valid
-request refused. So a body the document allows but these rules refuse is not generated; nothing else is left out,
-and negative cases (invalid on purpose) are sent as they come.
+The OpenAPI document states every rule the server applies to one value, but JSON Schema cannot relate one value to
+another, so three rules are in its words only:
+  - `files` (start, sync): no two entries name the same file, or a file and a folder it would be in
+    ({"a": "x", "a/b": "y"}), 400;
+  - `files`: a path inside a `directory` tree counts from the top: at most MAX_PATH_CHARS characters and MAX_DEPTH
+    names, 400;
+  - fork: the new workspace is not the source (toProjectId, or else projectId, and toWorkspaceId), 422.
+schemathesis's positive_data_acceptance would report such a refusal as a valid request refused. So a body the
+document allows but these rules refuse is not generated; nothing else is left out, and negative cases (invalid on
+purpose) are sent as they come.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from ide_backend.service.filesets import MAX_DEPTH, MAX_PATH_CHARS
 
 @schemathesis.hook
 def filter_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) -> bool:
-    """Keep every case but a positive one whose `files` break a rule the document cannot state."""
-    if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(case.body, dict):
+    """Keep every case but a positive one that breaks a rule the document cannot state."""
+    body = case.body
+    if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
         return True
-    files = case.body.get("files")
+    if case.path.endswith("/fork"):
+        target = (body.get("toProjectId") or body.get("projectId"), body.get("toWorkspaceId"))
+        return target != (body.get("projectId"), body.get("workspaceId"))
+    files = body.get("files")
     return not isinstance(files, dict) or files_are_consistent(files)
 
 

@@ -129,7 +129,7 @@ def test_a_stopped_workspace_forks_to_another_project_and_refusals_change_nothin
 
         refusals = [
             ({**source, "toProjectId": other, "toWorkspaceId": "dst"}, 409, "conflict"),  # exists already
-            ({**source, "toWorkspaceId": "src"}, 409, "conflict"),  # onto itself
+            ({**source, "toWorkspaceId": "src"}, 422, "validation_error"),  # onto itself
             ({"projectId": project, "workspaceId": "never", "toWorkspaceId": "x"}, 404, "not_found"),
             ({**source, "toWorkspaceId": "../x"}, 422, "validation_error"),
             ({**source}, 422, "validation_error"),  # no toWorkspaceId

@@ -111,9 +111,10 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     # theme
     ("vscode-theme", {"theme": "Default Dark+"}, True),
     ("vscode-theme", {"theme": "a\x7f"}, False),
-    # fork: onto itself is a conflict (409), which the document cannot state
-    ("fork", {"toWorkspaceId": "w"}, True),
-    ("fork", {"toWorkspaceId": "w", "toProjectId": "p"}, True),
+    # fork (onto itself is a 422 the document can only say in words)
+    ("fork", {"toWorkspaceId": "copy"}, True),
+    ("fork", {"toWorkspaceId": "w", "toProjectId": "other"}, True),
+    ("fork", {"toWorkspaceId": "a."}, False),
     # start: templates, and the shapes of `files`
     ("start", {"template": "python"}, True),
     ("start", {"template": "nope"}, False),

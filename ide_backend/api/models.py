@@ -291,7 +291,7 @@ class StartRequest(WorkspaceRef):
 
 class ForkRequest(WorkspaceRef):
     """The workspace to copy (projectId, workspaceId) and the new one's ids (its project the source's unless
-    given)."""
+    given), which must not be the source's (422: a rule between two fields, which JSON Schema cannot state)."""
 
     to_project_id: WorkspaceIdStr | None = None
     to_workspace_id: WorkspaceIdStr
