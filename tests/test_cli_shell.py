@@ -27,7 +27,8 @@ import pytest
 
 from ide_backend.client import Client
 
-from .harness import ROOT, Server
+from .harness import ROOT, Server, remove_instance
+from .helpers import start_server
 
 pytestmark = pytest.mark.docker
 
@@ -154,6 +155,18 @@ class Relay:
         self.listener.close()
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
+    """A server of this module's own that keeps a process nobody follows for 30 s (the tests' 3 s would end a
+    shell during a blip of a few seconds, and could not tell the shell's own hang-up from the server's clean-up)."""
+    srv = start_server(tmp_path_factory.mktemp("shell"), IDE_PROCESS_DETACHED_TTL="30")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
 @pytest.fixture
 def project(server: Server) -> Iterator[str]:
     """A project with a running workspace `w`, deleted afterwards."""
@@ -176,6 +189,9 @@ def session(url: str, token: str, project: str, *options: str, rows: int = 24, c
     s = Session(url, token, project, *options, rows=rows, cols=cols)
     try:
         yield s
+    except BaseException:
+        print("the terminal showed:", repr(s.seen.getvalue()[-3000:]))  # pytest shows it with the failure
+        raise
     finally:
         s.close()
 
@@ -232,9 +248,9 @@ def test_the_terminal_is_restored_on_sigterm(server: Server, project: str) -> No
         os.kill(s.cli_pid(), signal.SIGTERM)
         assert s.finish() == 128 + signal.SIGTERM
     # and the remote shell was hung up too, at once (the server's own clean-up of a process nobody follows would
-    # take IDE_PROCESS_DETACHED_TTL, 3 s here)
+    # take IDE_PROCESS_DETACHED_TTL, 30 s here)
     with Client(server.url, server.token) as client:
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 10
         while "bash -l" in (shells := client.workspace(project, "w").exec("ps -eo args").output):
             assert time.monotonic() < deadline, shells
             time.sleep(0.1)
