@@ -25,7 +25,9 @@ from .messages import Status, StatusMessage
 log = logging.getLogger(__name__)
 
 _REPORTED = frozenset({"start", "oom", "die", "destroy"})
-_CLOCK_SLACK = 5.0  # seconds the engine's clock may be behind ours
+# How long before its stream broke a shutting-down engine may have been stopping containers (and the engine's clock
+# behind ours): a workspace that died on its own within it, just before a restart, is told as stopped by the restart.
+_SHUTDOWN_WINDOW = 15.0
 
 
 def _timestamp(value: str) -> float:
@@ -157,9 +159,11 @@ class StatusEvents:
 
     async def _after_outage(self, broke_at: float) -> None:
         """The engine answers again after the stream broke at `broke_at`. An engine that restarted meanwhile stopped
-        our containers unseen (its API closes before it stops them, and its events do not outlive it): a workspace
-        stopped since then that has no reason yet stopped for `engine_restarted`. (One that died on its own while a
-        live engine could not be reached is reported again by the events replayed since then, which follow.)"""
+        our containers as it shut down: unseen when its API closed first (no reason recorded), or seen dying just
+        before the stream broke (`died`). Either way a workspace stopped since a little before the break stopped for
+        `engine_restarted`, recorded and told (a subscriber that was told `died` already keeps that status; /status
+        has the reason). One that died on its own while a live engine could not be reached is reported again by the
+        events replayed since then, which follow."""
         limit = asyncio.Semaphore(16)
 
         async def stopped_by_engine(record: WorkspaceRecord) -> ContainerState | None:
@@ -167,19 +171,19 @@ class StatusEvents:
                 state = await self.runtime.inspect(record.container_name)
             if state is None or state.running or state.finished_at is None:
                 return None
-            return state if _timestamp(state.finished_at) >= broke_at - _CLOCK_SLACK else None
+            return state if _timestamp(state.finished_at) >= broke_at - _SHUTDOWN_WINDOW else None
 
         try:
-            records = [r for r in await self.store.all() if r.stop_reason is None]
+            records = [r for r in await self.store.all() if r.stop_reason in (None, "died")]
             states = await asyncio.gather(*(stopped_by_engine(r) for r in records))
+            for record, state in zip(records, states, strict=True):
+                if state is not None:
+                    ref = WorkspaceRef(record.project_id, record.workspace_id)
+                    log.warning("%s was stopped by the engine as it shut down (restarted)", ref)
+                    await self.store.update(ref.project_id, ref.workspace_id, stop_reason="engine_restarted")
+                    self.bus.publish(ref, "died", "docker", exit_code=state.exit_code, reason="engine_restarted")
         except IDEError as exc:
             log.warning("cannot tell which workspaces the engine stopped while it was away: %s", exc.message)
-            return
-        for record, state in zip(records, states, strict=True):
-            if state is not None:
-                ref = WorkspaceRef(record.project_id, record.workspace_id)
-                log.warning("%s was stopped by the engine while it was away (restarted)", ref)
-                self.bus.publish(ref, "died", "docker", exit_code=state.exit_code, reason="engine_restarted")
 
     def _on_engine_event(self, ref: WorkspaceRef, event: RuntimeEvent) -> None:
         if event.action == "start":
