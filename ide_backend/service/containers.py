@@ -241,18 +241,24 @@ class Containers:
             name = self._names[ref] = (await self.require(ref)).container_name
         return name
 
-    async def running_records(self) -> list[tuple[WorkspaceRef, WorkspaceRecord]]:
-        """Every workspace whose container runs now, with its record."""
-        records = await self.store.all()
+    async def states(self, records: list[WorkspaceRecord]) -> list[ContainerState | None]:
+        """The engine's state of each record's container (None: it has none), at most 16 inspects at a time."""
         limit = asyncio.Semaphore(16)
 
-        async def running(record: WorkspaceRecord) -> bool:
+        async def inspect(record: WorkspaceRecord) -> ContainerState | None:
             async with limit:
-                state = await self.runtime.inspect(record.container_name)
-            return bool(state and state.running)
+                return await self.runtime.inspect(record.container_name)
 
-        flags = await asyncio.gather(*(running(r) for r in records))
-        return [(WorkspaceRef(r.project_id, r.workspace_id), r) for r, flag in zip(records, flags, strict=True) if flag]
+        return list(await asyncio.gather(*(inspect(r) for r in records)))
+
+    async def running_records(self) -> list[tuple[WorkspaceRef, WorkspaceRecord, ContainerState]]:
+        """Every workspace whose container runs now, with its record and its container's state."""
+        records = await self.store.all()
+        return [
+            (WorkspaceRef(r.project_id, r.workspace_id), r, state)
+            for r, state in zip(records, await self.states(records), strict=True)
+            if state is not None and state.running
+        ]
 
     def forget(self, ref: WorkspaceRef) -> None:
         """The workspace was deleted: its record is gone, so its name may no longer be taken from memory."""

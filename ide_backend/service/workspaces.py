@@ -143,9 +143,9 @@ class WorkspaceService:
     async def _running_workspaces(self) -> list[WorkspaceRef]:
         """Every workspace whose container runs now (for the idle sweep), its template's timeout noted."""
         running = await self.containers.running_records()
-        for ref, record in running:
+        for ref, record, _ in running:
             self._seen(ref, record)
-        return [ref for ref, _ in running]
+        return [ref for ref, _, _ in running]
 
     def stats(self) -> dict[str, Any]:
         """Counts that show leaks and which paths did the work."""
@@ -160,14 +160,10 @@ class WorkspaceService:
     async def workspace_states(self) -> list[tuple[str, str]]:
         """(state, template) of every workspace: the engine's status of its container, or `removed` (for metrics)."""
         records = await self.store.all()
-        limit = asyncio.Semaphore(16)
-
-        async def state_of(record: WorkspaceRecord) -> tuple[str, str]:
-            async with limit:
-                state = await self.runtime.inspect(record.container_name)
-            return (state.status if state else "removed"), record.template or self.templates.default
-
-        return list(await asyncio.gather(*(state_of(r) for r in records)))
+        return [
+            (state.status if state else "removed", record.template or self.templates.default)
+            for record, state in zip(records, await self.containers.states(records), strict=True)
+        ]
 
     def _lock(self, ref: WorkspaceRef) -> asyncio.Lock:
         return self._locks.setdefault(ref, asyncio.Lock())
@@ -301,7 +297,7 @@ class WorkspaceService:
         (None at the end). `status` filters the page by the engine's state (or "removed"): a filtered page may hold
         fewer than `limit`."""
         records = await self.store.page(project_id=project_id, workspace_id=workspace_id, after=after, limit=limit)
-        states = await asyncio.gather(*(self.runtime.inspect(r.container_name) for r in records))
+        states = await self.containers.states(records)
         infos = [
             self.containers.info(WorkspaceRef(r.project_id, r.workspace_id), r, state)
             for r, state in zip(records, states, strict=True)
@@ -490,13 +486,11 @@ class WorkspaceService:
         except IDEError as exc:
             log.warning("cannot look for unfinished writes: %s", exc.message)
             return
-        for ref, record in running:
+        for ref, _, state in running:
             try:
-                state = await self.runtime.inspect(record.container_name)
-                if state is not None and state.running:
-                    async with self._lock(ref):
-                        for base in (self.settings.workspace_dir, self.settings.workspace_home):
-                            await self.files.finish_staged(state, base)
+                async with self._lock(ref):
+                    for base in (self.settings.workspace_dir, self.settings.workspace_home):
+                        await self.files.finish_staged(state, base)
             except IDEError as exc:
                 log.warning("cannot finish the unfinished writes of %s: %s", ref, exc.message)
 
