@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from ..api.auth import COOKIE_NAME
+from ..api.auth import COOKIE_NAME, PREVIEW_COOKIE_NAME
+
+OURS = frozenset({COOKIE_NAME, PREVIEW_COOKIE_NAME})  # the backend's own cookies: the /ide/ and /preview/ sessions
 
 
-def strip_cookie(header: str, name: str) -> str:
-    """A Cookie header without the cookies called `name`."""
-    kept = [part.strip() for part in header.split(";") if part.strip() and part.split("=", 1)[0].strip() != name]
+def strip_cookie(header: str, name: str | frozenset[str]) -> str:
+    """A Cookie header without the cookies called `name` (or any of the names)."""
+    names = {name} if isinstance(name, str) else name
+    kept = [part.strip() for part in header.split(";") if part.strip() and part.split("=", 1)[0].strip() not in names]
     return "; ".join(kept)
 
 
 def rewrite_set_cookie(value: str, prefix: str) -> str | None:
     """Keep upstream's cookie below `prefix` (code-server would scope its session cookie to / otherwise, where every
-    workspace would share it) and without a Domain; None drops a cookie that tries to replace ours."""
+    workspace would share it) and without a Domain; None drops a cookie that tries to replace one of ours."""
     parts = [part.strip() for part in value.split(";")]
-    if not parts or parts[0].split("=", 1)[0].strip() == COOKIE_NAME:
+    if not parts or parts[0].split("=", 1)[0].strip() in OURS:
         return None
     out = [parts[0]]
     has_path = False

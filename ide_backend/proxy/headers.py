@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from ..api.auth import COOKIE_NAME, bearer
-from .cookies import below, join, rewrite_set_cookie, strip_cookie
+from ..api.auth import bearer
+from .cookies import OURS, below, join, rewrite_set_cookie, strip_cookie
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what this proxy sets itself.
 HOP_BY_HOP = frozenset(
@@ -50,9 +50,9 @@ def request_headers(
     *,
     drop: frozenset[str] = REQUEST_DROP,
     is_token: Callable[[str], bool] | None = None,
-    cookie_name: str = COOKIE_NAME,
+    cookie_name: str | frozenset[str] = OURS,
 ) -> list[tuple[str, str]]:
-    """The client's headers fit to send upstream: no hop-by-hop or forwarding headers, not our cookie, not the
+    """The client's headers fit to send upstream: no hop-by-hop or forwarding headers, not our cookies, not the
     API token (neither is the workspace's business)."""
     items = list(headers)
     listed = _connection_listed(items)

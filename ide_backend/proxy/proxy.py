@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
+from typing import Literal
 from urllib.parse import quote
 
 import aiohttp
@@ -107,13 +108,7 @@ class IDEProxy:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15),
-                cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the browsers, never to this process
-                auto_decompress=False,  # bytes pass as they came, Content-Encoding and Content-Length stay right
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout, sock_read=None),
-            )
+            self._session = new_session(self._connect_timeout)
         return self._session
 
     # -- resolving ---------------------------------------------------------------------------------------------
@@ -150,15 +145,6 @@ class IDEProxy:
     def _prefix(ref: WorkspaceRef) -> str:
         return f"{PREFIX}/{ref.project_id}/{ref.workspace_id}/"
 
-    @staticmethod
-    def _upstream_target(conn: Request | WebSocket, prefix: str) -> str:
-        """Path and query as the browser sent them (still percent-encoded), below the prefix."""
-        raw: bytes = conn.scope.get("raw_path") or quote(conn.scope["path"]).encode()
-        path = raw.decode("latin-1")
-        rest = path[len(prefix) :] if path.startswith(prefix) else quote(conn.path_params.get("path", ""))
-        query = without_param(conn.scope.get("query_string", b"").decode("latin-1"), TOKEN_PARAM)
-        return "/" + rest + (f"?{query}" if query else "")
-
     # -- HTTP --------------------------------------------------------------------------------------------------
 
     async def _add_slash(self, request: Request) -> Response:
@@ -171,7 +157,7 @@ class IDEProxy:
         try:
             return await self._serve(request)
         except IDEError as exc:
-            if _is_navigation(request):
+            if is_navigation(request):
                 return error_page(exc)
             raise
 
@@ -184,22 +170,16 @@ class IDEProxy:
         host, port = await self._upstream(ref)
         with self._activity(ref, "VS Code request"):
             pass  # a request is a use of the workspace
-        target = self._upstream_target(request, prefix)
-        headers = request_headers(request.headers.items(), is_token=self._auth.is_token)
-        headers += _forwarded(request, prefix)
-        headers.append(("Host", request.headers.get("host", f"{host}:{port}")))
-        has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
-        url = URL(f"http://{host}:{port}{target}", encoded=True)
         try:
-            async with asyncio.timeout(self._response_timeout):
-                upstream = await self._client().request(
-                    request.method,
-                    url,
-                    headers=CIMultiDict(headers),
-                    data=_body(request) if has_body else None,
-                    allow_redirects=False,
-                    compress=None,
-                )
+            return await forward_http(
+                self._client(),
+                request,
+                host,
+                port,
+                prefix,
+                is_token=self._auth.is_token,
+                timeout=self._response_timeout,
+            )
         except TimeoutError as exc:
             raise IDETimeout(f"code-server in {ref} did not answer within {self._response_timeout:g} s") from exc
         except aiohttp.ClientError as exc:
@@ -209,40 +189,11 @@ class IDEProxy:
                 f"({exc.__class__.__name__}); it may still be starting: try again in a moment",
                 retryAfter=2,
             ) from exc
-        upstream_hosts = {f"{host}:{port}", request.headers.get("host", "")}
-        response = StreamingResponse(_stream(upstream), status_code=upstream.status)
-        response.raw_headers = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in response_headers(_raw_items(upstream), prefix, upstream_hosts)
-        ]
-        return response
 
     def _open(self, request: Request, ref: WorkspaceRef, prefix: str, credential: Credential) -> Response:
         """A navigation with the right ?token=: set the session cookie and send the browser to the URL without it."""
-        query = without_param(request.url.query, TOKEN_PARAM)
-        target = request.url.path + (f"?{query}" if query else "")
-        # A SameSite=Strict cookie set on a redirect that began on another site is not sent on the redirect's next
-        # request; a page that navigates by itself starts a same-site navigation, which does carry it.
-        if request.headers.get("sec-fetch-site", "none") in ("none", "same-origin"):
-            response: Response = RedirectResponse(target, status_code=303)
-        else:
-            link = html.escape(target, quote=True)
-            response = HTMLResponse(
-                f'<!doctype html><meta http-equiv="refresh" content="0;url={link}">'
-                f'<title>Opening the IDE</title><a href="{link}">Open the IDE</a>\n'
-            )
-        response.headers["cache-control"] = "no-store"
-        response.headers["referrer-policy"] = "no-referrer"
-        response.set_cookie(
-            COOKIE_NAME,
-            self._auth.issue_session(ref, credential),
-            max_age=int(self._auth.session_ttl),
-            path=prefix,
-            secure=request.url.scheme == "https",
-            httponly=True,
-            samesite="strict",
-        )
-        return response
+        value = self._auth.issue_session(ref, credential)
+        return open_session(request, COOKIE_NAME, value, int(self._auth.session_ttl), prefix, samesite="strict")
 
     # -- websockets --------------------------------------------------------------------------------------------
 
@@ -255,19 +206,16 @@ class IDEProxy:
             await deny(websocket.scope, websocket.receive, websocket.send, exc)
             return
         prefix = self._prefix(ref)
-        target = self._upstream_target(websocket, prefix)
-        headers = request_headers(websocket.headers.items(), drop=WS_REQUEST_DROP, is_token=self._auth.is_token)
-        headers += _forwarded(websocket, prefix)
-        headers.append(("Host", websocket.headers.get("host", f"{host}:{port}")))
-        url = URL(f"http://{host}:{port}{target}", encoded=True)
         try:
-            upstream = await self._client().ws_connect(
-                url,
-                headers=CIMultiDict(headers),
-                protocols=websocket.scope.get("subprotocols") or (),
+            upstream = await connect_websocket(
+                self._client(),
+                websocket,
+                host,
+                port,
+                prefix,
+                is_token=self._auth.is_token,
                 heartbeat=self._heartbeat,
-                max_msg_size=self._max_message,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                max_message=self._max_message,
             )
         except aiohttp.WSServerHandshakeError as exc:
             refused = IDEUnavailable(f"code-server refused the websocket ({exc.status} {exc.message})")
@@ -282,7 +230,7 @@ class IDEProxy:
         try:
             await websocket.accept(subprotocol=upstream.protocol)
             with self._activity(ref, "VS Code open"):
-                await _pump(websocket, upstream)
+                await pump(websocket, upstream)
         finally:
             self._open_sockets.pop(websocket, None)
             await upstream.close()
@@ -297,7 +245,130 @@ class IDEProxy:
         return len(closing)
 
 
-# -- helpers the handlers share ----------------------------------------------------------------------------------
+# -- the machinery both proxies share (/ide/ here, /preview/ in preview.py) ---------------------------------------
+
+
+def new_session(connect_timeout: float) -> aiohttp.ClientSession:
+    """The client a proxy reaches its upstreams with: no cookie jar, bytes as they came, no timeout but connect's."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=15),
+        cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the browsers, never to this process
+        auto_decompress=False,  # bytes pass as they came, Content-Encoding and Content-Length stay right
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=None),
+    )
+
+
+def upstream_target(conn: Request | WebSocket, prefix: str) -> str:
+    """Path and query as the browser sent them (still percent-encoded), below the prefix."""
+    raw: bytes = conn.scope.get("raw_path") or quote(conn.scope["path"]).encode()
+    path = raw.decode("latin-1")
+    rest = path[len(prefix) :] if path.startswith(prefix) else quote(conn.path_params.get("path", ""))
+    query = without_param(conn.scope.get("query_string", b"").decode("latin-1"), TOKEN_PARAM)
+    return "/" + rest + (f"?{query}" if query else "")
+
+
+async def forward_http(
+    session: aiohttp.ClientSession,
+    request: Request,
+    host: str,
+    port: int,
+    prefix: str,
+    *,
+    is_token: Callable[[str], bool],
+    timeout: float,
+) -> Response:
+    """The request, below `prefix`, sent to host:port and its answer streamed back (redirects and cookies kept below
+    `prefix`). Raises TimeoutError when no answer starts within `timeout`, aiohttp.ClientError when unreachable."""
+    target = upstream_target(request, prefix)
+    headers = request_headers(request.headers.items(), is_token=is_token)
+    headers += _forwarded(request, prefix)
+    headers.append(("Host", request.headers.get("host", f"{host}:{port}")))
+    has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
+    url = URL(f"http://{host}:{port}{target}", encoded=True)
+    async with asyncio.timeout(timeout):
+        upstream = await session.request(
+            request.method,
+            url,
+            headers=CIMultiDict(headers),
+            data=_body(request) if has_body else None,
+            allow_redirects=False,
+            compress=None,
+        )
+    upstream_hosts = {f"{host}:{port}", request.headers.get("host", "")}
+    response = StreamingResponse(_stream(upstream), status_code=upstream.status)
+    response.raw_headers = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in response_headers(_raw_items(upstream), prefix, upstream_hosts)
+    ]
+    return response
+
+
+def open_session(
+    request: Request, cookie: str, value: str, max_age: int, prefix: str, *, samesite: Literal["strict", "lax"]
+) -> Response:
+    """A navigation with the right ?token=: set the session cookie `cookie` below `prefix` and send the browser to the
+    same URL without the token."""
+    query = without_param(request.url.query, TOKEN_PARAM)
+    target = request.url.path + (f"?{query}" if query else "")
+    # A SameSite=Strict cookie set on a redirect that began on another site is not sent on the redirect's next
+    # request; a page that navigates by itself starts a same-site navigation, which does carry it.
+    if samesite == "lax" or request.headers.get("sec-fetch-site", "none") in ("none", "same-origin"):
+        response: Response = RedirectResponse(target, status_code=303)
+    else:
+        link = html.escape(target, quote=True)
+        response = HTMLResponse(
+            f'<!doctype html><meta http-equiv="refresh" content="0;url={link}">'
+            f'<title>Opening the IDE</title><a href="{link}">Open the IDE</a>\n'
+        )
+    response.headers["cache-control"] = "no-store"
+    response.headers["referrer-policy"] = "no-referrer"
+    response.set_cookie(
+        cookie,
+        value,
+        max_age=max_age,
+        path=prefix,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite=samesite,
+    )
+    return response
+
+
+async def connect_websocket(
+    session: aiohttp.ClientSession,
+    websocket: WebSocket,
+    host: str,
+    port: int,
+    prefix: str,
+    *,
+    is_token: Callable[[str], bool],
+    heartbeat: float,
+    max_message: int,
+) -> aiohttp.ClientWebSocketResponse:
+    """The browser's websocket, below `prefix`, opened at host:port (not yet accepted on the browser's side).
+    Raises aiohttp.WSServerHandshakeError when upstream refuses it, aiohttp.ClientError or TimeoutError otherwise."""
+    target = upstream_target(websocket, prefix)
+    headers = request_headers(websocket.headers.items(), drop=WS_REQUEST_DROP, is_token=is_token)
+    headers += _forwarded(websocket, prefix)
+    headers.append(("Host", websocket.headers.get("host", f"{host}:{port}")))
+    url = URL(f"http://{host}:{port}{target}", encoded=True)
+    return await session.ws_connect(
+        url,
+        headers=CIMultiDict(headers),
+        protocols=websocket.scope.get("subprotocols") or (),
+        heartbeat=heartbeat,
+        max_msg_size=max_message,
+        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+    )
+
+
+def is_navigation(request: Request) -> bool:
+    """Whether a person's browser tab asked (it gets a page rather than JSON)."""
+    mode = request.headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode == "navigate"
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
 
 def _forwarded(conn: Request | WebSocket, prefix: str) -> list[tuple[str, str]]:
@@ -328,14 +399,7 @@ async def _stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         upstream.release()  # back to the pool when read to the end, closed otherwise
 
 
-def _is_navigation(request: Request) -> bool:
-    mode = request.headers.get("sec-fetch-mode")
-    if mode is not None:
-        return mode == "navigate"
-    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
-
-
-async def _pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> None:
+async def pump(websocket: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> None:
     """Frames both ways until either side closes; the close code travels to the other side."""
 
     async def browser_to_upstream() -> None:
