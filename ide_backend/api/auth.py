@@ -33,9 +33,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import Forbidden, TooManyAttempts, Unauthorized
 from ..service.domain import WorkspaceRef
 from .answers import deny
-from .tokens import ACTIONS, Action, Claims, Revocations, TokenSigner, looks_like_jwt
+from .tokens import ACTIONS, Action, Claims, Revocations, SessionKind, TokenSigner, looks_like_jwt
 
 COOKIE_NAME = "ide_session"
+PREVIEW_COOKIE_NAME = "ide_preview"  # a preview's session (/preview/{p}/{w}/{port}/): never the IDE's
 TOKEN_PARAM = "token"  # noqa: S105 - the name of the query parameter, not a secret
 SCOPE_KEY = "ide_backend.credential"
 
@@ -150,16 +151,19 @@ class Authenticator:
             return
         self.authenticate(conn).require_admin("read the metrics (or send IDE_METRICS_TOKEN)")
 
-    def authenticate(self, conn: HTTPConnection, *, workspace: WorkspaceRef | None = None) -> Credential:
-        """The connection's credential. The IDE cookie counts only for the workspace whose /ide/ path it is on, and
-        only when no token is presented; a valid session is no guess, so it works while its address is throttled."""
+    def authenticate(
+        self, conn: HTTPConnection, *, workspace: WorkspaceRef | None = None, kind: SessionKind = "ide"
+    ) -> Credential:
+        """The connection's credential. A session cookie counts only for the workspace whose /ide/ (or, `kind`
+        "preview", /preview/) path it is on, and only when no token is presented; a valid session is no guess, so it
+        works while its address is throttled."""
         presented = bearer(conn.headers.get("authorization"))
         source: Literal["header", "query"] = "header"
         if presented is None and TOKEN_PARAM in conn.query_params:
             presented, source = conn.query_params[TOKEN_PARAM], "query"
         if presented is None and workspace is not None:
-            for value in _cookies(conn, COOKIE_NAME):
-                if (claims := self._session(value, workspace)) is not None:
+            for value in _cookies(conn, PREVIEW_COOKIE_NAME if kind == "preview" else COOKIE_NAME):
+                if (claims := self._session(value, workspace, kind)) is not None:
                     return Credential(source="cookie", claims=claims)
         client = client_address(conn)
         if wait := self.limiter.blocked_for(client):
@@ -193,7 +197,13 @@ class Authenticator:
 
     # -- the IDE session cookie ---------------------------------------------------------------------------------
 
-    def issue_session(self, ref: WorkspaceRef, opened_by: Credential | None = None, now: float | None = None) -> str:
+    def issue_session(
+        self,
+        ref: WorkspaceRef,
+        opened_by: Credential | None = None,
+        now: float | None = None,
+        kind: SessionKind = "ide",
+    ) -> str:
         """An IDE session cookie's value for one workspace: a signed token holding no part of the token that opened
         it, with that token's actions and issue time (so revoking it ends the session too)."""
         now = time.time() if now is None else now
@@ -203,13 +213,13 @@ class Authenticator:
         # Revocation compares issue times: a session is as old as the scoped token that opened it.
         issued_at = claims.issued_at if claims is not None else None
         value, _ = self.signer.mint(
-            ref.project_id, ref.workspace_id, actions, ttl, now=now, session=True, issued_at=issued_at
+            ref.project_id, ref.workspace_id, actions, ttl, now=now, session=True, issued_at=issued_at, kind=kind
         )
         return value
 
-    def _session(self, value: str, ref: WorkspaceRef) -> Claims | None:
+    def _session(self, value: str, ref: WorkspaceRef, kind: SessionKind = "ide") -> Claims | None:
         try:
-            claims = self.signer.decode(value, session=True)
+            claims = self.signer.decode(value, session=True, kind=kind)
         except Unauthorized:
             return None
         if (claims.project_id, claims.workspace_id) != (ref.project_id, ref.workspace_id):
@@ -218,8 +228,8 @@ class Authenticator:
             return None
         return claims
 
-    def session_valid(self, value: str, ref: WorkspaceRef) -> bool:
-        return self._session(value, ref) is not None
+    def session_valid(self, value: str, ref: WorkspaceRef, kind: SessionKind = "ide") -> bool:
+        return self._session(value, ref, kind) is not None
 
 
 def _same(presented: str, secret: bytes) -> bool:

@@ -31,6 +31,9 @@ ACTIONS: tuple[Action, ...] = ("read", "write")
 ALGORITHM = "HS256"
 _TOKEN_TYPE = "ide-backend/token"  # noqa: S105 - a type tag in the payload, not a secret
 _SESSION_TYPE = "ide-backend/ide-session"
+# A preview's session cookie (/preview/) is a session of another kind: neither opens what the other does.
+_SESSION_TYPES = {"ide": _SESSION_TYPE, "preview": "ide-backend/preview-session"}
+SessionKind = Literal["ide", "preview"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class TokenSigner:
         now: float | None = None,
         session: bool = False,
         issued_at: float | None = None,
+        kind: SessionKind = "ide",
     ) -> tuple[str, Claims]:
         """A signed token; `issued_at` (default: now) is what revocation compares, `now + ttl` when it expires."""
         now = time.time() if now is None else now
@@ -81,7 +85,7 @@ class TokenSigner:
             token_id=secrets.token_hex(8),
         )
         payload: dict[str, Any] = {
-            "typ": _SESSION_TYPE if session else _TOKEN_TYPE,
+            "typ": _SESSION_TYPES[kind] if session else _TOKEN_TYPE,
             "pid": project_id,
             "act": sorted(claims.actions),
             "iat": claims.issued_at,
@@ -93,7 +97,7 @@ class TokenSigner:
         key = self._session_key if session else self._token_key
         return jwt.encode(payload, key, algorithm=ALGORITHM), claims
 
-    def decode(self, value: str, *, session: bool = False) -> Claims:
+    def decode(self, value: str, *, session: bool = False, kind: SessionKind = "ide") -> Claims:
         """The claims of a token this server signed and that has not expired; Unauthorized otherwise."""
         key = self._session_key if session else self._token_key
         try:
@@ -107,7 +111,7 @@ class TokenSigner:
         actions = payload.get("act")
         workspace = payload.get("wid")
         if (
-            payload.get("typ") != (_SESSION_TYPE if session else _TOKEN_TYPE)
+            payload.get("typ") != (_SESSION_TYPES[kind] if session else _TOKEN_TYPE)
             or not isinstance(payload.get("pid"), str)
             or not isinstance(actions, list)
             or not set(actions) <= set(ACTIONS)
