@@ -14,6 +14,7 @@
      +-- RuntimeUnavailable (503, "runtime_unavailable")
      +-- RuntimeFailure (502, "runtime_error")
      +-- IDEUnavailable (502, "ide_unavailable")
+     |    +-- PreviewUnavailable (502, "preview_unavailable")
      +-- IDETimeout (504, "ide_timeout")
      +-- StoreUnavailable (503, "store_unavailable")
 
@@ -120,6 +121,12 @@ class IDEUnavailable(IDEError):
 
     status_code = 502
     code = "ide_unavailable"
+
+
+class PreviewUnavailable(IDEUnavailable):
+    """Nothing answers on a previewed port (nothing listens there, or only on the workspace's own loopback)."""
+
+    code = "preview_unavailable"
 
 
 class IDETimeout(IDEError):

@@ -151,7 +151,7 @@ class StatusMessage(_Message):
     project_id: str
     workspace_id: str
     status: Literal["creating", "starting", "running", "syncing", "stopping", "exited", "died", "oom", "removed"]
-    source: Literal["api", "docker", "snapshot"] | None = None
+    source: Literal["api", "docker", "snapshot", "ports"] | None = None
     exit_code: int | None = None
     missed: int | None = None
     reason: str | None = None
@@ -161,6 +161,13 @@ class SubscribedMessage(_Message):
     type: Literal["subscribed", "unsubscribed"]
     project_id: str
     workspace_id: str
+
+class ListeningItemModel(_Message):
+    port: int
+    address: str
+    process: str | None
+    preview_url: str
+
 
 
 class ScreenMessage(_Message):
@@ -173,6 +180,7 @@ class ScreenMessage(_Message):
 
 
 class AttachedMessage(_Message):
+    listening: list[ListeningItemModel] | None = None
     type: Literal["attached"]
     id: str
     first_seq: int

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from .domain import WorkspaceRef
-from .messages import Status, StatusMessage, StatusSource
+from .messages import ListeningItem, Status, StatusMessage, StatusSource
 
 QUEUE_SIZE = 256
 ALL_QUEUE_SIZE = 4096
@@ -84,6 +84,25 @@ class EventBus:
             for subscription in list(self._subscribers.get(ref, ())):
                 subscription.offer(event)
         return event
+
+    def publish_ports(self, ref: WorkspaceRef, listening: list[ListeningItem]) -> bool:
+        """Tell the workspace's subscribers which ports listen in it now (a port opened or closed): a `running`
+        status with `source: "ports"`, never skipped as a repeat, and not a lifecycle event (the service's own
+        subscribe_all() listeners do not get it). Not sent (False) while the last status said anything but
+        running (a reading that raced a stop, or a sync), so it never contradicts a lifecycle event."""
+        if self._last.get(ref, "running") != "running":
+            return False
+        event: StatusMessage = {
+            "type": "status",
+            "projectId": ref.project_id,
+            "workspaceId": ref.workspace_id,
+            "status": "running",
+            "source": "ports",
+            "listening": listening,
+        }
+        for subscription in list(self._subscribers.get(ref, ())):
+            subscription.offer(event)
+        return True
 
     @contextlib.asynccontextmanager
     async def subscribe(self, ref: WorkspaceRef) -> AsyncIterator[Subscription]:

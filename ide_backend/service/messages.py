@@ -11,7 +11,7 @@ from typing import Literal, NotRequired, TypedDict
 
 OutputType = Literal["stdout", "stderr"]
 Status = Literal["creating", "starting", "running", "syncing", "stopping", "exited", "died", "oom", "removed"]
-StatusSource = Literal["api", "docker", "snapshot"]
+StatusSource = Literal["api", "docker", "snapshot", "ports"]
 
 
 class StartedMessage(TypedDict):
@@ -61,6 +61,15 @@ class ErrorMessage(TypedDict):
     id: NotRequired[str]
 
 
+class ListeningItem(TypedDict):
+    """A TCP port something listens on in a workspace, and where its preview opens (ide_backend.service.ports)."""
+
+    port: int
+    address: str
+    process: str | None
+    previewUrl: str
+
+
 class StatusMessage(TypedDict):
     type: Literal["status"]
     projectId: str
@@ -70,6 +79,7 @@ class StatusMessage(TypedDict):
     exitCode: NotRequired[int | None]
     missed: NotRequired[int]
     reason: NotRequired[str]
+    listening: NotRequired[list[ListeningItem]]  # with source "ports" (a port opened or closed), or in a snapshot
 
 
 class ProcessItem(TypedDict):
