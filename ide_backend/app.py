@@ -22,7 +22,7 @@ from .api.auth import Authenticator, AuthMiddleware, FailureLimiter
 from .api.middleware import BodyLimitMiddleware
 from .api.openapi import build_openapi
 from .api.routes import routes
-from .api.telemetry import MetricsMiddleware, metrics_endpoint
+from .api.telemetry import MetricsMiddleware, RequestIdMiddleware, metrics_endpoint
 from .api.tokens import TokenSigner
 from .api.websocket import Connection
 from .errors import IDEError
@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]
     middleware = [
+        Middleware(RequestIdMiddleware),
         Middleware(MetricsMiddleware),
         Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
         Middleware(AuthMiddleware, authenticator=authenticator),
@@ -132,7 +133,8 @@ def create_app(settings: Settings) -> Starlette:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
         )
         middleware.insert(0, cors)
     app = Starlette(

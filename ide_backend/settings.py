@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=1800.0, ge=0)
     idle_sweep: float = Field(default=15.0, gt=0)
 
+    # The server's log: "text" for people, "json" (one object per line, with the request id) for log collectors.
+    log_format: Literal["text", "json"] = "text"
+
     # A token good for GET /metrics only (the operator's token works too); empty: the operator's token alone.
     metrics_token: str = ""
 

@@ -76,6 +76,26 @@ def test_records_round_trip(url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_project_webhooks_set_replace_read_and_remove(url: str) -> None:
+    async def scenario() -> None:
+        store = Store(url)
+        await store.connect()
+        try:
+            project = "p" + uuid.uuid4().hex[:8]
+            assert await store.project_webhook(project) is None
+            await store.set_project_webhook(project, "http://127.0.0.1:9/a", "secret-one-0123456789")
+            await store.set_project_webhook(project, "http://127.0.0.1:9/b", "secret-two-0123456789")
+            hook = await store.project_webhook(project)
+            assert hook is not None and (hook.url, hook.secret) == ("http://127.0.0.1:9/b", "secret-two-0123456789")
+            assert await store.remove_project_webhook(project) is True
+            assert await store.remove_project_webhook(project) is False
+            assert await store.project_webhook(project) is None
+        finally:
+            await store.disconnect()
+
+    asyncio.run(scenario())
+
+
 def test_migrations_run_once_and_data_survives_reopen(url: str) -> None:
     project = "p" + uuid.uuid4().hex[:8]
 

@@ -165,3 +165,117 @@ def test_a_receiver_down_for_a_while_gets_every_event_once_it_is_back(hooked: Se
         stats = client.get("/api/v1/stats").json()
     assert stats["webhooks"]["waiting"] == 0 and stats["webhooks"]["dropped"] == 0
     post(hooked, "delete", ref)
+
+
+def _hooks(server: Server, endpoint: str, body: dict[str, Any], token: str | None = None) -> Any:
+    with server.client(token) as client:
+        return client.post(f"/api/v1/webhooks/{endpoint}", json=body)
+
+
+@pytest.fixture
+def second_receiver() -> Iterator[Receiver]:
+    found = Receiver(free_port())
+    found.start()
+    yield found
+    found.stop()
+
+
+def test_a_projects_own_webhook_gets_its_events_signed_with_its_own_secret(
+    hooked: Server, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    project = "own" + uuid.uuid4().hex[:6]
+    mine = {"projectId": project, "workspaceId": "w1"}
+    other = {"projectId": "hooks", "workspaceId": "x" + uuid.uuid4().hex[:6]}
+    answer = _hooks(hooked, "set", {"projectId": project, "url": second_receiver.url})
+    assert answer.status_code == 200, answer.text
+    secret = answer.json()["secret"]
+    assert len(secret) >= 32 and secret != SECRET
+    read = _hooks(hooked, "get", {"projectId": project}).json()
+    assert read["url"] == second_receiver.url and read.get("secret") is None
+    for ref in (mine, other):
+        assert post(hooked, "start", ref).status_code == 200
+    second_receiver.wait_for("workspace.started", "w1")
+    receiver.wait_for("workspace.started", "w1")  # the operator's URL still gets every event
+    receiver.wait_for("workspace.started", other["workspaceId"])
+    time.sleep(0.5)
+    assert {e["projectId"] for e in second_receiver.events} == {project}
+    for headers, body in zip(second_receiver.headers, second_receiver.bodies, strict=True):
+        signed = hmac.new(secret.encode(), headers["X-IDE-Timestamp"].encode() + b"." + body, hashlib.sha256)
+        assert hmac.compare_digest(headers["X-IDE-Signature"], "sha256=" + signed.hexdigest())
+
+    # Its own receiver down does not hold up the operator's: the stop reaches the one that answers.
+    second_receiver.stop()
+    assert post(hooked, "stop", mine).status_code == 200
+    receiver.wait_for("workspace.stopped", "w1")
+    second_receiver.start()
+    second_receiver.wait_for("workspace.stopped", "w1", timeout=90)
+
+    # Removed: nothing more goes there; removing again says there was none.
+    removed = _hooks(hooked, "set", {"projectId": project, "url": None})
+    assert removed.status_code == 200 and removed.json()["url"] is None
+    assert "nothing to remove" in _hooks(hooked, "set", {"projectId": project, "url": None}).json()["message"]
+    assert _hooks(hooked, "get", {"projectId": project}).json()["url"] is None
+    told = len(second_receiver.events)
+    assert post(hooked, "start", mine).status_code == 200
+    receiver.wait_for("workspace.started", "w1")
+    deadline = time.monotonic() + 10
+    while receiver.of("w1").count("workspace.started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert len(second_receiver.events) == told
+    for ref in (mine, other):
+        post(hooked, "delete", ref)
+
+
+def test_a_projects_webhook_is_kept_in_the_store_and_a_given_secret_is_used(
+    tmp_path: Path, second_receiver: Receiver, docker_engine: None
+) -> None:
+    server = start_server(tmp_path)  # no operator URL at all
+    ref = {"projectId": "kept", "workspaceId": "w" + uuid.uuid4().hex[:6]}
+    given = "a-secret-of-the-project-0123456789"
+    try:
+        answer = _hooks(server, "set", {"projectId": "kept", "url": second_receiver.url, "secret": given})
+        assert answer.status_code == 200 and answer.json()["secret"] == given
+        server.stop()
+        server = start_server(tmp_path, instance=server.instance)
+        assert post(server, "start", ref).status_code == 200
+        second_receiver.wait_for("workspace.started", ref["workspaceId"])
+        headers, body = second_receiver.headers[-1], second_receiver.bodies[-1]
+        signed = hmac.new(given.encode(), headers["X-IDE-Timestamp"].encode() + b"." + body, hashlib.sha256)
+        assert hmac.compare_digest(headers["X-IDE-Signature"], "sha256=" + signed.hexdigest())
+        with server.client() as client:
+            assert client.get("/api/v1/stats").json()["webhooks"]["delivered"] >= 1
+        post(server, "delete", ref)
+    finally:
+        server.stop()
+        remove_instance(server.instance)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"projectId": "refused", "url": "ftp://example.invalid/x"}, "url"),
+        ({"projectId": "refused", "url": "http:// spaces"}, "url"),
+        ({"projectId": "refused"}, "url"),
+        ({"projectId": "refused", "url": "http://127.0.0.1:9/x", "secret": "short"}, "secret"),
+        ({"projectId": "bad id", "url": "http://127.0.0.1:9/x"}, "projectId"),
+    ],
+)
+def test_bad_webhook_settings_are_refused_and_change_nothing(
+    server_without_engine: Server, body: dict[str, Any], field: str
+) -> None:
+    answer = _hooks(server_without_engine, "set", body)
+    assert answer.status_code == 422, answer.text
+    assert field in answer.json()["fields"]
+    if body["projectId"] == "refused":
+        assert _hooks(server_without_engine, "get", {"projectId": "refused"}).json()["url"] is None
+
+
+def test_only_the_operator_chooses_where_the_server_posts(server_without_engine: Server) -> None:
+    with server_without_engine.client() as client:
+        minted = client.post("/api/v1/tokens", json={"projectId": "tenant"}).json()["token"]
+    body = {"projectId": "tenant", "url": "http://127.0.0.1:9/x"}
+    refused = _hooks(server_without_engine, "set", body, token=minted)
+    assert refused.status_code == 403, refused.text
+    assert _hooks(server_without_engine, "get", {"projectId": "tenant"}, token=minted).status_code == 403
+    assert _hooks(server_without_engine, "get", {"projectId": "tenant"}).json()["url"] is None

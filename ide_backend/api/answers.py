@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from .. import request_id
 from ..errors import IDEError, IDEUnavailable, TooManyAttempts, Unauthorized
 from ..service.messages import ErrorMessage, error_message
 
@@ -35,9 +37,15 @@ def _headers(error: IDEError) -> dict[str, str]:
     return headers
 
 
+def _with_request_id(body: dict[str, Any]) -> dict[str, Any]:
+    """An error body with the request's id, which the log's lines about it carry too (ide_backend.request_id)."""
+    rid = request_id.current()
+    return {**body, "requestId": rid} if rid else body
+
+
 def error_response(error: IDEError) -> Response:
     """The JSON answer for an error, with WWW-Authenticate / Retry-After where its status calls for them."""
-    return JSONResponse(error.to_json(), status_code=error.status_code, headers=_headers(error))
+    return JSONResponse(_with_request_id(error.to_json()), status_code=error.status_code, headers=_headers(error))
 
 
 def error_page(error: IDEError) -> Response:
@@ -80,17 +88,17 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     messages = {404: f"No such endpoint: {request.url.path}", 405: f"{request.method} is not allowed here"}
     message = messages.get(exc.status_code, str(exc.detail))
     # exc.headers: a 405's Allow (the methods the resource takes, which RFC 9110 requires), for one.
-    return JSONResponse(
-        {"success": False, "message": message, "code": "http_error"}, status_code=exc.status_code, headers=exc.headers
-    )
+    body = _with_request_id({"success": False, "message": message, "code": "http_error"})
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        {"success": False, "message": "Internal error; the server log has the details", "code": "internal_error"},
-        status_code=500,
-    )
+    message = "Internal error; the server log has the details (find this request's id in it)"
+    body = _with_request_id({"success": False, "message": message, "code": "internal_error"})
+    # Raised past the middleware that answers the id in a header, so it is added here.
+    headers = {request_id.HEADER: body["requestId"]} if "requestId" in body else None
+    return JSONResponse(body, status_code=500, headers=headers)
 
 
 EXCEPTION_HANDLERS = {IDEError: on_ide_error, HTTPException: on_http_error, Exception: on_unexpected}

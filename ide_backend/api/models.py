@@ -394,6 +394,8 @@ class ErrorResponse(_Model):
     success: Literal[False] = False
     message: str
     code: str
+    # The request's id, also in the X-Request-Id header and on every log line about it: quote it in a report.
+    request_id: str | None = None
     # A 409 of a sync whose ifMatch versions are not the files' versions now (nothing was written): each such file.
     conflicts: list[ConflictItem] | None = None
 
@@ -561,3 +563,32 @@ class RevokeResponse(_Model):
     success: Literal[True] = True
     message: str
     revoked_at: str  # ISO 8601, UTC: tokens of this scope issued before it no longer work
+
+
+# -- webhooks -------------------------------------------------------------------------------------------------
+
+WebhookUrl = Annotated[StrictStr, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+WebhookSecret = Annotated[StrictStr, Field(min_length=16, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+
+
+class WebhookSetRequest(_Model):
+    """A project's own receiver of its workspaces' lifecycle events (beside IDE_WEBHOOK_URL): `url` null removes it.
+    Its deliveries are signed with `secret` (16-256 printable ASCII characters), made by the server when left out
+    and answered once."""
+
+    project_id: WorkspaceIdStr
+    url: WebhookUrl | None
+    secret: WebhookSecret | None = None
+
+
+class WebhookGetRequest(_Model):
+    project_id: WorkspaceIdStr
+
+
+class WebhookResponse(_Model):
+    success: Literal[True] = True
+    message: str
+    project_id: str
+    url: str | None  # None: the project has no webhook of its own
+    # Only in the answer of a set: the key the receiver checks X-IDE-Signature with (never answered again).
+    secret: str | None = None

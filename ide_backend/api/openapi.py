@@ -38,6 +38,9 @@ from .models import (
     ThemeResponse,
     TokenRequest,
     TokenResponse,
+    WebhookGetRequest,
+    WebhookResponse,
+    WebhookSetRequest,
     WorkspaceRef,
 )
 
@@ -68,6 +71,8 @@ ENDPOINTS: list[tuple[str, type[BaseModel], type[BaseModel], str]] = [
     ),
     ("/api/v1/tokens", TokenRequest, TokenResponse, "Mint a scoped, expiring token (operator's token only)"),
     ("/api/v1/tokens/revoke", RevokeRequest, RevokeResponse, "Void the tokens of a project or workspace issued so far"),
+    ("/api/v1/webhooks/set", WebhookSetRequest, WebhookResponse, "Set (or, url null, remove) a project's own webhook"),
+    ("/api/v1/webhooks/get", WebhookGetRequest, WebhookResponse, "A project's own webhook URL (operator's token only)"),
 ]
 ERRORS = {
     "400": "Not JSON, or a path that is absolute, climbs out, or goes through a link",

@@ -50,6 +50,9 @@ from .models import (
     ThemeResponse,
     TokenRequest,
     TokenResponse,
+    WebhookGetRequest,
+    WebhookResponse,
+    WebhookSetRequest,
     WorkspaceRef,
     cursor_of,
 )
@@ -248,6 +251,30 @@ async def mint_token(request: Request) -> JSONResponse:
     )
 
 
+async def set_webhook(request: Request) -> JSONResponse:
+    """Set or remove a project's own webhook (the operator's token only: the server POSTs to whatever URL it is
+    given, so choosing one is the operator's call)."""
+    body = await _admin_body(request, WebhookSetRequest, "set webhooks")
+    service = _service(request)
+    if body.url is None:
+        had = await service.remove_project_webhook(body.project_id)
+        said = "removed" if had else "had none; nothing to remove"
+        return answer(
+            WebhookResponse(message=f"Project {body.project_id}'s webhook {said}", project_id=body.project_id, url=None)
+        )
+    url, secret = await service.set_project_webhook(body.project_id, body.url, body.secret)
+    message = f"Lifecycle events of project {body.project_id} go to {url} too, signed with the secret answered here"
+    return answer(WebhookResponse(message=message, project_id=body.project_id, url=url, secret=secret))
+
+
+async def get_webhook(request: Request) -> JSONResponse:
+    """A project's own webhook URL (never its secret)."""
+    body = await _admin_body(request, WebhookGetRequest, "read webhooks")
+    url = await _service(request).project_webhook(body.project_id)
+    message = f"Project {body.project_id}'s webhook" if url else f"Project {body.project_id} has no webhook of its own"
+    return answer(WebhookResponse(message=message, project_id=body.project_id, url=url))
+
+
 async def revoke_tokens(request: Request) -> JSONResponse:
     """Void every token of the project (or workspace) issued until now, on every process sharing the database."""
     body = await _admin_body(request, RevokeRequest, "revoke tokens")
@@ -340,5 +367,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/templates", templates, methods=["GET"]),
         Route("/api/v1/tokens", mint_token, methods=["POST"]),
         Route("/api/v1/tokens/revoke", revoke_tokens, methods=["POST"]),
+        Route("/api/v1/webhooks/set", set_webhook, methods=["POST"]),
+        Route("/api/v1/webhooks/get", get_webhook, methods=["POST"]),
         WebSocketRoute("/api/v1/ws", websocket_endpoint),
     ]

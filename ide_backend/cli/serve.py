@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import re
+import json
 import sys
+from datetime import UTC, datetime
 
 import uvicorn
 
+from .. import logs
 from ..app import create_app
 from ..settings import Settings
 
@@ -19,20 +20,21 @@ def run(args: argparse.Namespace) -> int:
     """Run the server until it is stopped (Ctrl-C or SIGTERM); 130 after a Ctrl-C."""
     overrides = {key: value for key, value in vars(args).items() if key in SETTINGS_FLAGS and value is not None}
     settings = Settings(**overrides)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, settings.log_format)
     token, generated = settings.ensure_token()
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}/"
     if generated:
-        print(f"ide-backend: open {url}?token={token}", file=sys.stderr, flush=True)
-        print(f"ide-backend: API token (send as 'Authorization: Bearer ...'): {token}", file=sys.stderr, flush=True)
+        _announce(f"ide-backend: open {url}?token={token}", settings.log_format)
+        _announce(f"ide-backend: API token (send as 'Authorization: Bearer ...'): {token}", settings.log_format)
     else:
-        print(f"ide-backend: serving on {url} (token from IDE_API_TOKEN)", file=sys.stderr, flush=True)
+        _announce(f"ide-backend: serving on {url} (token from IDE_API_TOKEN)", settings.log_format)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
+        log_config=None,  # logs.configure routes uvicorn's loggers through the server's own handler
         proxy_headers=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
@@ -42,9 +44,6 @@ def run(args: argparse.Namespace) -> int:
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=30,
     )
-    # uvicorn has configured its loggers by now; the filter keeps `?token=` out of access lines.
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(RedactTokens())
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
@@ -53,16 +52,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class RedactTokens(logging.Filter):
-    """Replaces the value of every `token=` in a log record's arguments (request lines carry the query)."""
-
-    _pattern = re.compile(r"(token=)[^&\s\"']+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._pattern.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        if isinstance(record.msg, str):
-            record.msg = self._pattern.sub(r"\1[redacted]", record.msg)
-        return True
+def _announce(message: str, fmt: logs.LogFormat) -> None:
+    """A line for the person who started the server, on stderr beside the log (in the log's format), never through
+    the log's handler: that one redacts tokens, and this line is how a generated token reaches its owner."""
+    if fmt == "json":
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        message = json.dumps({"time": now, "level": "info", "logger": "ide_backend", "message": message})
+    print(message, file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
-"""Webhooks: a workspace's lifecycle events POSTed as JSON to the operator's URL (IDE_WEBHOOK_URL), signed, retried
-with back-off, in order, and never in the way of the API: events are taken off the bus into an outbox of their own
-and a single task delivers them.
+"""Webhooks: a workspace's lifecycle events POSTed as JSON to the operator's URL (IDE_WEBHOOK_URL) and to its
+project's own URL (POST /api/v1/webhooks/set), signed, retried with back-off, in order, and never in the way of the
+API: events are taken off the bus into one outbox per receiver, each emptied by a task of its own, so a receiver that
+is down holds up only its own events.
 
 Events: `workspace.started`, `workspace.stopped` (asked for: `reason: "requested"`), `workspace.idle_stopped`,
 `workspace.died` (`reason`: `died`, `oom_killed` or `engine_restarted`, with `exitCode`), `workspace.oom` (the
@@ -12,10 +13,13 @@ kernel's out-of-memory killer struck inside it; the death follows), `workspace.d
 
 Headers: `X-IDE-Event` (the type), `X-IDE-Delivery` (the id: the same on every retry, for a receiver to drop
 repeats), `X-IDE-Timestamp` (Unix seconds) and `X-IDE-Signature: sha256=<hex>`, the HMAC-SHA256 of
-`<timestamp>.<body>` with IDE_WEBHOOK_SECRET (the API token when unset). A delivery is done when the receiver
-answers 2xx; anything else (or no answer within 10 s) is retried after 1, 2, 4 ... up to 60 s, for up to
-IDE_WEBHOOK_MAX_AGE seconds after the event, then dropped with a warning. Later events wait for the one being
-retried, so a receiver sees them in order. At most 10,000 wait; past that the oldest is dropped with a warning.
+`<timestamp>.<body>` with IDE_WEBHOOK_SECRET (the API token when unset), or with the project's own secret for its
+URL (the operator's secret never goes to a project's receiver). A project's URL is read from the store for each
+event, so a change made through any backend process applies to the next event on all of them. A delivery is done
+when the receiver answers 2xx; anything else (or no answer within 10 s) is retried after 1, 2, 4 ... up to 60 s, for
+up to IDE_WEBHOOK_MAX_AGE seconds after the event, then dropped with a warning. Later events wait for the one being
+retried, so a receiver sees them in order. At most 10,000 wait per receiver; past that the oldest is dropped with a
+warning.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
+from ..errors import IDEError
 from .bus import EventBus
 from .messages import StatusMessage
 
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 OUTBOX_LIMIT = 10_000
 ATTEMPT_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+
+ProjectLookup = Callable[[str], Awaitable[tuple[str, bytes] | None]]
+"""A project id -> its own (url, secret), or None."""
 
 
 def event_type(message: StatusMessage) -> str | None:
@@ -68,48 +77,133 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-class Webhooks:
-    """Follows the bus and delivers lifecycle events to one URL."""
+class Receiver:
+    """One URL and its key: an outbox and the task that empties it, in order, retrying the head with back-off."""
 
-    def __init__(self, bus: EventBus, url: str, secret: bytes, *, max_age: float) -> None:
-        self.bus = bus
+    def __init__(self, url: str, secret: bytes, session: aiohttp.ClientSession, max_age: float) -> None:
         self.url = url
         self.secret = secret
         self.max_age = max_age
         self.delivered = 0
         self.dropped = 0
+        self._session = session
         self._outbox: deque[tuple[float, dict[str, Any]]] = deque()
         self._ready = asyncio.Event()
+        self._task = asyncio.create_task(self._deliver(), name=f"webhooks-deliver {url}")
+
+    @property
+    def waiting(self) -> int:
+        return len(self._outbox)
+
+    def put(self, made_at: float, event: dict[str, Any]) -> None:
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._outbox.popleft()
+            self.dropped += 1
+            log.warning("webhooks: more than %d events waiting for %s; the oldest was dropped", OUTBOX_LIMIT, self.url)
+        self._outbox.append((made_at, event))
+        self._ready.set()
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._outbox:
+            log.warning("webhooks: %d event(s) for %s not delivered at shutdown", len(self._outbox), self.url)
+
+    async def _deliver(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._outbox:
+                made_at, event = self._outbox[0]
+                await self._send(made_at, event)
+                self._outbox.popleft()
+
+    async def _send(self, made_at: float, event: dict[str, Any]) -> None:
+        """Deliver one event, retrying with back-off until it is accepted or too old."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        wait = BACKOFF_FIRST
+        while True:
+            timestamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "ide-backend-webhooks",
+                "X-IDE-Event": event["type"],
+                "X-IDE-Delivery": event["id"],
+                "X-IDE-Timestamp": timestamp,
+                "X-IDE-Signature": sign(self.secret, timestamp, body),
+            }
+            try:
+                async with self._session.post(self.url, data=body, headers=headers) as response:
+                    await response.read()
+                    if 200 <= response.status < 300:
+                        self.delivered += 1
+                        return
+                    problem = f"answered {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problem = f"did not answer ({exc.__class__.__name__})"
+            if time.monotonic() - made_at + wait > self.max_age:
+                self.dropped += 1
+                log.warning("webhooks: %s %s for %s; dropped", self.url, problem, event["type"])
+                return
+            log.info("webhooks: %s %s; trying again in %.0f s", self.url, problem, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, BACKOFF_MAX)
+
+
+class Webhooks:
+    """Follows the bus and delivers lifecycle events to the operator's URL (if set) and to each project's own."""
+
+    def __init__(
+        self, bus: EventBus, url: str, secret: bytes, *, max_age: float, project_lookup: ProjectLookup
+    ) -> None:
+        self.bus = bus
+        self.url = url
+        self.secret = secret
+        self.max_age = max_age
+        self._lookup = project_lookup
+        self._receivers: dict[tuple[str, bytes], Receiver] = {}
         self._last: dict[tuple[str, str], str] = {}  # the last event type told per workspace (a start is told once)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._gone = {"delivered": 0, "dropped": 0}  # counts of receivers let go
+        self._session: aiohttp.ClientSession | None = None
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT), cookie_jar=aiohttp.DummyCookieJar()
+        )
         following = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._follow(following), name="webhooks-follow"),
-            asyncio.create_task(self._deliver(), name="webhooks-deliver"),
-        ]
+        self._follower = asyncio.create_task(self._follow(following), name="webhooks-follow")
         await following.wait()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._follower is not None:
+            self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._outbox:
-            log.warning("webhooks: %d event(s) not delivered at shutdown", len(self._outbox))
+                await self._follower
+        for receiver in self._receivers.values():
+            await receiver.close()
+        if self._session is not None:
+            await self._session.close()
 
-    def stats(self) -> dict[str, int]:
-        return {"waiting": len(self._outbox), "delivered": self.delivered, "dropped": self.dropped}
+    def stats(self) -> dict[str, int] | None:
+        """Events waiting, delivered and dropped over every receiver; None when there has never been one."""
+        if not self._receivers and not self.url and not any(self._gone.values()):
+            return None
+        receivers = self._receivers.values()
+        return {
+            "waiting": sum(r.waiting for r in receivers),
+            "delivered": self._gone["delivered"] + sum(r.delivered for r in receivers),
+            "dropped": self._gone["dropped"] + sum(r.dropped for r in receivers),
+        }
 
     async def _follow(self, following: asyncio.Event) -> None:
         async with self.bus.subscribe_all() as events:
             following.set()
             while True:
-                self._take(await events.get())
+                await self._take(await events.get())
 
-    def _take(self, message: StatusMessage) -> None:
+    async def _take(self, message: StatusMessage) -> None:
         kind = event_type(message)
         key = (message["projectId"], message["workspaceId"])
         # The API and the engine both tell of a start (and of a deletion): each is sent once, until the next change.
@@ -127,52 +221,29 @@ class Webhooks:
             event["reason"] = message["reason"]
         if "exitCode" in message:
             event["exitCode"] = message["exitCode"]
-        if len(self._outbox) >= OUTBOX_LIMIT:
-            self._outbox.popleft()
-            self.dropped += 1
-            log.warning("webhooks: more than %d events waiting; the oldest was dropped", OUTBOX_LIMIT)
-        self._outbox.append((time.monotonic(), event))
-        self._ready.set()
+        made_at = time.monotonic()
+        targets = [(self.url, self.secret)] if self.url else []
+        try:
+            own = await self._lookup(message["projectId"])
+        except IDEError as exc:
+            own = None
+            log.warning("webhooks: cannot read project %s's webhook (%s); not sent there", key[0], exc.message)
+        if own is not None:
+            targets.append(own)
+        for target in targets:
+            self._receiver(*target).put(made_at, event)
+        # A receiver with nothing left to send and no part in this event (a project's old URL, say) is let go;
+        # its counts stay in the totals.
+        for key_, receiver in list(self._receivers.items()):
+            if receiver.waiting == 0 and key_ not in targets:
+                del self._receivers[key_]
+                self._gone["delivered"] += receiver.delivered
+                self._gone["dropped"] += receiver.dropped
+                await receiver.close()
 
-    async def _deliver(self) -> None:
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT), cookie_jar=aiohttp.DummyCookieJar()
-        ) as session:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while self._outbox:
-                    made_at, event = self._outbox[0]
-                    await self._send(session, made_at, event)
-                    self._outbox.popleft()
-
-    async def _send(self, session: aiohttp.ClientSession, made_at: float, event: dict[str, Any]) -> None:
-        """Deliver one event, retrying with back-off until it is accepted or too old."""
-        body = json.dumps(event, separators=(",", ":")).encode()
-        wait = BACKOFF_FIRST
-        while True:
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "ide-backend-webhooks",
-                "X-IDE-Event": event["type"],
-                "X-IDE-Delivery": event["id"],
-                "X-IDE-Timestamp": timestamp,
-                "X-IDE-Signature": sign(self.secret, timestamp, body),
-            }
-            try:
-                async with session.post(self.url, data=body, headers=headers) as response:
-                    await response.read()
-                    if 200 <= response.status < 300:
-                        self.delivered += 1
-                        return
-                    problem = f"answered {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"did not answer ({exc.__class__.__name__})"
-            if time.monotonic() - made_at + wait > self.max_age:
-                self.dropped += 1
-                log.warning("webhooks: %s %s for %s; dropped", self.url, problem, event["type"])
-                return
-            log.info("webhooks: %s %s; trying again in %.0f s", self.url, problem, wait)
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, BACKOFF_MAX)
+    def _receiver(self, url: str, secret: bytes) -> Receiver:
+        receiver = self._receivers.get((url, secret))
+        if receiver is None:
+            assert self._session is not None, "Webhooks.start() first"
+            receiver = self._receivers[(url, secret)] = Receiver(url, secret, self._session, self.max_age)
+        return receiver

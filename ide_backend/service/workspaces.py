@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -91,15 +92,12 @@ class WorkspaceService:
         )
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
         self._settling: asyncio.Task[None] | None = None
-        self.webhooks = (
-            Webhooks(
-                self.bus,
-                settings.webhook_url,
-                (settings.webhook_secret or settings.api_token).encode(),
-                max_age=settings.webhook_max_age,
-            )
-            if settings.webhook_url
-            else None
+        self.webhooks = Webhooks(
+            self.bus,
+            settings.webhook_url,
+            (settings.webhook_secret or settings.api_token).encode(),
+            max_age=settings.webhook_max_age,
+            project_lookup=self._project_webhook,
         )
 
     async def startup(self) -> None:
@@ -112,8 +110,7 @@ class WorkspaceService:
         except IDEError as exc:
             log.warning("cannot look for workspaces a fork left paused: %s", exc.message)
         await self.processes.start()
-        if self.webhooks is not None:
-            await self.webhooks.start()
+        await self.webhooks.start()
         await self.status_events.start()
         await self.pool.start()
         self.idle.start(self._running_workspaces, self._stop_idle)
@@ -127,8 +124,7 @@ class WorkspaceService:
         await self.idle.close()
         await self.pool.close()
         await self.status_events.close()
-        if self.webhooks is not None:
-            await self.webhooks.close()
+        await self.webhooks.close()
         await self.processes.close()
 
     def _idle_timeout(self, ref: WorkspaceRef) -> float:
@@ -154,8 +150,27 @@ class WorkspaceService:
             "subscriptions": self.bus.subscriber_count(),
             "pool": self.pool.stats(),
             "writes": dict(self.files.writes),
-            **({"webhooks": self.webhooks.stats()} if self.webhooks is not None else {}),
+            **({"webhooks": webhooks} if (webhooks := self.webhooks.stats()) is not None else {}),
         }
+
+    async def set_project_webhook(self, project_id: str, url: str, secret: str | None) -> tuple[str, str]:
+        """Send the project's lifecycle events to `url` too, signed with `secret` (made here when None);
+        returns (url, secret)."""
+        secret = secret or secrets.token_urlsafe(32)
+        await self.store.set_project_webhook(project_id, url, secret)
+        return url, secret
+
+    async def project_webhook(self, project_id: str) -> str | None:
+        """The project's own webhook URL (its secret is only ever answered when set)."""
+        hook = await self.store.project_webhook(project_id)
+        return hook.url if hook is not None else None
+
+    async def remove_project_webhook(self, project_id: str) -> bool:
+        return await self.store.remove_project_webhook(project_id)
+
+    async def _project_webhook(self, project_id: str) -> tuple[str, bytes] | None:
+        hook = await self.store.project_webhook(project_id)
+        return (hook.url, hook.secret.encode()) if hook is not None else None
 
     async def workspace_states(self) -> list[tuple[str, str]]:
         """(state, template) of every workspace: the engine's status of its container, or `removed` (for metrics)."""

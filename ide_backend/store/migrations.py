@@ -47,6 +47,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (4, ["ALTER TABLE workspaces ADD COLUMN stop_reason TEXT"]),
     # The template the workspace was made from (its image, limits and pool).
     (5, ["ALTER TABLE workspaces ADD COLUMN template TEXT"]),
+    # POST /api/v1/webhooks/set: a project's own receiver of its workspaces' lifecycle events, and its signing secret.
+    (
+        6,
+        [
+            """
+            CREATE TABLE project_webhooks (
+                project_id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+        ],
+    ),
 ]
 
 CREATE_VERSION_TABLE = """

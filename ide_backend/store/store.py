@@ -19,7 +19,7 @@ from databases import Database
 from ..errors import StoreUnavailable
 from ..metrics import db_call
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
-from .tables import schema_migrations, token_revocations, workspaces
+from .tables import project_webhooks, schema_migrations, token_revocations, workspaces
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,17 @@ class WorkspaceRecord:
     @classmethod
     def _from_row(cls, row: Mapping[str, Any]) -> WorkspaceRecord:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ProjectWebhook:
+    """A project's own receiver of lifecycle events (POST /api/v1/webhooks/set) and the key its deliveries are
+    signed with."""
+
+    project_id: str
+    url: str
+    secret: str
+    updated_at: str
 
 
 class Store:
@@ -193,3 +204,33 @@ class Store:
         with self._errors("reading token revocations"):
             rows = await self._db.fetch_all(token_revocations.select())
         return [(row["project_id"], row["workspace_id"], float(row["revoked_at"])) for row in rows]
+
+    async def set_project_webhook(self, project_id: str, url: str, secret: str) -> ProjectWebhook:
+        """Set (or replace) the project's webhook."""
+        hook = ProjectWebhook(project_id, url, secret, _now())
+        query = """
+            INSERT INTO project_webhooks (project_id, url, secret, updated_at) VALUES (:project, :url, :secret, :at)
+            ON CONFLICT (project_id) DO UPDATE SET url = excluded.url, secret = excluded.secret,
+                updated_at = excluded.updated_at
+        """
+        with self._errors("setting a project's webhook"):
+            await self._db.execute(query, {"project": project_id, "url": url, "secret": secret, "at": hook.updated_at})
+        return hook
+
+    async def remove_project_webhook(self, project_id: str) -> bool:
+        """Remove the project's webhook; whether it had one."""
+        table = project_webhooks
+        with self._errors("removing a project's webhook"):
+            async with self._db.transaction():
+                row = await self._db.fetch_one(table.select().where(table.c.project_id == project_id))
+                await self._db.execute(table.delete().where(table.c.project_id == project_id))
+        return row is not None
+
+    async def project_webhook(self, project_id: str) -> ProjectWebhook | None:
+        """The project's webhook, or None."""
+        table = project_webhooks
+        with self._errors("reading a project's webhook"):
+            row = await self._db.fetch_one(table.select().where(table.c.project_id == project_id))
+        if row is None:
+            return None
+        return ProjectWebhook(row["project_id"], row["url"], row["secret"], row["updated_at"])

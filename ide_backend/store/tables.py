@@ -31,6 +31,15 @@ schema_migrations = sa.Table(
     sa.Column("applied_at", sa.Text, nullable=False),
 )
 
+project_webhooks = sa.Table(
+    "project_webhooks",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # signs the project's deliveries (HMAC key, kept as given)
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+
 token_revocations = sa.Table(
     "token_revocations",
     metadata,
