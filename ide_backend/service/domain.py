@@ -22,6 +22,18 @@ class WorkspaceRef:
 
 
 @dataclass(frozen=True)
+class IDETarget:
+    """A running workspace's code-server as the /ide/ proxy signs in to it: where it answers, the password it was
+    started with, and which start of the container it is (changes with every start, so an open tab can tell a new
+    code-server from the one it loaded)."""
+
+    host: str
+    port: int
+    password: str = field(repr=False)
+    generation: str
+
+
+@dataclass(frozen=True)
 class ExecSpec:
     """One command to run as the workspace user: `sh -c command` in the workspace folder (or `cwd`)."""
 

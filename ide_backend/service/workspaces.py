@@ -32,7 +32,16 @@ from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
 from .containers import ContainerOwners, Containers, container_spec
-from .domain import ExecResult, ExecSpec, Forked, Outcome, WorkspaceInfo, WorkspaceRef, WorkspaceStatus
+from .domain import (
+    ExecResult,
+    ExecSpec,
+    Forked,
+    IDETarget,
+    Outcome,
+    WorkspaceInfo,
+    WorkspaceRef,
+    WorkspaceStatus,
+)
 from .filesets import FileEntry, FileSet, normalize_path, parse_files, version_of
 from .idle import IdleMonitor
 from .messages import ProcessItem, StatusMessage
@@ -341,6 +350,14 @@ class WorkspaceService:
     async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
         """Where the workspace's code-server answers (for the /ide/ proxy and the readiness probe)."""
         return self.containers.ide_address(ref, await self.containers.running(ref, "open the IDE"))
+
+    async def ide_target(self, ref: WorkspaceRef) -> IDETarget:
+        """The workspace's code-server with the password it runs with (the container's own PASSWORD, which is what
+        code-server read) and the container's start, for the proxy's sign-in and an open tab's reload."""
+        state = await self.containers.running(ref, "open the IDE")
+        host, port = self.containers.ide_address(ref, state)
+        password = state.env.get("PASSWORD") or (await self.containers.require(ref)).password
+        return IDETarget(host, port, password, f"{state.id[:12]}@{state.started_at or ''}")
 
     # -- commands ---------------------------------------------------------------------------------------------
 
