@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     process_finished_ttl: float = Field(default=300.0, gt=0)
     process_output_cap: int = Field(default=4 * 1024**3, ge=1024)
 
+    # Live file watching (`watch` on the live channel): the most folders one workspace's watcher watches (the
+    # kernel's fs.inotify.max_user_watches, shared by every workspace, may stop it sooner), how long a batch of
+    # changes collects, and the most paths one batch carries before it becomes an `overflow` (re-list).
+    watch_max_folders: int = Field(default=20000, ge=1)
+    watch_batch_ms: int = Field(default=50, ge=1, le=5000)
+    watch_max_batch: int = Field(default=1000, ge=1)
+
     @field_validator("workspace_dir", "workspace_home")
     @classmethod
     def _absolute(cls, value: str) -> str:

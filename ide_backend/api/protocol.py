@@ -103,6 +103,22 @@ class ListMessage(_Message):
     workspace_id: WorkspaceIdStr
 
 
+class WatchMessage(_Message):
+    """Follow the file changes below `path` ("" = the whole workspace) of a running workspace."""
+
+    type: Literal["watch"]
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+    path: Annotated[StrictStr, Field(max_length=4096)] = ""
+
+
+class UnwatchMessage(_Message):
+    type: Literal["unwatch"]
+    project_id: WorkspaceIdStr
+    workspace_id: WorkspaceIdStr
+    path: Annotated[StrictStr, Field(max_length=4096)] = ""
+
+
 ClientMessage = Annotated[
     ExecMessage
     | StdinMessage
@@ -114,7 +130,9 @@ ClientMessage = Annotated[
     | AttachMessage
     | DetachMessage
     | PingMessage
-    | ListMessage,
+    | ListMessage
+    | WatchMessage
+    | UnwatchMessage,
     Field(discriminator="type"),
 ]
 client_message = TypeAdapter[ClientMessage](ClientMessage)
@@ -217,6 +235,37 @@ class ProcessesMessage(_Message):
     items: list[ProcessItemModel]
 
 
+class WatchingMessage(_Message):
+    type: Literal["watching", "unwatched"]
+    project_id: str
+    workspace_id: str
+    path: str
+    folders: int | None = None  # watching: how many folders the workspace's watcher watches
+    reason: Literal["container_stopped", "watcher_ended"] | None = None  # unwatched by the server
+
+
+class FileChangeModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    path: str
+    kind: Literal["created", "modified", "deleted", "moved"]
+    type: Literal["file", "dir", "symlink", "other"]
+    from_: str | None = Field(default=None, alias="from")  # moved: where it was
+    version: str | None = None  # sha256 hex of a regular file's contents, up to 1 MiB
+    origin: Literal["sync"] | None = None  # a write through this backend made it
+    request_id: str | None = Field(default=None, alias="requestId")  # that write's request (X-Request-Id)
+
+
+class FilesMessage(_Message):
+    type: Literal["files"]
+    project_id: str
+    workspace_id: str
+    path: str
+    changes: list[FileChangeModel]
+    overflow: bool | None = None  # changes were lost: list again
+    reason: Literal["too_many", "queue", "limit"] | None = None
+
+
 ServerMessage = Annotated[
     StartedMessage
     | OutputMessage
@@ -227,7 +276,9 @@ ServerMessage = Annotated[
     | ErrorMessage
     | PongMessage
     | ProcessesMessage
-    | ScreenMessage,
+    | ScreenMessage
+    | WatchingMessage
+    | FilesMessage,
     Field(discriminator="type"),
 ]
 server_message = TypeAdapter[ServerMessage](ServerMessage)

@@ -341,6 +341,7 @@ async def stats(request: Request) -> JSONResponse:
             tasks=len(asyncio.all_tasks()),
             pool=counts["pool"],
             writes=counts["writes"],
+            watchers=counts["watchers"],
             **({"webhooks": counts["webhooks"]} if "webhooks" in counts else {}),
         )
     )

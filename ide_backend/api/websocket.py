@@ -23,6 +23,7 @@ from ..errors import IDEError
 from ..service.domain import ExecSpec, WorkspaceRef
 from ..service.messages import ProcessesMessage, error_message
 from ..service.processes import LISTENER_QUEUE, Outbox, ProcessHandle, unknown_process
+from ..service.watch import Watch, folder_path
 from ..service.workspaces import WorkspaceService
 from .answers import channel_error
 from .auth import Credential, credential
@@ -41,6 +42,8 @@ from .protocol import (
     Subscribed,
     SubscribeMessage,
     UnsubscribeMessage,
+    UnwatchMessage,
+    WatchMessage,
     client_message,
 )
 from .tokens import Action
@@ -60,6 +63,7 @@ class Connection:
         self.following: dict[str, ProcessHandle] = {}
         self.subscriptions: dict[WorkspaceRef, asyncio.Task[None]] = {}
         self.starting: dict[str, asyncio.Task[None]] = {}
+        self.watches: dict[tuple[WorkspaceRef, str], Watch] = {}
 
     def send(self, message: Mapping[str, object]) -> None:
         if self.outbox.full():
@@ -170,6 +174,15 @@ class Connection:
             self.send(
                 ProcessesMessage(type="processes", projectId=ref.project_id, workspaceId=ref.workspace_id, items=items)
             )
+        elif isinstance(message, WatchMessage):
+            await self._watch(WorkspaceRef(message.project_id, message.workspace_id), message.path)
+        elif isinstance(message, UnwatchMessage):
+            ref = WorkspaceRef(message.project_id, message.workspace_id)
+            path = folder_path(message.path)
+            watch = self.watches.pop((ref, path), None)
+            if watch is not None:
+                await self.service.unwatch(watch)
+            self.send(Watch(ref, path, self.send).message("unwatched"))
         elif isinstance(message, SubscribeMessage):
             await self._subscribe(WorkspaceRef(message.project_id, message.workspace_id))
         elif isinstance(message, UnsubscribeMessage):
@@ -191,6 +204,22 @@ class Connection:
         self.send(Subscribed(type="subscribed", projectId=ref.project_id, workspaceId=ref.workspace_id))
         self.send(snapshot)
 
+    async def _watch(self, ref: WorkspaceRef, path: str) -> None:
+        """Follow the file changes below `path`; watching the same folder again keeps one watch."""
+        self.credential.require(ref, "read")
+        watch, folders = await self.service.watch(ref, path, self._deliver_files)
+        old = self.watches.pop((ref, watch.path), None)
+        if old is not None:
+            await self.service.unwatch(old)
+        self.watches[(ref, watch.path)] = watch
+        self.send(watch.message("watching", folders=folders))
+
+    def _deliver_files(self, message: Mapping[str, object]) -> None:
+        if message.get("type") == "unwatched":  # the server ended it (the workspace stopped)
+            ref = WorkspaceRef(str(message["projectId"]), str(message["workspaceId"]))
+            self.watches.pop((ref, str(message["path"])), None)
+        self.send(message)
+
     async def _forward(self, ref: WorkspaceRef, ready: asyncio.Event) -> None:
         async with self.service.subscribe(ref) as subscription:
             ready.set()
@@ -205,6 +234,10 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.subscriptions.clear()
+        for watch in self.watches.values():
+            with contextlib.suppress(Exception):
+                await self.service.unwatch(watch)
+        self.watches.clear()
         for handle in self.following.values():
             handle.detach(self.outbox)
         self.following.clear()

@@ -247,6 +247,16 @@ class WorkspaceFiles:
         except UnicodeDecodeError:
             return FileContent(path, base64.b64encode(data).decode("ascii"), "base64", len(data), version)
 
+    async def require_folder(self, container_id: str, path: str) -> None:
+        """`path` is a real folder of the workspace, reached through real folders (to watch it)."""
+        parts = path.split("/")
+        chain = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+        found = await self._survey(container_id, self.settings.workspace_dir, chain[:-1], {path})
+        for folder in chain:
+            if folder not in found:
+                raise NotFound(f"{path!r} does not exist in the workspace", path=path)
+            _require_real_folder(folder, found[folder], "watched")
+
     async def listing(self, container: ContainerState, path: str, depth: int, limit: int) -> tuple[list[Entry], bool]:
         """Entries below `path` (the workspace itself when empty), `depth` levels down, as the workspace user."""
         base = self.settings.workspace_dir

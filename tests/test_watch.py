@@ -1,0 +1,233 @@
+"""Live file watching over the live channel: a real server, a real engine, the watcher in a real workspace."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ide_backend.api import protocol
+from ide_backend.service import watch
+from ide_backend.service.domain import WorkspaceRef
+
+from .harness import Server, remove_instance
+from .helpers import Call, Channel, run, start_server
+
+pytestmark = pytest.mark.docker
+
+
+def _watch(channel: Channel, ref: dict[str, str], path: str = "") -> dict[str, Any]:
+    channel.send(type="watch", path=path, **ref)
+    answer = channel.wait_for(type="watching", path=path)
+    assert answer["folders"] >= 1
+    return answer
+
+
+def _changes(channel: Channel, *until: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """Every change of the `files` messages received until each path of `until` was named."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    waiting = set(until)
+    while waiting:
+        message = channel.wait_for(timeout=max(0.1, deadline - time.monotonic()), type="files")
+        seen.extend(message["changes"])
+        waiting -= {c["path"] for c in message["changes"]} | {c.get("from") for c in message["changes"]}
+    return seen
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_changes_made_in_the_workspace_arrive(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    _watch(channel, ref)
+    run(api, ref, "echo one > notes.txt")
+    created = _changes(channel, "notes.txt")
+    assert created[-1] == {
+        "path": "notes.txt",
+        "kind": "created",
+        "type": "file",
+        "version": _sha("one\n"),
+    }
+    run(api, ref, "echo two >> notes.txt")
+    assert _changes(channel, "notes.txt")[-1]["kind"] == "modified"
+    run(api, ref, "mv notes.txt renamed.txt")
+    moved = _changes(channel, "renamed.txt")[-1]
+    assert (moved["kind"], moved["from"], moved["version"]) == ("moved", "notes.txt", _sha("one\ntwo\n"))
+    run(api, ref, "rm renamed.txt")
+    assert _changes(channel, "renamed.txt")[-1] == {"path": "renamed.txt", "kind": "deleted", "type": "file"}
+    # A folder made with files in it in one go is one change (list it for what is inside); then inside it.
+    run(api, ref, "mkdir -p src/deep && echo x > src/deep/a.py")
+    assert [c for c in _changes(channel, "src") if c["path"].startswith("src")] == [
+        {"path": "src", "kind": "created", "type": "dir"}
+    ]
+    run(api, ref, "echo y > src/deep/b.py && ln -s b.py src/deep/link")
+    inside = {c["path"]: c for c in _changes(channel, "src/deep/link")}
+    assert inside["src/deep/b.py"]["kind"] == "created"
+    assert inside["src/deep/link"]["type"] == "symlink"
+    # What happens inside .git is not watched; the folder itself is.
+    run(api, ref, "git init -q . && echo change > .git/description && echo after > after.txt")
+    paths = {c["path"] for c in _changes(channel, "after.txt")}
+    assert ".git" in paths and not any(p.startswith(".git/") for p in paths)
+
+
+def test_a_folder_watch_sees_its_own_subtree(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    run(api, ref, "mkdir -p src other")
+    _watch(channel, ref, "src")
+    run(api, ref, "echo 1 > other/outside.txt; echo 2 > src/inside.txt")
+    changes = _changes(channel, "src/inside.txt")
+    assert [c["path"] for c in changes] == ["src/inside.txt"]
+    # A move across the folder's edge is a deletion (out) or a creation (in) for this watch.
+    run(api, ref, "mv src/inside.txt other/ && mv other/outside.txt src/")
+    changes = _changes(channel, "src/outside.txt")
+    by_path = {c["path"]: c for c in changes}
+    assert by_path["src/inside.txt"]["kind"] == "deleted"
+    assert by_path["src/outside.txt"]["kind"] == "created" and "from" not in by_path["src/outside.txt"]
+    assert all(c["path"].startswith("src/") for c in changes)
+
+
+def test_a_checkout_of_thousands_of_files_is_a_few_messages(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    git = "git -c user.email=t@example.com -c user.name=t"
+    setup = (
+        f"git init -q -b main . && mkdir -p a b c && touch a/keep b/keep c/keep && for i in $(seq 1 1000); do "
+        f"echo $i > a/$i.txt; echo $i > b/$i.txt; echo $i > c/$i.txt; done && {git} add -A && {git} commit -qm all "
+        f"&& git checkout -q -b empty && git rm -q -- */[0-9]*.txt && {git} commit -qm none"
+    )
+    assert run(api, ref, setup)["exitCode"] == 0
+    _watch(channel, ref)
+    assert run(api, ref, "git checkout -q main && echo done > marker")["exitCode"] == 0
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while not any(c["path"] == "marker" for m in messages for c in m["changes"]):
+        messages.append(channel.wait_for(timeout=max(0.1, deadline - time.monotonic()), type="files"))
+    # 3,000 files in folders that stay: coalesced into a few batches (one too large becomes one overflow).
+    print(f"checkout of 3,000 files: {len(messages)} messages, overflow: {[m.get('reason') for m in messages]}")
+    assert len(messages) <= 30, len(messages)
+    listed = {c["path"] for m in messages for c in m["changes"]}
+    made = {f"{d}/{i}.txt" for d in "abc" for i in range(1, 1001)}
+    assert any(m.get("overflow") for m in messages) or made <= listed
+
+
+def test_own_syncs_are_marked_with_their_request_id(
+    channel: Channel, api: Call, client: Any, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    _watch(channel, ref)
+    answer = client.post(
+        "/api/v1/containers/sync",
+        json={**ref, "files": {"mine.py": "A = 1\n", "lib/a.py": "B = 2\n"}},
+        headers={"X-Request-Id": "page-save-42"},
+    )
+    assert answer.status_code == 200, answer.text
+    mine = [c for c in _changes(channel, "mine.py", "lib") if c["path"] in ("lib", "mine.py")]
+    assert len(mine) == 2 and all(c["origin"] == "sync" and c["requestId"] == "page-save-42" for c in mine)
+    # A large set goes through the staging folder: its moves into place are the sync's too, the folder never shows.
+    big = {f"big/{i}.txt": "x" * 2048 for i in range(700)}
+    answer = client.post(
+        "/api/v1/containers/sync", json={**ref, "files": big}, headers={"X-Request-Id": "page-save-43"}
+    )
+    assert answer.status_code == 200, answer.text
+    changes = _changes(channel, "big")
+    assert not any(c["path"].startswith(".ide-staging") for c in changes)
+    assert next(c for c in changes if c["path"] == "big")["requestId"] == "page-save-43"
+    # Someone else's change is not marked.
+    run(api, ref, "echo theirs > lib/theirs.py")
+    theirs = [c for c in _changes(channel, "lib/theirs.py") if c["path"] == "lib/theirs.py"]
+    assert "origin" not in theirs[0] and "requestId" not in theirs[0]
+
+
+def test_unwatch_stops_the_messages_and_the_watcher(
+    channel: Channel, api: Call, server: Server, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    _watch(channel, ref)
+    channel.send(type="unwatch", path="", **ref)
+    assert channel.wait_for(type="unwatched")["path"] == ""
+    run(api, ref, "echo gone > unseen.txt")
+    _watch(channel, ref)  # a new watcher, which starts after unseen.txt was made
+    run(api, ref, "echo here > seen.txt")
+    _changes(channel, "seen.txt")
+    every = [c for m in channel.backlog if m["type"] == "files" for c in m["changes"]]
+    assert not any(c["path"] == "unseen.txt" for c in every)
+    channel.send(type="unwatch", path="", **ref)
+    channel.wait_for(type="unwatched")
+    with server.client() as http:
+        assert http.get("/api/v1/stats").json()["watchers"] == 0
+
+
+def test_a_stopped_workspace_ends_the_watch(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    _watch(channel, ref)
+    assert api("stop", ref).status_code == 200
+    ended = channel.wait_for(type="unwatched")
+    assert ended["reason"] == "container_stopped"
+    channel.send(type="watch", path="", **ref)
+    refused = channel.wait_for(type="error")
+    assert refused["code"] == "not_running"
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "words"),
+    [
+        ("../etc", "invalid_path", "leaves the workspace"),
+        ("/etc", "invalid_path", "absolute"),
+        ("missing", "not_found", "does not exist"),
+        ("file.txt", "conflict", "is a file"),
+        ("link", "invalid_path", "symbolic link"),
+    ],
+)
+def test_a_bad_path_is_refused_clearly(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any], path: str, code: str, words: str
+) -> None:
+    run(api, ref, "echo 1 > file.txt && mkdir real && ln -s real link")
+    channel.send(type="watch", path=path, **ref)
+    error = channel.wait_for(type="error")
+    assert error["code"] == code and words in error["message"], error
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
+    """A server whose watchers watch at most 3 folders and carry at most 50 paths per batch."""
+    srv = start_server(tmp_path_factory.mktemp("limited"), IDE_WATCH_MAX_FOLDERS="3", IDE_WATCH_MAX_BATCH="50")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+def test_past_its_limits_the_watcher_says_overflow(limited: Server, ref: dict[str, str]) -> None:
+    with limited.client() as http:
+        answer = http.post("/api/v1/containers/start", json={**ref, "files": {f"{d}/x": "1" for d in "abcd"}})
+        assert answer.status_code == 200, answer.text
+        channel = Channel(limited)
+        try:
+            _watch(channel, ref)
+            # Five folders (the workspace and a-d) for three watches: the client is told some are not watched.
+            assert channel.wait_for(type="files", overflow=True)["reason"] == "limit"
+            # More paths in one batch than it may carry: one overflow instead of the paths.
+            command = "for i in $(seq 1 200); do echo $i > f$i; done"
+            result = http.post("/api/v1/containers/exec", json={**ref, "command": command}).json()
+            assert result["exitCode"] == 0
+            too_many = channel.wait_for(type="files", reason="too_many")
+            assert too_many["overflow"] is True and too_many["changes"] == []
+        finally:
+            channel.close()
+
+
+def test_the_messages_match_their_models() -> None:
+    """What watch.py builds and what protocol.py documents are the same JSON."""
+    sent = watch.Watch(WorkspaceRef("p1", "w1"), "src", lambda m: None).message("watching", folders=3)
+    assert protocol.server_message.validate_python(sent).type == "watching"
+    message = {"type": "files", "projectId": "p", "workspaceId": "w", "path": "", "changes": []}
+    change = {"path": "b", "kind": "moved", "type": "file", "from": "a", "version": "0" * 64}
+    model = protocol.server_message.validate_python({**message, "changes": [change]})
+    assert isinstance(model, protocol.FilesMessage) and model.changes[0].from_ == "a"
