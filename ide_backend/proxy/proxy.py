@@ -11,7 +11,9 @@ as `?token=` on a navigation; the answer sets an HttpOnly, SameSite=Strict cooki
 sends the browser to the same URL without the token: a 303 when the navigation started on this site, else a page
 that navigates by itself (a Strict cookie set during a redirect chain that began on another site would not be sent
 on the redirect's next request). `Authorization: Bearer <token>` works too, for programs. Neither the token nor
-the cookie is passed upstream, and code-server's password stays as a second lock.
+the cookie is passed upstream. With `sign_in` the proxy signs in to code-server itself and keeps its session
+cookie server-side (signin.py), so code-server's password still locks its port but the user logs in once, and an
+open workbench reloads itself when the workspace runs a new code-server (reload.py).
 
     proxy = IDEProxy(resolve, authenticator)
     routes = [*api_routes, *proxy.routes()]          # and `await proxy.close()` on shutdown
@@ -44,6 +46,7 @@ from ..api.models import ID_PATTERN
 from ..errors import IDEError, IDETimeout, IDEUnavailable, NotFound
 from ..service.domain import WorkspaceRef
 from .headers import WS_REQUEST_DROP, request_headers, response_headers, sendable_close_code, without_param
+from .signin import SignIn, TargetLookup
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ Resolver = Callable[[WorkspaceRef], Awaitable[tuple[str, int]]]
 """A workspace -> (host, port) of its code-server; raises NotFound, NotRunning, ..."""
 Activity = Callable[[WorkspaceRef, str], AbstractContextManager[None]]
 """Marks a workspace in use while the block runs (an open VS Code session keeps it from its idle stop)."""
+HeaderHook = Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
+"""Changes the headers a request sends upstream (the /ide/ proxy's sign-in adds code-server's session cookie)."""
 
 PREFIX = "/ide"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -71,6 +76,7 @@ class IDEProxy:
         websocket_heartbeat: float = 30.0,
         max_message_bytes: int = 64 * 1024 * 1024,
         resolve_ttl: float = 2.0,
+        sign_in: TargetLookup | None = None,
     ) -> None:
         self._resolve = resolve
         self._auth = authenticator
@@ -83,6 +89,9 @@ class IDEProxy:
         self._resolved: dict[WorkspaceRef, tuple[float, tuple[str, int]]] = {}
         self._open_sockets: dict[WebSocket, Credential] = {}
         self._session: aiohttp.ClientSession | None = None
+        # With `sign_in`, the proxy signs in to code-server itself (signin.py) and an open workbench reloads after
+        # a restart (reload.py); without it, requests pass as the browser sent them.
+        self._signin = SignIn(sign_in, self._client, self.ready) if sign_in is not None else None
 
     def routes(self) -> list[BaseRoute]:
         path = PREFIX + "/{project_id}/{workspace_id}"
@@ -167,11 +176,15 @@ class IDEProxy:
         credential = self._authenticate(request, ref)
         if credential.source == "query" and request.method in ("GET", "HEAD"):
             return self._open(request, ref, prefix, credential)
+        target = upstream_target(request, prefix)
+        if self._signin is not None and (own := await self._signin.own(request.method, target, ref, prefix)):
+            return own
         host, port = await self._upstream(ref)
         with self._activity(ref, "VS Code request"):
             pass  # a request is a use of the workspace
+        hook = None if self._signin is None else await self._signin.hook(ref, host, port, request.method, target)
         try:
-            return await forward_http(
+            response = await forward_http(
                 self._client(),
                 request,
                 host,
@@ -179,7 +192,11 @@ class IDEProxy:
                 prefix,
                 is_token=self._auth.is_token,
                 timeout=self._response_timeout,
+                headers_hook=hook,
             )
+            if self._signin is not None:
+                response = await self._signin.answer(request.method, target, response, ref, prefix)
+            return response
         except TimeoutError as exc:
             raise IDETimeout(f"code-server in {ref} did not answer within {self._response_timeout:g} s") from exc
         except aiohttp.ClientError as exc:
@@ -207,6 +224,7 @@ class IDEProxy:
             return
         prefix = self._prefix(ref)
         try:
+            hook = None if self._signin is None else await self._signin.hook(ref, host, port)
             upstream = await connect_websocket(
                 self._client(),
                 websocket,
@@ -216,8 +234,14 @@ class IDEProxy:
                 is_token=self._auth.is_token,
                 heartbeat=self._heartbeat,
                 max_message=self._max_message,
+                headers_hook=hook,
             )
+        except IDEError as exc:  # the sign-in to code-server failed
+            await deny(websocket.scope, websocket.receive, websocket.send, exc)
+            return
         except aiohttp.WSServerHandshakeError as exc:
+            if self._signin is not None and exc.status == 401:
+                self._signin.forget(ref)  # code-server no longer takes the cookie: sign in again next time
             refused = IDEUnavailable(f"code-server refused the websocket ({exc.status} {exc.message})")
             await deny(websocket.scope, websocket.receive, websocket.send, refused)
             return
@@ -277,13 +301,17 @@ async def forward_http(
     *,
     is_token: Callable[[str], bool],
     timeout: float,
+    headers_hook: HeaderHook | None = None,
 ) -> Response:
     """The request, below `prefix`, sent to host:port and its answer streamed back (redirects and cookies kept below
-    `prefix`). Raises TimeoutError when no answer starts within `timeout`, aiohttp.ClientError when unreachable."""
+    `prefix`). Raises TimeoutError when no answer starts within `timeout`, aiohttp.ClientError when unreachable.
+    `headers_hook` may change the headers that go upstream."""
     target = upstream_target(request, prefix)
     headers = request_headers(request.headers.items(), is_token=is_token)
     headers += _forwarded(request, prefix)
     headers.append(("Host", request.headers.get("host", f"{host}:{port}")))
+    if headers_hook is not None:
+        headers = headers_hook(headers)
     has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
     url = URL(f"http://{host}:{port}{target}", encoded=True)
     async with asyncio.timeout(timeout):
@@ -345,13 +373,17 @@ async def connect_websocket(
     is_token: Callable[[str], bool],
     heartbeat: float,
     max_message: int,
+    headers_hook: HeaderHook | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
     """The browser's websocket, below `prefix`, opened at host:port (not yet accepted on the browser's side).
-    Raises aiohttp.WSServerHandshakeError when upstream refuses it, aiohttp.ClientError or TimeoutError otherwise."""
+    Raises aiohttp.WSServerHandshakeError when upstream refuses it, aiohttp.ClientError or TimeoutError otherwise.
+    `headers_hook` may change the headers that go upstream."""
     target = upstream_target(websocket, prefix)
     headers = request_headers(websocket.headers.items(), drop=WS_REQUEST_DROP, is_token=is_token)
     headers += _forwarded(websocket, prefix)
     headers.append(("Host", websocket.headers.get("host", f"{host}:{port}")))
+    if headers_hook is not None:
+        headers = headers_hook(headers)
     url = URL(f"http://{host}:{port}{target}", encoded=True)
     return await session.ws_connect(
         url,
