@@ -29,7 +29,7 @@ from .errors import IDEError
 from .metrics import Metrics
 from .proxy import IDEProxy
 from .runtime import DockerRuntime
-from .service.domain import WorkspaceRef
+from .service.domain import IDETarget, WorkspaceRef
 from .service.workspaces import WorkspaceService
 from .settings import Settings
 from .store import Store
@@ -83,7 +83,11 @@ def create_app(settings: Settings) -> Starlette:
         service: WorkspaceService = app.state.service
         return service.idle.hold(ref, label)
 
-    proxy = IDEProxy(resolve_ide, authenticator, activity=ide_activity)
+    async def sign_in_ide(ref: WorkspaceRef) -> IDETarget:
+        service: WorkspaceService = app.state.service
+        return await service.ide_target(ref)
+
+    proxy = IDEProxy(resolve_ide, authenticator, activity=ide_activity, sign_in=sign_in_ide)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

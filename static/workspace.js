@@ -392,7 +392,8 @@ export class Workspace {
     if (tab) tab.opener = null;
     try {
       const { data } = await api.status(this.ref);
-      note(data.ideReady ? `VS Code password: ${data.password}` : "VS Code is still starting; it opens when ready");
+      // No password to show: the backend signs the tab in to code-server itself.
+      note(data.ideReady ? "VS Code opened in a new tab" : "VS Code is still starting; it opens when ready");
       if (tab) tab.location.href = `${data.ideUrl}?token=${encodeURIComponent(getToken())}`;
     } catch (err) {
       tab?.close();

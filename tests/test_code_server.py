@@ -1,6 +1,7 @@
 """VS Code in the browser, end to end: a real backend running workspaces from ide-backend/code-server:latest, the
-IDE opened through the backend's proxy at /ide/{projectId}/{workspaceId}/ in a real Chromium, logged in with the
-workspace password, and a theme set through the API showing up in the workbench.
+IDE opened through the backend's proxy at /ide/{projectId}/{workspaceId}/ in a real Chromium with one login (the
+token; the proxy signs in to code-server itself), a theme set through the API showing up in the workbench, the tab
+reloading itself after the workspace is stopped and started, and code-server's password still locking its port.
 
 Skipped (with the reason) when the image is not built: `scripts/build-images.sh --code-server` builds it.
 Screenshots of every step go to artifacts/code-server/.
@@ -8,6 +9,7 @@ Screenshots of every step go to artifacts/code-server/.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -20,6 +22,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Error as PlaywrightError
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from .harness import Server, docker, remove_instance
 from .helpers import TOKEN, chromium_browser, start_server
@@ -160,6 +165,7 @@ def test_code_server_runs_as_coder_on_8080_beside_the_agent(
     processes = out["output"].splitlines()
     server = [line for line in processes if "node /usr/local/bin/code-server" in line]
     assert server and server[0].startswith("coder ") and "--bind-addr 0.0.0.0:8080 --auth password" in server[0]
+    assert " --disable-telemetry " in server[0] and " --disable-update-check " in server[0], server[0]
     assert '"status"' in processes[-1]
     # The workspace image's exec agent is still the main process, so the warm exec path keeps working.
     assert any("ide-agent" in line for line in processes) == _has_agent(), processes
@@ -179,19 +185,35 @@ def test_the_ide_needs_the_api_token(cs_server: Server, ref: dict[str, str], wor
         assert TOKEN not in opened.headers["set-cookie"]
 
 
-def test_login_with_the_workspace_password_shows_the_workbench(
+def test_telemetry_is_off_in_the_workbench(cs_server: Server, ref: dict[str, str], workspace: dict[str, Any]) -> None:
+    """The workbench page's product configuration says telemetry is off (code-server's --disable-telemetry alone
+    leaves it on in the browser), and the page carries the proxy's reload script."""
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        page = client.get(ide_url(cs_server, ref) + "?folder=/workspace")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"], page.text[:500]
+    found = re.search(r'id="vscode-workbench-web-configuration" data-settings="([^"]*)"', page.text)
+    assert found, page.text[:1000]
+    product = json.loads(html.unescape(found.group(1)))["productConfiguration"]
+    assert product["enableTelemetry"] is False, product
+    assert "updateEndpoint" not in product, product
+    assert f'src="/ide/{ref["projectId"]}/{ref["workspaceId"]}/__ide-backend/reload.js"' in page.text
+    assert "code-server-session" not in page.headers.get("set-cookie", "")
+
+
+def test_opening_with_the_token_shows_the_workbench_without_a_password(
     api: httpx.Client, cs_server: Server, ref: dict[str, str], workspace: dict[str, Any], page: Page
 ) -> None:
     # A theme set before the IDE is opened is what it opens with (headless Chromium would get a light one).
     _post(api, "vscode-theme", ref, theme=DARK[0])
     url = ide_url(cs_server, ref)
+    forms: list[str] = []
+    page.on("framenavigated", lambda frame: forms.append(frame.url) if "/login" in frame.url else None)
     page.goto(url + f"?token={TOKEN}")
-    page.wait_for_selector("input[name=password]")
-    assert TOKEN not in page.url and page.url.startswith(url)  # the token is gone from the address bar
-    shot(page, "01-login")
-    page.fill("input[name=password]", workspace["password"])
-    page.press("input[name=password]", "Enter")
     page.wait_for_selector(".monaco-workbench", timeout=90_000)
+    assert TOKEN not in page.url and page.url.startswith(url)  # the token is gone from the address bar
+    assert page.locator("input[type=password]").count() == 0 and forms == [], forms  # code-server's login never shows
+    # code-server's session is the proxy's: the browser never holds it (nor the password it stands for).
+    assert [c["name"] for c in page.context.cookies() if c["name"] == "code-server-session"] == []
     # The explorer lists the workspace's files: the remote connection (a websocket through the proxy) works.
     expect(page.locator(".explorer-folders-view")).to_contain_text("hello.py", timeout=60_000)
     wait_theme(page, DARK[1], DARK[2])
@@ -241,6 +263,72 @@ def test_reload_needs_neither_token_nor_password(cs_server: Server, ref: dict[st
     page.goto(ide_url(cs_server, ref))
     page.wait_for_selector(".monaco-workbench", timeout=90_000)
     wait_theme(page, DARK[1], DARK[2])  # and the theme is still the one last set
+    # code-server's own login and logout pages are not shown through the proxy: both lead back to the workbench.
+    for own in ("login", "logout"):
+        answer = page.request.get(ide_url(cs_server, ref) + own, max_redirects=0)
+        back = f"/ide/{ref['projectId']}/{ref['workspaceId']}/"
+        assert (answer.status, answer.headers.get("location")) == (303, back), (own, answer.headers)
+
+
+def _still_the_old_page(page: Page) -> bool:
+    try:
+        return bool(page.evaluate("() => window.__beforeRestart === true"))
+    except PlaywrightError:  # asked while the tab was navigating: it is reloading
+        return True
+
+
+def test_the_tab_reloads_itself_after_a_stop_and_start(
+    api: httpx.Client, cs_server: Server, ref: dict[str, str], page: Page
+) -> None:
+    """The workspace is stopped and started through the API while VS Code is open: a new code-server process that
+    knows nothing of this window. The same tab shows a working workbench again with no manual step."""
+    expect(page.locator(".explorer-folders-view")).to_contain_text("hello.py", timeout=60_000)
+    before = _post(api, "status", ref)["data"]
+    page.evaluate("() => { window.__beforeRestart = true; }")  # gone once the tab has reloaded
+    shot(page, "08-before-restart")
+    _post(api, "stop", ref)
+    # VS Code notices: its connection is lost (the dialog or the status bar says so, depending on timing).
+    page.wait_for_timeout(3000)
+    shot(page, "09-stopped")
+    _post(api, "start", ref)
+    deadline = time.monotonic() + 120
+    while _still_the_old_page(page):
+        if time.monotonic() > deadline:
+            shot(page, "failed-no-reload")
+            pytest.fail("the VS Code tab did not reload itself after the workspace was started again")
+        page.wait_for_timeout(500)
+    page.wait_for_selector(".monaco-workbench", timeout=90_000)
+    # A working workbench: the explorer lists the files over the new code-server's remote connection.
+    expect(page.locator(".explorer-folders-view")).to_contain_text("hello.py", timeout=90_000)
+    after = _post(api, "status", ref)["data"]
+    assert after["startedAt"] != before["startedAt"]
+    assert page.locator("input[type=password]").count() == 0
+    page.locator(".explorer-folders-view").get_by_text("hello.py").click()
+    expect(page.locator("#status\\.editor\\.mode")).to_contain_text("Python", timeout=60_000)
+    shot(page, "10-after-restart")
+
+
+def test_the_password_still_locks_code_servers_port(
+    api: httpx.Client, cs_server: Server, ref: dict[str, str], page: Page
+) -> None:
+    """Straight to the container's published port, without the proxy: code-server asks for its password, takes no
+    websocket, and a wrong password does not let anyone in."""
+    data = _post(api, "status", ref)["data"]
+    direct = f"http://127.0.0.1:{data['ports']['8080']}"
+    with httpx.Client(timeout=30) as client:
+        root = client.get(direct + "/?folder=/workspace")
+        assert root.status_code == 302 and root.headers["location"].startswith("./login"), root.headers
+        login = client.get(direct + "/login")
+        assert login.status_code == 200 and 'name="password"' in login.text
+        wrong = client.post(direct + "/login", data={"password": "not-" + data["password"]})
+        assert wrong.status_code == 200 and "code-server-session" not in wrong.headers.get("set-cookie", "")
+        assert client.get(direct + "/?folder=/workspace").status_code == 302
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{data['ports']['8080']}/?reconnectionToken=x", origin=direct, open_timeout=30).close()
+    assert refused.value.response.status_code == 401
+    # ...while through the proxy the same tab still works (the wrong password did not lock the backend out).
+    page.reload()
+    expect(page.locator(".explorer-folders-view")).to_contain_text("hello.py", timeout=90_000)
 
 
 def test_a_browser_without_the_session_is_refused(cs_server: Server, ref: dict[str, str], browser: Browser) -> None:
@@ -256,7 +344,7 @@ def test_a_browser_without_the_session_is_refused(cs_server: Server, ref: dict[s
 
 
 def test_the_demo_page_opens_vs_code(
-    cs_server: Server, ref: dict[str, str], workspace: dict[str, Any], browser: Browser
+    api: httpx.Client, cs_server: Server, ref: dict[str, str], workspace: dict[str, Any], browser: Browser
 ) -> None:
     """The demo page's "Open VS Code" button comes alive for an IDE workspace and opens it through the proxy."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -272,9 +360,13 @@ def test_the_demo_page_opens_vs_code(
             button.click()
         ide = opened.value
         ide.wait_for_load_state()
-        expect(ide.locator("input[type=password]")).to_be_visible(timeout=60_000)
+        ide.wait_for_selector(".monaco-workbench", timeout=90_000)
+        expect(ide.locator(".explorer-folders-view")).to_contain_text("hello.py", timeout=60_000)
+        assert ide.locator("input[type=password]").count() == 0
         assert f"/ide/{ref['projectId']}/{ref['workspaceId']}/" in ide.url and "token=" not in ide.url
         shot(ide, "07-opened-from-demo-page")
-        expect(page.locator("#note")).to_contain_text("password", timeout=10_000)
+        expect(page.locator("#note")).to_contain_text("VS Code", timeout=10_000)
+        password = _post(api, "status", ref)["data"]["password"]
+        assert password not in page.locator("body").inner_text()  # the page no longer shows the password
     finally:
         context.close()
