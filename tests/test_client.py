@@ -250,6 +250,22 @@ def test_fork_templates_and_tokens(client: Client, server: Server, workspace: Wo
 
 
 @docker
+def test_a_projects_webhook_is_set_read_and_removed(client: Client) -> None:
+    project = new_project()
+    assert client.get_webhook(project).url is None
+    made = client.set_webhook(project, "http://127.0.0.1:9/hooks")
+    assert made.url == "http://127.0.0.1:9/hooks" and made.secret and len(made.secret) >= 32
+    given = client.set_webhook(project, "http://127.0.0.1:9/other", secret="a-project-secret-of-its-own")
+    assert given.secret == "a-project-secret-of-its-own"
+    read = client.get_webhook(project)
+    assert read.url == "http://127.0.0.1:9/other" and read.secret is None
+    assert client.set_webhook(project, None).url is None
+    assert client.get_webhook(project).url is None
+    with pytest.raises(InvalidRequestError):
+        client.set_webhook(project, "ftp://127.0.0.1/x")
+
+
+@docker
 def test_errors_carry_the_servers_code_message_and_status(client: Client, server: Server) -> None:
     project = new_project()
     ws = client.workspace(project, "w")
@@ -257,6 +273,7 @@ def test_errors_carry_the_servers_code_message_and_status(client: Client, server
         ws.status()
     assert (missing.value.status, missing.value.code) == (404, "not_found")
     assert "does not exist" in missing.value.message and "404" in str(missing.value)
+    assert missing.value.request_id and missing.value.request_id in str(missing.value)
 
     ws.start(files={"a.txt": "one"})
     try:

@@ -34,6 +34,7 @@ from ..api.models import (
     TemplatesResponse,
     ThemeResponse,
     TokenResponse,
+    WebhookResponse,
 )
 from . import calls, syncdir
 from .calls import Call
@@ -125,6 +126,15 @@ class AsyncClient:
     async def revoke_tokens(self, project_id: str, workspace_id: str | None = None) -> RevokeResponse:
         """Void every token of the project (or workspace) issued until now (the operator's token only)."""
         return await self.send(calls.revoke_tokens(project_id, workspace_id))
+
+    async def set_webhook(self, project_id: str, url: str | None, *, secret: str | None = None) -> WebhookResponse:
+        """Send the project's lifecycle events to `url` too (None: stop), signed with `secret` (made by the server
+        when None and answered once, as `.secret`); the operator's token only."""
+        return await self.send(calls.set_webhook(project_id, url, secret))
+
+    async def get_webhook(self, project_id: str) -> WebhookResponse:
+        """The project's own webhook URL (`.url`, None when it has none); the operator's token only."""
+        return await self.send(calls.get_webhook(project_id))
 
 
 class AsyncWorkspace:

@@ -43,6 +43,9 @@ from ..api.models import (
     ThemeResponse,
     TokenRequest,
     TokenResponse,
+    WebhookGetRequest,
+    WebhookResponse,
+    WebhookSetRequest,
     WorkspaceRef,
 )
 from .errors import IDEClientError, InvalidRequestError, from_answer
@@ -75,8 +78,9 @@ class Call(Generic[R]):
     timeout: float | None = None  # a read timeout longer than the client's (exec); None: the client's own
 
 
-def build(model: type[BaseModel], **fields: Any) -> bytes:
-    """The JSON body for a request model, validated as the server will validate it; None fields are left out."""
+def build(model: type[BaseModel], *, keep_null: tuple[str, ...] = (), **fields: Any) -> bytes:
+    """The JSON body for a request model, validated as the server will validate it; None fields are left out, but for
+    those named in `keep_null` (by their JSON names), where null means something."""
     try:
         request = model.model_validate(fields)
     except pydantic.ValidationError as exc:
@@ -85,7 +89,10 @@ def build(model: type[BaseModel], **fields: Any) -> bytes:
             for err in exc.errors(include_url=False, include_input=False)
         )
         raise InvalidRequestError(f"Invalid request: {problems}") from exc
-    return request.model_dump_json(by_alias=True, exclude_none=True).encode()
+    if not keep_null:
+        return request.model_dump_json(by_alias=True, exclude_none=True).encode()
+    body = request.model_dump(mode="json", by_alias=True)
+    return json.dumps({k: v for k, v in body.items() if v is not None or k in keep_null}).encode()
 
 
 def ref(project_id: str, workspace_id: str) -> WorkspaceRef:
@@ -178,6 +185,15 @@ def mint_token(
 def revoke_tokens(project_id: str, workspace_id: str | None) -> Call[RevokeResponse]:
     body = build(RevokeRequest, project_id=project_id, workspace_id=workspace_id)
     return Call("POST", "/api/v1/tokens/revoke", RevokeResponse, body)
+
+
+def set_webhook(project_id: str, url: str | None, secret: str | None) -> Call[WebhookResponse]:
+    body = build(WebhookSetRequest, keep_null=("url",), project_id=project_id, url=url, secret=secret)
+    return Call("POST", "/api/v1/webhooks/set", WebhookResponse, body)
+
+
+def get_webhook(project_id: str) -> Call[WebhookResponse]:
+    return Call("POST", "/api/v1/webhooks/get", WebhookResponse, build(WebhookGetRequest, project_id=project_id))
 
 
 def headers(token: str | None) -> dict[str, str]:

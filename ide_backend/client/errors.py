@@ -37,9 +37,16 @@ class IDEClientError(Exception):
         self.status = status
         self.details = details  # whatever else the server said (`path`, `fields`, `hint`, ...)
 
+    @property
+    def request_id(self) -> str | None:
+        """The server's id of the failed request (its log lines carry it): quote it in a report."""
+        rid = self.details.get("requestId")
+        return rid if isinstance(rid, str) else None
+
     def __str__(self) -> str:
         where = f"{self.status} " if self.status is not None else ""
-        return f"{self.message} ({where}{self.code})"
+        request = f", request {self.request_id}" if self.request_id else ""
+        return f"{self.message} ({where}{self.code}{request})"
 
 
 class IDEConnectionError(IDEClientError):
