@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from .harness import Server, docker, remove_instance
 from .helpers import TOKEN, chromium_browser, start_server
@@ -324,7 +325,9 @@ def test_the_password_still_locks_code_servers_port(
         assert wrong.status_code == 200 and "code-server-session" not in wrong.headers.get("set-cookie", "")
         assert client.get(direct + "/?folder=/workspace").status_code == 302
     with pytest.raises(InvalidStatus) as refused:
-        connect(f"ws://127.0.0.1:{data['ports']['8080']}/?reconnectionToken=x", origin=direct, open_timeout=30).close()
+        connect(
+            f"ws://127.0.0.1:{data['ports']['8080']}/?reconnectionToken=x", origin=Origin(direct), open_timeout=30
+        ).close()
     assert refused.value.response.status_code == 401
     # ...while through the proxy the same tab still works (the wrong password did not lock the backend out).
     page.reload()
