@@ -162,6 +162,13 @@ class ExitMessage(_Message):
     reason: str | None = None
 
 
+class ListeningItemModel(_Message):
+    port: int
+    address: str
+    process: str | None
+    preview_url: str
+
+
 class StatusMessage(_Message):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
@@ -173,19 +180,13 @@ class StatusMessage(_Message):
     exit_code: int | None = None
     missed: int | None = None
     reason: str | None = None
+    listening: list[ListeningItemModel] | None = None
 
 
 class SubscribedMessage(_Message):
     type: Literal["subscribed", "unsubscribed"]
     project_id: str
     workspace_id: str
-
-class ListeningItemModel(_Message):
-    port: int
-    address: str
-    process: str | None
-    preview_url: str
-
 
 
 class ScreenMessage(_Message):
@@ -198,7 +199,6 @@ class ScreenMessage(_Message):
 
 
 class AttachedMessage(_Message):
-    listening: list[ListeningItemModel] | None = None
     type: Literal["attached"]
     id: str
     first_seq: int
