@@ -78,21 +78,27 @@ class Call(Generic[R]):
     timeout: float | None = None  # a read timeout longer than the client's (exec); None: the client's own
 
 
-def build(model: type[BaseModel], *, keep_null: tuple[str, ...] = (), **fields: Any) -> bytes:
-    """The JSON body for a request model, validated as the server will validate it; None fields are left out, but for
-    those named in `keep_null` (by their JSON names), where null means something."""
+def build(model: type[BaseModel], **fields: Any) -> bytes:
+    """The JSON body for a request model, validated as the server will validate it; None fields are left out."""
+    return _validated(model, fields).model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def build_with_nulls(model: type[BaseModel], keep_null: tuple[str, ...], **fields: Any) -> bytes:
+    """As build, but the fields named in `keep_null` (by their JSON names) are sent as null, where null means
+    something (a webhook's url: remove it)."""
+    body = _validated(model, fields).model_dump(mode="json", by_alias=True)
+    return json.dumps({k: v for k, v in body.items() if v is not None or k in keep_null}).encode()
+
+
+def _validated(model: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
     try:
-        request = model.model_validate(fields)
+        return model.model_validate(fields)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
             for err in exc.errors(include_url=False, include_input=False)
         )
         raise InvalidRequestError(f"Invalid request: {problems}") from exc
-    if not keep_null:
-        return request.model_dump_json(by_alias=True, exclude_none=True).encode()
-    body = request.model_dump(mode="json", by_alias=True)
-    return json.dumps({k: v for k, v in body.items() if v is not None or k in keep_null}).encode()
 
 
 def ref(project_id: str, workspace_id: str) -> WorkspaceRef:
@@ -188,7 +194,7 @@ def revoke_tokens(project_id: str, workspace_id: str | None) -> Call[RevokeRespo
 
 
 def set_webhook(project_id: str, url: str | None, secret: str | None) -> Call[WebhookResponse]:
-    body = build(WebhookSetRequest, keep_null=("url",), project_id=project_id, url=url, secret=secret)
+    body = build_with_nulls(WebhookSetRequest, ("url",), project_id=project_id, url=url, secret=secret)
     return Call("POST", "/api/v1/webhooks/set", WebhookResponse, body)
 
 
