@@ -28,8 +28,10 @@ from .api.websocket import Connection
 from .errors import IDEError
 from .metrics import Metrics
 from .proxy import IDEProxy
+from .proxy.preview import PreviewOriginGuard, PreviewProxy
 from .runtime import DockerRuntime
 from .service.domain import IDETarget, WorkspaceRef
+from .service.ports import ListeningPort
 from .service.workspaces import WorkspaceService
 from .settings import Settings
 from .store import Store
@@ -62,6 +64,8 @@ async def _enforce_revocations(
         for connection in [c for c in connections if not authenticator.still_valid(c.credential)]:
             await connection.close(CLOSE_BASE + 401, "token revoked or expired")
         await proxy.close_sockets(authenticator.still_valid, CLOSE_BASE + 401, "token revoked or expired")
+        preview: PreviewProxy = app.state.preview
+        await preview.close_sockets(authenticator.still_valid, CLOSE_BASE + 401, "token revoked or expired")
         await asyncio.sleep(settings.revocation_poll)
 
 
@@ -89,6 +93,23 @@ def create_app(settings: Settings) -> Starlette:
 
     proxy = IDEProxy(resolve_ide, authenticator, activity=ide_activity, sign_in=sign_in_ide)
 
+    async def resolve_preview(ref: WorkspaceRef, port: int) -> tuple[str, int]:
+        service: WorkspaceService = app.state.service
+        return await service.preview_address(ref, port)
+
+    async def listening(ref: WorkspaceRef) -> list[ListeningPort]:
+        service: WorkspaceService = app.state.service
+        return await service.listening(ref)
+
+    preview = PreviewProxy(
+        resolve_preview,
+        listening,
+        authenticator,
+        port=settings.preview_port,
+        url=settings.preview_url,
+        activity=ide_activity,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Store(settings.resolved_database_url())
@@ -102,6 +123,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.metrics_token = settings.metrics_token
         app.state.openapi = build_openapi(settings, service.templates.names())
         app.state.ide_probe = proxy
+        app.state.preview = preview
         app.state.connections = set()
         try:
             await runtime.ping()
@@ -116,6 +138,7 @@ def create_app(settings: Settings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await enforcer
             await proxy.close()
+            await preview.close()
             await service.shutdown()
             await runtime.close()
             await store.disconnect()
@@ -141,8 +164,15 @@ def create_app(settings: Settings) -> Starlette:
             expose_headers=["x-request-id"],
         )
         middleware.insert(0, cors)
+    middleware.insert(0, Middleware(PreviewOriginGuard, port=settings.preview_port))  # outermost: first to decide
     app = Starlette(
-        routes=[*routes(), Route("/metrics", metrics_endpoint, methods=["GET"]), *proxy.routes(), *pages],
+        routes=[
+            *routes(),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *proxy.routes(),
+            *preview.routes(),
+            *pages,
+        ],
         middleware=middleware,
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     # workspace container's own address on its Docker network ("container", for a backend that runs in a container).
     ide_upstream: Literal["published", "container"] = "published"
 
+    # Previews of the ports workspaces listen on (/preview/{projectId}/{workspaceId}/{port}/) are served on a second
+    # port of their own, so a previewed app never shares the page's origin: 0 picks a free port at start-up, -1 turns
+    # previews off. preview_url: where browsers reach that port (e.g. https://preview.example.com behind a reverse
+    # proxy); empty: the host the browser used for the page, with preview_port.
+    preview_port: int = Field(default=0, ge=-1, le=65535)
+    preview_url: str = Field(default="", pattern=r"^(https?://[^/\s?#]+)?$")
+
     # Workspace networking (docs/security.md, "Network"): "isolated" (a network of their own where no workspace reaches
     # another or the host, outbound open), "none" (loopback only) or "shared" (Docker's default bridge, unrestricted).
     network: Literal["isolated", "none", "shared"] = "isolated"

@@ -410,12 +410,24 @@ class SyncResponse(LifecycleResponse):
     versions: dict[str, str]  # the version of each file written, by path (for its next ifMatch)
 
 
+class ListeningPortInfo(_Model):
+    """A TCP port something listens on inside a running workspace (its code-server's own port left out)."""
+
+    port: int = Field(ge=1, le=65535)
+    # The widest address it is bound to: "0.0.0.0" or "::" (every address), else one address; one on loopback
+    # (127.0.0.1) answers inside the workspace only, so its preview cannot reach it.
+    address: str
+    process: str | None = None  # the listening process's name, when the workspace user may see it
+    preview_url: str  # where it opens through the backend: /preview/{projectId}/{workspaceId}/{port}/
+
+
 class StatusData(ContainerInfo):
     password: str
     ide_ready: bool = False  # code-server answers its health check: the IDE can be opened
     # What keeps a running workspace from being stopped as idle, e.g. "terminal term-7f3a attached".
     kept_alive_by: list[str] = Field(default_factory=list)
     idle_stop_at: str | None = None  # when it will be stopped as idle if nothing uses it meanwhile
+    listening: list[ListeningPortInfo] = Field(default_factory=list)  # TCP ports listening in it (running only)
 
 
 class StatusResponse(_Model):

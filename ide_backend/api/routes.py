@@ -35,6 +35,7 @@ from .models import (
     ForkRequest,
     ForkResponse,
     LifecycleResponse,
+    ListeningPortInfo,
     ListRequest,
     ListResponse,
     RevokeRequest,
@@ -184,6 +185,7 @@ async def status(request: Request) -> JSONResponse:
         ide_ready=ready,
         kept_alive_by=found.kept_alive_by,
         idle_stop_at=found.idle_stop_at,
+        listening=[ListeningPortInfo.model_validate(item) for item in found.listening],
     )
     return answer(StatusResponse(message="Container status retrieved successfully", data=data))
 

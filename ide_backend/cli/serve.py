@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from datetime import UTC, datetime
 
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     logs.configure(args.log_level, settings.log_format)
     token, generated = settings.ensure_token()
+    sockets = _listen(settings)  # before the app: a preview port of 0 becomes the one picked
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}/"
     if generated:
@@ -29,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
         _announce(f"ide-backend: API token (send as 'Authorization: Bearer ...'): {token}", settings.log_format)
     else:
         _announce(f"ide-backend: serving on {url} (token from IDE_API_TOKEN)", settings.log_format)
+    if settings.preview_port > 0:
+        where = settings.preview_url or f"http://{settings.host}:{settings.preview_port}"
+        _announce(f"ide-backend: previews of workspace ports on {where}/preview/", settings.log_format)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -45,11 +50,33 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=sockets)
     except KeyboardInterrupt:
         # uvicorn re-raises the Ctrl-C it caught once it has shut down cleanly: nothing is left to report.
         return 130
     return 0
+
+
+def _listen(settings: Settings) -> list[socket.socket]:
+    """The server's sockets: the API's port, and the previews' own (their own origin) unless IDE_PREVIEW_PORT=-1;
+    a preview port of 0 is set to the free one picked."""
+    sockets = [_bind(settings.host, settings.port)]
+    if settings.preview_port >= 0:
+        sockets.append(_bind(settings.host, settings.preview_port))
+        settings.preview_port = sockets[-1].getsockname()[1]
+    return sockets
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise SystemExit(f"ide-backend: cannot listen on {host}:{port}: {exc}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def _announce(message: str, fmt: logs.LogFormat) -> None:

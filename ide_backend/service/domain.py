@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .messages import ListeningItem
+
 
 @dataclass(frozen=True, slots=True)
 class WorkspaceRef:
@@ -98,6 +100,7 @@ class WorkspaceStatus:
     kept_alive_by: list[str]  # what keeps a running workspace from its idle stop, in words
     idle_stop_at: str | None  # when it will be stopped if nothing uses it (ISO 8601), while nothing does
     ide_address: tuple[str, int] | None = None  # where a running workspace's code-server answers, if reachable
+    listening: list[ListeningItem] = field(default_factory=list)  # the TCP ports something listens on, if running
 
 
 @dataclass(frozen=True)

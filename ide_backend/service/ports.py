@@ -166,9 +166,6 @@ class PortWatcher:
             return None
         return found[1]
 
-    def watching(self) -> set[WorkspaceRef]:
-        return set(self._tasks)
-
     async def close(self) -> None:
         tasks = list(self._tasks.values())
         self._tasks.clear()

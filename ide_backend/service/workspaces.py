@@ -9,6 +9,7 @@ only this; it owns the components below it and the order of their steps.
      +-- StatusEvents    the engine's event stream and the API's steps, published on the EventBus (status.py)
      +-- ProcessManager  websocket processes and their replay buffers; listens to the bus (processes.py)
      +-- Webhooks        lifecycle events to the operator's URL; listens to the bus (webhooks.py)
+     +-- PortWatcher     the ports listening in subscribed workspaces, published on the bus (ports.py)
 
 One container per workspace: a per-workspace lock here, a deterministic container name in the engine so other
 processes cannot create a second. Files are checked before anything is written.
@@ -26,12 +27,12 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import Conflict, IDEError, NotRunning, ValidationFailed
+from ..errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
 from ..runtime import ContainerState, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
-from .containers import ContainerOwners, Containers, container_spec
+from .containers import IDE_LABEL, ContainerOwners, Containers, container_spec
 from .domain import (
     ExecResult,
     ExecSpec,
@@ -46,6 +47,8 @@ from .filesets import FileEntry, FileSet, normalize_path, parse_files, version_o
 from .idle import IdleMonitor
 from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool, WarmPools
+from .ports import SCRIPT as PORTS_SCRIPT
+from .ports import ListeningPort, PortWatcher, listening_items, parse_listening
 from .processes import Outbox, ProcessHandle, ProcessManager
 from .status import StatusEvents
 from .templates import Templates
@@ -57,6 +60,7 @@ log = logging.getLogger(__name__)
 
 MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_READ_BYTES = 10 * 1024 * 1024
+PORTS_POLL = 1.0  # seconds between two readings of a subscribed workspace's listening ports
 
 
 class WorkspaceService:
@@ -99,6 +103,7 @@ class WorkspaceService:
             self.processes.of_workspace,
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
         )
+        self.ports = PortWatcher(self._listening_now, self.bus, PORTS_POLL)
         self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
         self._settling: asyncio.Task[None] | None = None
         self.webhooks = Webhooks(
@@ -130,6 +135,7 @@ class WorkspaceService:
             self._settling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._settling
+        await self.ports.close()
         await self.idle.close()
         await self.pool.close()
         await self.status_events.close()
@@ -339,17 +345,63 @@ class WorkspaceService:
         if state is not None and state.running and info.ide_url:
             with contextlib.suppress(Conflict):  # no network to reach it on: not an error of `status`
                 address = self.containers.ide_address(ref, state)
+        listening: list[ListeningPort] = []
+        if state is not None and state.running:
+            known = self.ports.last(ref, max_age=PORTS_POLL)  # a watched workspace's reading, if fresh
+            if known is not None:
+                listening = known
+            else:
+                with contextlib.suppress(IDEError):  # it stopped meanwhile: `running` says so
+                    listening = await self._read_listening(state)
         return WorkspaceStatus(
             info,
             record.password,
             kept_alive_by=self.idle.kept_alive_by(ref) if info.running else [],
             idle_stop_at=self.idle.stop_at_iso(ref) if info.running else None,
             ide_address=address,
+            listening=listening_items(ref, listening),
         )
 
     async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
         """Where the workspace's code-server answers (for the /ide/ proxy and the readiness probe)."""
         return self.containers.ide_address(ref, await self.containers.running(ref, "open the IDE"))
+
+    # -- listening ports and their previews -------------------------------------------------------------------
+
+    async def _read_listening(self, state: ContainerState) -> list[ListeningPort]:
+        """What listens in the running container now; code-server's own port is the backend's, not the user's."""
+        result = await self.runtime.exec(
+            state.id,
+            ["perl", "-e", PORTS_SCRIPT],
+            user=self._user,
+            workdir="/",
+            env={},
+            timeout=10,
+            output_cap=4 * 1024 * 1024,
+        )
+        exclude = frozenset({self.settings.code_server_port}) if state.labels.get(IDE_LABEL) else frozenset()
+        return parse_listening(result.stdout.decode("utf-8", "replace"), exclude)
+
+    async def _listening_now(self, ref: WorkspaceRef) -> list[ListeningPort] | None:
+        """The watcher's reading: None when the workspace is not running (or not there)."""
+        try:
+            state = await self.containers.running(ref, "read its ports")
+            return await self._read_listening(state)
+        except (NotRunning, NotFound, Conflict):
+            return None
+
+    async def listening(self, ref: WorkspaceRef) -> list[ListeningPort]:
+        """What listens in the running workspace now (409 when it is not running)."""
+        return await self._read_listening(await self.containers.running(ref, "preview its ports"))
+
+    async def preview_address(self, ref: WorkspaceRef, port: int) -> tuple[str, int]:
+        """Where `port` inside the running workspace is reached from the backend: the container's address on its
+        Docker network (no published port), which the isolated network's rules let the host's connections reach."""
+        await self.containers.require(ref)  # 404 for a workspace that was never started
+        state = await self.containers.running(ref, "preview its ports")
+        if self.settings.network == "none" or not state.address:
+            raise Conflict(f"Workspace {ref} has no network (IDE_NETWORK=none), so its ports cannot be reached")
+        return state.address, port
 
     async def ide_target(self, ref: WorkspaceRef) -> IDETarget:
         """The workspace's code-server with the password it runs with (the container's own PASSWORD, which is what
@@ -437,13 +489,19 @@ class WorkspaceService:
     async def status_snapshot(self, ref: WorkspaceRef) -> StatusMessage:
         """The workspace's status now, as a status event (what a new subscriber gets first)."""
         record = await self.containers.require(ref)
-        return self.status_events.snapshot(ref, await self.runtime.inspect(record.container_name))
+        state = await self.runtime.inspect(record.container_name)
+        snapshot = self.status_events.snapshot(ref, state)
+        listening = self.ports.last(ref) if state is not None and state.running else None
+        if listening is not None:
+            snapshot["listening"] = listening_items(ref, listening)
+        return snapshot
 
     @contextlib.asynccontextmanager
     async def subscribe(self, ref: WorkspaceRef) -> AsyncIterator[Subscription]:
-        """The workspace's status events from now on."""
+        """The workspace's status events from now on, with its listening ports polled while anyone subscribes."""
         async with self.bus.subscribe(ref) as subscription:
-            yield subscription
+            with self.ports.watch(ref):
+                yield subscription
 
     # -- files ------------------------------------------------------------------------------------------------
 
