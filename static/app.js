@@ -12,6 +12,7 @@ import { Editor } from "./editor.js";
 import { FileActions } from "./file-actions.js";
 import { LiveChannel } from "./live.js";
 import { note, showError, toast } from "./notify.js";
+import { PortsPanel } from "./ports.js";
 import { RunBox } from "./run-box.js";
 import { applyScope, idsFor, isExpired, readScope, rejectedMessage, sameScope } from "./scope.js";
 import { TemplatePicker } from "./template-picker.js";
@@ -109,7 +110,10 @@ function onLiveState(liveState, detail) {
 const live = new LiveChannel({
   url: wsUrl,
   onState: onLiveState,
-  onStatus: (event) => workspace.onStatusEvent(event),
+  onStatus: (event) => {
+    ports.onStatus(event);
+    if (event.source !== "ports") workspace.onStatusEvent(event); // a port opened or closed: no news for the badge
+  },
   onSubscribeError: (ref, error) => workspace.onSubscribeError(ref, error),
   onError: (error) => showError(error),
   // The browser does not say why a websocket was refused: ask the REST API, which answers 401 for a bad token.
@@ -167,11 +171,13 @@ const workspace = new Workspace({
     if (why === "switch") workspaces.render();
     workspaces.refresh({ soon: why === "status" });
   },
+    ports.refresh();
 });
 const workspaces = new WorkspaceList($("workspace-list"), { workspace });
 const themes = new ThemePicker($("theme"), { workspace, editor, terminal: () => terminal });
 const templates = new TemplatePicker($("template"), { workspace });
 const files = new FileActions({ workspace, tree, editor });
+const ports = new PortsPanel($("ports"), { workspace });
 const runBox = new RunBox({ workspace, tree });
 
 // --- wiring --------------------------------------------------------------------------------------------------
