@@ -25,7 +25,7 @@ from .api.routes import routes
 from .api.telemetry import MetricsMiddleware, RequestIdMiddleware, metrics_endpoint
 from .api.tokens import TokenSigner
 from .api.websocket import Connection
-from .errors import IDEError
+from .errors import IDEError, StoreInUse
 from .metrics import Metrics
 from .proxy import IDEProxy
 from .proxy.preview import PreviewOriginGuard, PreviewProxy
@@ -113,7 +113,11 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Store(settings.resolved_database_url())
-        await store.connect()
+        try:
+            await store.connect()
+        except StoreInUse as exc:
+            log.error("%s", exc.message)  # the one line an operator needs, above uvicorn's traceback
+            raise
         runtime = DockerRuntime(settings.docker_host, settings.docker_timeout, use_agent=settings.exec_agent)
         service = WorkspaceService(settings, store, runtime)
         app.state.service = service

@@ -116,6 +116,12 @@ class StoreUnavailable(IDEError):
     code = "store_unavailable"
 
 
+class StoreInUse(StoreUnavailable):
+    """The SQLite file is held by another backend process (SQLite serves one)."""
+
+    code = "store_in_use"
+
+
 class IDEUnavailable(IDEError):
     """code-server does not answer on the published port (still starting, or crashed)."""
 

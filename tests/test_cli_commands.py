@@ -134,7 +134,7 @@ def test_a_server_that_cannot_be_reached_is_6(tmp_path: Path) -> None:
 
 def test_credentials_are_5_and_a_missing_one_says_how(server_without_engine: Server) -> None:
     wrong = cli(server_without_engine, "ls", token="wrong")
-    assert wrong.code == 5 and "(401 unauthorized)" in wrong.err
+    assert wrong.code == 5 and "(401 unauthorized, request " in wrong.err
     missing = cli(server_without_engine, "ls", token="")
     assert missing.code == 5 and "set IDE_TOKEN or pass --token" in missing.err
     as_json = cli(server_without_engine, "ls", "--json", token="")
@@ -228,7 +228,7 @@ def test_start_status_ls_stop_rm_as_tables_and_json(server: Server, project: str
 def test_not_found_is_3_and_conflict_is_4(server: Server, project: str) -> None:
     for command in ("status", "stop", "rm"):
         gone = cli(server, command, project, "never")
-        assert gone.code == 3 and "(404 not_found)" in gone.err, (command, gone)
+        assert gone.code == 3 and "(404 not_found, request " in gone.err, (command, gone)
     as_json = cli(server, "status", project, "never", "--json")
     assert as_json.code == 3 and as_json.err == ""
     assert as_json.json() == {
@@ -375,7 +375,7 @@ def test_token_mints_revokes_and_a_narrow_token_is_5(server: Server, running: st
     write = cli(server, "exec", running, "w", "true", token=token)
     assert write.code == 5 and "may only read" in write.err
     other = cli(server, "status", running, "elsewhere", token=token)
-    assert other.code == 5 and "(403 forbidden)" in other.err
+    assert other.code == 5 and "(403 forbidden, request " in other.err
     cannot_mint = cli(server, "token", running, token=token)
     assert cannot_mint.code == 5
     as_json = cli(server, "token", running, "--json").json()
@@ -386,7 +386,7 @@ def test_token_mints_revokes_and_a_narrow_token_is_5(server: Server, running: st
     deadline = time.monotonic() + 10
     while (after := cli(server, "status", running, "w", token=token)).code == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert after.code == 5 and "(401 unauthorized)" in after.err
+    assert after.code == 5 and "(401 unauthorized, request " in after.err
     assert cli(server, "token", "--revoke", running, "--json").json()["success"] is True
 
 

@@ -45,6 +45,7 @@ from .domain import (
 )
 from .filesets import FileEntry, FileSet, normalize_path, parse_files, version_of
 from .idle import IdleMonitor
+from .locks import WorkspaceLocks
 from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool, WarmPools
 from .ports import SCRIPT as PORTS_SCRIPT
@@ -104,7 +105,7 @@ class WorkspaceService:
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
         )
         self.ports = PortWatcher(self._listening_now, self.bus, PORTS_POLL)
-        self._locks: dict[WorkspaceRef, asyncio.Lock] = {}
+        self._locks = WorkspaceLocks(store)
         self._settling: asyncio.Task[None] | None = None
         self.webhooks = Webhooks(
             self.bus,
@@ -195,8 +196,9 @@ class WorkspaceService:
             for record, state in zip(records, await self.containers.states(records), strict=True)
         ]
 
-    def _lock(self, ref: WorkspaceRef) -> asyncio.Lock:
-        return self._locks.setdefault(ref, asyncio.Lock())
+    def _lock(self, ref: WorkspaceRef) -> contextlib.AbstractAsyncContextManager[None]:
+        """The workspace's lock, held against this process's other tasks and every other process (locks.py)."""
+        return self._locks.hold(ref)
 
     async def _ensure_container(
         self, ref: WorkspaceRef, record: WorkspaceRecord, *, claim: bool = False, theme: bool = True
@@ -290,7 +292,7 @@ class WorkspaceService:
                 await self.runtime.remove_volume(volume)
             await self.store.delete(ref.project_id, ref.workspace_id)
             self.containers.forget(ref)
-        self._locks.pop(ref, None)
+        self._locks.forget(ref)
         self.idle.forget(ref)
         self.status_events.publish(ref, "removed", reason="deleted")
         log.info("deleted %s", ref)

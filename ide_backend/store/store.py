@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
+import hashlib
 import logging
+import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +21,7 @@ import asyncpg
 import sqlalchemy as sa
 from databases import Database
 
-from ..errors import StoreUnavailable
+from ..errors import StoreInUse, StoreUnavailable
 from ..metrics import db_call
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
 from .tables import project_webhooks, schema_migrations, token_revocations, workspaces
@@ -75,18 +80,82 @@ class Store:
         self.url = url
         self.backend = urlsplit(url).scheme.split("+")[0]
         self._db = Database(url)
+        self._file_lock: int | None = None  # SQLite: the descriptor holding <file>.lock while connected
+
+    @property
+    def shared(self) -> bool:
+        """Whether other backend processes may use this database at the same time (PostgreSQL)."""
+        return self.backend == "postgresql"
 
     async def connect(self) -> None:
         if self.backend == "sqlite":
             path = self.url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with self._errors("connecting to the database"):
-            await self._db.connect()
-            await self.migrate()
+                self._lock_file(Path(path))
+        try:
+            with self._errors("connecting to the database"):
+                await self._db.connect()
+                await self.migrate()
+        except BaseException:
+            self._unlock_file()
+            raise
 
     async def disconnect(self) -> None:
         await self._db.disconnect()
+        self._unlock_file()
+
+    def _lock_file(self, path: Path) -> None:
+        """SQLite serves one backend process: a second one on the same file is refused, naming the holder and
+        what to use instead. The lock is the kernel's (flock), so a killed process leaves none behind."""
+        lock_path = path.with_name(path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreInUse(
+                f"Another ide-backend process (pid {holder}) is using the SQLite database {path}. SQLite serves one "
+                "process; to run several, point them all at one PostgreSQL database "
+                "(IDE_DATABASE_URL=postgresql://user:password@host/db)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._file_lock = fd
+
+    def _unlock_file(self) -> None:
+        if self._file_lock is not None:
+            os.close(self._file_lock)  # closing the descriptor releases the flock
+            self._file_lock = None
+
+    @contextlib.asynccontextmanager
+    async def workspace_lock(self, key: str, timeout: float = 300.0) -> AsyncIterator[None]:
+        """Hold `key` (a workspace) against every other process sharing this database while the block runs: a
+        PostgreSQL session advisory lock on a connection kept for the block (the same task's queries use it too);
+        a dead holder's lock goes with its session. Waiting is by polling pg_try_advisory_lock, so a waiter holds
+        no connection. Nothing to do on SQLite, which serves one process (see _lock_file)."""
+        if not self.shared:
+            yield
+            return
+        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            async with self._db.connection() as connection:
+                with self._errors("taking a workspace's lock"):
+                    got = await connection.fetch_val("SELECT pg_try_advisory_lock(:id)", {"id": lock_id})
+                if got:
+                    try:
+                        yield
+                    finally:
+                        with contextlib.suppress(*DATABASE_ERRORS):  # a lost session has let go already
+                            await connection.execute("SELECT pg_advisory_unlock(:id)", {"id": lock_id})
+                    return
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(f"{key} stayed busy in another backend process for {timeout:.0f} s; retry later")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:

@@ -1,0 +1,112 @@
+"""Several backend processes: on one PostgreSQL database they share workspaces safely (one process at a time works
+on a workspace, whichever process a call reaches), and a second process on one SQLite file is refused.
+
+Real uvicorn processes, a real PostgreSQL (scripts/test.sh starts one) and the real engine; the processes share
+one IDE_INSTANCE, as replicas behind a load balancer do.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .harness import Server, docker, remove_instance
+from .helpers import post, start_server
+
+PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
+
+
+def test_a_second_process_on_one_sqlite_file_is_refused_naming_postgresql(tmp_path: Path) -> None:
+    absent = f"unix://{tmp_path}/absent.sock"  # nothing here needs an engine
+    data = str(tmp_path / "shared-data")
+    first = start_server(tmp_path / "a", IDE_DOCKER_HOST=absent, IDE_DATA_DIR=data)
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            start_server(tmp_path / "b", IDE_DOCKER_HOST=absent, IDE_DATA_DIR=data)
+        said = str(refused.value)
+        assert "exited early" in said, said
+        assert f"pid {first.pid}" in said and "PostgreSQL" in said and "IDE_DATABASE_URL" in said, said
+        assert httpx.get(f"{first.url}/healthz").status_code == 200  # the first one is untouched
+    finally:
+        first.stop()
+    again = start_server(tmp_path / "c", IDE_DOCKER_HOST=absent, IDE_DATA_DIR=data)  # the file is free once it ends
+    again.stop()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, docker_engine: None) -> Iterator[list[Server]]:
+    """Three backend processes on one PostgreSQL database and one engine, sharing an instance."""
+    if not PG_URL:
+        pytest.skip("IDE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it up when run as root)")
+    secret = "replica-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
+    env = {"IDE_DATABASE_URL": PG_URL, "IDE_TOKEN_SECRET": secret, "IDE_POOL_SIZE": "0"}
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b", "c"):
+            instance = servers[0].instance if servers else None
+            servers.append(start_server(tmp_path / name, instance=instance, **env))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+        if servers:
+            remove_instance(servers[0].instance)
+
+
+def _all_at_once(calls: list[tuple[Server, str, dict[str, Any]]]) -> list[httpx.Response]:
+    """Send every call at the same moment (a thread each, released together); their answers in order."""
+    answers: list[httpx.Response | None] = [None] * len(calls)
+    gate = threading.Barrier(len(calls))
+
+    def send(i: int, server: Server, endpoint: str, body: dict[str, Any]) -> None:
+        gate.wait()
+        answers[i] = post(server, endpoint, body, timeout=180)
+
+    threads = [threading.Thread(target=send, args=(i, *call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert all(a is not None for a in answers), "a call did not come back"
+    return [a for a in answers if a is not None]
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_concurrent_starts_over_three_processes_make_one_container(replicas: list[Server]) -> None:
+    ref: dict[str, Any] = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    answers = _all_at_once([(replicas[i % 3], "start", ref) for i in range(20)])
+    assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
+    ids = {a.json()["data"]["id"] for a in answers}
+    assert len(ids) == 1, ids
+    label = f"label=ide-backend.instance={replicas[0].instance}"
+    named = docker("ps", "-aq", "--no-trunc", "--filter", label, "--filter", f"name={ref['projectId']}").stdout.split()
+    assert named == list(ids), named
+    for server in replicas:  # every process answers for it, whichever started it
+        status = post(server, "status", ref).json()["data"]
+        assert status["id"] in ids and status["running"] is True
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_syncs_through_different_processes_each_apply_whole(replicas: list[Server]) -> None:
+    ref: dict[str, Any] = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(replicas[0], "start", ref).status_code == 200
+    names = [f"set/{i:03}.txt" for i in range(300)]
+    for round_ in range(4):
+        calls: list[tuple[Server, str, dict[str, Any]]] = []
+        for who, server in enumerate(replicas):
+            files = {name: f"{round_}-{who}\n" for name in names}
+            calls.append((server, "sync", {**ref, "files": files}))
+        answers = _all_at_once(calls)
+        assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+        seen = post(replicas[round_ % 3], "exec", {**ref, "command": "cat set/*.txt | sort | uniq -c"}).json()
+        lines = seen["output"].strip().splitlines()
+        assert len(lines) == 1 and lines[0].split()[0] == "300", f"a mix of syncs in round {round_}: {lines}"
