@@ -159,8 +159,15 @@ class PortWatcher:
                     task.cancel()
                 self._last.pop(ref, None)
 
+    def remember(self, ref: WorkspaceRef, found: list[ListeningPort]) -> None:
+        """A reading made elsewhere (/status of a workspace nobody watches), for the next second's /status."""
+        self._last[ref] = (time.monotonic(), found)
+        if len(self._last) > 4096:
+            cutoff = time.monotonic() - 60
+            self._last = {k: v for k, v in self._last.items() if v[0] > cutoff or k in self._tasks}
+
     def last(self, ref: WorkspaceRef, max_age: float | None = None) -> list[ListeningPort] | None:
-        """The last reading of a watched workspace (no older than `max_age` seconds), or None."""
+        """The last reading of a workspace (no older than `max_age` seconds), or None."""
         found = self._last.get(ref)
         if found is None or (max_age is not None and time.monotonic() - found[0] > max_age):
             return None

@@ -349,7 +349,9 @@ class WorkspaceService:
                 address = self.containers.ide_address(ref, state)
         listening: list[ListeningPort] = []
         if state is not None and state.running:
-            known = self.ports.last(ref, max_age=PORTS_POLL)  # a watched workspace's reading, if fresh
+            # A reading of the last second (the watcher's, or an earlier /status's): a dashboard polling /status
+            # costs one exec a second, not one per call.
+            known = self.ports.last(ref, max_age=PORTS_POLL)
             if known is not None:
                 listening = known
             else:
@@ -372,6 +374,7 @@ class WorkspaceService:
 
     async def _read_listening(self, state: ContainerState) -> list[ListeningPort]:
         """What listens in the running container now; code-server's own port is the backend's, not the user's."""
+                    self.ports.remember(ref, listening)
         result = await self.runtime.exec(
             state.id,
             ["perl", "-e", PORTS_SCRIPT],
@@ -493,7 +496,8 @@ class WorkspaceService:
         record = await self.containers.require(ref)
         state = await self.runtime.inspect(record.container_name)
         snapshot = self.status_events.snapshot(ref, state)
-        listening = self.ports.last(ref) if state is not None and state.running else None
+        running = state is not None and state.running
+        listening = self.ports.last(ref, max_age=3 * PORTS_POLL) if running else None  # a watcher's recent reading
         if listening is not None:
             snapshot["listening"] = listening_items(ref, listening)
         return snapshot
