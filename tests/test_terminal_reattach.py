@@ -55,3 +55,40 @@ def test_a_reattached_terminal_gets_its_screen_back(server: Server, ref: dict[st
     finally:
         second.close()
         post(server, "stop", ref)
+
+
+def _read_until(channel: Channel, terminal: str, marker: str) -> str:
+    """The terminal's output on `channel` until `marker` shows in it (as output, not only as the echo of typing)."""
+    seen = ""
+    while marker not in seen:
+        seen += channel.wait_for(id=terminal, type="stdout", timeout=30)["data"]
+    return seen
+
+
+def test_two_connections_share_one_terminal(server: Server, ref: dict[str, str]) -> None:
+    """Two tabs on one shell: the one that started it and one that attached both type, and both see both."""
+    assert post(server, "start", ref).status_code == 200
+    first, second = Channel(server), Channel(server)
+    terminal = new_process_id()
+    try:
+        first.send(type="exec", id=terminal, command="bash -l", tty=True, cols=80, rows=24, **ref)
+        first.wait_for(type="started", id=terminal)
+        second.send(type="attach", id=terminal, since=0)
+        assert second.wait_for(type="attached", id=terminal)["running"] is True
+        # The shell prints what it computes, so the echo of the typed line (`$((6*7))`) does not match the output.
+        first.send(type="stdin", id=terminal, data="echo from-first-$((6*7))\r")
+        for channel in (first, second):
+            _read_until(channel, terminal, "from-first-42")
+        second.send(type="stdin", id=terminal, data="echo from-second-$((7*8))\r")
+        for channel in (first, second):
+            _read_until(channel, terminal, "from-second-56")
+        second.send(type="list", **ref)
+        (item,) = [p for p in second.wait_for(type="processes")["items"] if p["id"] == terminal]
+        assert item["attached"] == 2
+        second.send(type="stdin", id=terminal, data="exit 4\r")
+        assert first.wait_for(type="exit", id=terminal)["exitCode"] == 4
+        assert second.wait_for(type="exit", id=terminal)["exitCode"] == 4
+    finally:
+        first.close()
+        second.close()
+        post(server, "stop", ref)
