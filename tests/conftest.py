@@ -3,7 +3,8 @@ clean-up by label.
 
 Every server started here runs with its own IDE_INSTANCE, so everything it creates carries that label and is
 removed at the end, even when a test fails half-way. What test modules share besides fixtures is in helpers.py
-(and the process harness, shared with bench/, in harness.py); import it from there.
+(and the process harness, shared with bench/, in harness.py; the demo page's tab and REST helpers in pages.py, used
+by the browser, page_server, rest and tabs fixtures here); import it from there.
 
 Test tiers, by marker (pyproject.toml): `docker` needs a Docker engine, `browser` needs Chromium, `postgres` needs
 IDE_TEST_POSTGRES_URL. `pytest -m "not docker and not browser"` runs the rest in seconds. `engine_restart` stops
@@ -14,13 +15,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from .harness import Server, docker, remove_instance
 from .helpers import Call, Channel, chromium_browser, start_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from .pages import PageTab, Rest
 
 # test_proxy.py imports chromium_browser from here; its home is helpers.py, with everything else modules share.
 __all__ = ["chromium_browser"]
@@ -67,6 +73,48 @@ def server_without_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Chromium for the demo page's tests (tests/pages.py), one per module."""
+    from .pages import page_browser
+
+    with page_browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
+    """A server for the page's tests (one per module) that keeps a shell nobody follows for 120 s, not the tests' 3 s:
+    a reload takes a moment, and the machine may be busy."""
+    srv = start_server(tmp_path_factory.mktemp("page"), IDE_PROCESS_DETACHED_TTL="120")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+@pytest.fixture
+def rest(page_server: Server) -> Iterator[Rest]:
+    """The REST API of page_server with the operator's token; deletes the workspaces the test started."""
+    from .pages import Rest
+
+    api = Rest(page_server)
+    yield api
+    api.clean()
+
+
+@pytest.fixture
+def tabs(browser: Browser) -> Iterator[list[PageTab]]:
+    """The tabs a test opens with pages.new_tab(); their contexts are closed afterwards."""
+    opened: list[PageTab] = []
+    yield opened
+    for context in {id(tab.context): tab.context for tab in opened}.values():
+        # A request still being fetched for the page (pages.fetch_outside_chromium) would fail a later test.
+        context.unroute_all(behavior="ignoreErrors")
+        context.close()
 
 
 @pytest.fixture

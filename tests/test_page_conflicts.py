@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, Viewport
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from .harness import Server
-from .helpers import TOKEN, chromium_browser
+from .helpers import TOKEN
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -155,15 +155,6 @@ class Tab:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (REPO / "node_modules" / "monaco-editor").is_dir():
-        pytest.fail("node_modules/monaco-editor is missing: run scripts/frontend.sh to install the page's packages")
-    expect.set_options(timeout=15_000)  # a loaded machine is slower than the 5 s default
-    with chromium_browser() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
 def rest(server: Server) -> Iterator[Rest]:
     api = Rest(server)
     yield api
@@ -186,12 +177,13 @@ def tab(browser: Browser, server: Server) -> Iterator[Tab]:
 
 
 def conflict_on(tab: Tab, rest: Rest, ref: dict[str, str], path: str) -> None:
-    """Open `path` in the editor, append a line to it through exec, type in the editor and save: the conflict."""
+    """Open `path` in the editor, type in it, append a line to it through exec and save: the conflict. (Typed first:
+    a file without unsaved changes takes a change in the workspace in by itself, with no conflict to resolve.)"""
     rest.post("sync", ref, files={path: FIRST})
     tab.open_file(path)
-    rest.run(ref, f"echo '{THEIRS}' >> {path}")
     tab.type_at_end(MINE)
     expect(tab.tab(path)).to_have_attribute("data-dirty", "true")
+    rest.run(ref, f"echo '{THEIRS}' >> {path}")
     tab.save()
     tab.expect_conflict(path)
 
@@ -329,8 +321,9 @@ def test_a_new_file_is_saved_only_where_nothing_replaced_it(tab: Tab, rest: Rest
     page.fill("#new-file-path", path)
     page.press("#new-file-path", "Enter")
     expect(page.locator("#editor-title")).to_have_attribute("data-path", path)
-    rest.run(running, f"echo '{THEIRS}' > {path}")
     tab.type_at_end(MINE)
+    expect(tab.tab(path)).to_have_attribute("data-dirty", "true")
+    rest.run(running, f"echo '{THEIRS}' > {path}")
     tab.save()
     tab.expect_conflict(path)
     page.keyboard.press("Escape")  # dismissed: the edits stay, unsaved

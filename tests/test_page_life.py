@@ -12,25 +12,20 @@ import re
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, ViewportSize, expect
+from playwright.sync_api import Browser, expect
 
+from . import pages
 from .harness import Server, remove_instance
-from .helpers import TOKEN, Channel, chromium_browser, start_server
+from .helpers import TOKEN, Channel, start_server
+from .pages import REPO, PageTab, Rest, new_project, processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "page-life"
-WIDE: ViewportSize = {"width": 1280, "height": 800}
-# A reload takes a moment, and the machine may be busy: the tests' default of 3 s could end the shell meanwhile.
-DETACHED_TTL = "120"
 
 
 def full_screen(pause: float) -> str:
@@ -43,196 +38,23 @@ def full_screen(pause: float) -> str:
     )
 
 
-# --- the page ----------------------------------------------------------------------------------------------------
-
-
-class LifePage:
-    """One tab on the demo page, what it logged, and the steps the tests take on it."""
-
-    def __init__(self, context: BrowserContext, server: Server) -> None:
-        self.context = context
-        self.page: Page = context.new_page()
-        self.server = server
-        self.errors: list[str] = []
-        self.console: list[str] = []
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.page.on("console", self._on_console)
-        self.page.set_default_timeout(30_000)
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        self.console.append(f"{message.type}: {message.text}")
-
-    def open(self, token: str = TOKEN) -> None:
-        self.page.goto(f"{self.server.url}/?token={token}")
-
-    def use(self, ref: dict[str, str]) -> None:
-        """Type the ids into the top bar and apply them (Enter)."""
-        self.page.fill("#project-id", ref["projectId"])
-        self.page.fill("#workspace-id", ref["workspaceId"])
-        self.page.press("#workspace-id", "Enter")
-        self.expect_ref(ref)
-
-    def expect_ref(self, ref: dict[str, str]) -> None:
-        expect(self.page.locator("#status-ref")).to_have_text(f"{ref['projectId']} / {ref['workspaceId']}")
-
-    def expect_badge(self, text: str, timeout: float = 60_000) -> None:
-        expect(self.page.locator("#status-badge")).to_have_text(text, timeout=timeout)
-
-    def expect_terminal(self, state: str = "bash") -> None:
-        expect(self.page.locator("#terminal-state")).to_have_text(state, timeout=30_000)
-
-    def screen(self) -> list[str]:
-        """The terminal's rows as xterm.js holds them (window.ide.terminalScreen), trailing blanks cut."""
-        rows: list[str] = self.page.evaluate("window.ide.terminalScreen")
-        return [row.rstrip() for row in rows]
-
-    def wait_screen(self, pattern: str, timeout: float = 30_000) -> list[str]:
-        """Until some row of the terminal matches the regular expression; returns the rows."""
-        try:
-            self.page.wait_for_function(
-                "(p) => window.ide.terminalScreen.some((row) => new RegExp(p).test(row.trimEnd()))",
-                arg=pattern,
-                timeout=timeout,
-            )
-        except Exception:
-            self.shot("failed-wait-screen")
-            raise AssertionError(f"no row of the terminal matches {pattern!r}: {self.screen()}") from None
-        return self.screen()
-
-    def type_in_terminal(self, text: str) -> None:
-        self.page.click("#terminal .xterm-screen")
-        self.page.keyboard.type(text)
-        self.page.keyboard.press("Enter")
-
-    def row(self, workspace_id: str) -> Any:
-        return self.page.locator(f'#workspace-list .ws-row[data-workspace-id="{workspace_id}"]')
-
-    def shot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), animations="disabled")
-        return path
-
-    def check_clean(self, *tokens: str) -> None:
-        """No uncaught errors in the page, and no token reached the console."""
-        assert not self.errors, f"uncaught errors in the page: {self.errors}"
-        for token in (TOKEN, *tokens):
-            assert not [line for line in self.console if token in line], "a token was written to the console"
-
-
-class Rest:
-    """The REST API with the operator's token: to set up workspaces, mint tokens and check what the page did."""
-
-    def __init__(self, server: Server) -> None:
-        self.client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
-        self.made: list[dict[str, str]] = []
-
-    def call(self, endpoint: str, ref: dict[str, str], **body: Any) -> httpx.Response:
-        return self.client.post(f"/api/v1/containers/{endpoint}", json={**ref, **body})
-
-    def start(self, ref: dict[str, str], **body: Any) -> dict[str, Any]:
-        self.made.append(ref)
-        response = self.call("start", ref, **body)
-        assert response.status_code == 200, response.text
-        data: dict[str, Any] = response.json()["data"]
-        return data
-
-    def mint(self, ref: dict[str, str], **body: Any) -> str:
-        response = self.client.post("/api/v1/tokens", json={**ref, **body})
-        assert response.status_code == 200, response.text
-        token: str = response.json()["token"]
-        return token
-
-    def clean(self) -> None:
-        """Delete every workspace this test started (deleted already is fine)."""
-        for ref in self.made:
-            self.call("delete", ref)
-        self.client.close()
-
-
-def new_project() -> str:
-    return "life-" + uuid.uuid4().hex[:6]
-
-
-# --- fixtures ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def life_server(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("page-life"), IDE_PROCESS_DETACHED_TTL=DETACHED_TTL)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        remove_instance(srv.instance)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (REPO / "node_modules" / "@xterm" / "xterm").is_dir():
-        pytest.fail("node_modules/@xterm/xterm is missing: run scripts/frontend.sh to install the page's packages")
-    expect.set_options(timeout=15_000)  # a loaded machine is slower than the 5 s default
-    with chromium_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def rest(life_server: Server) -> Iterator[Rest]:
-    api = Rest(life_server)
-    yield api
-    api.clean()
-
-
-@pytest.fixture
-def tabs(browser: Browser, life_server: Server) -> Iterator[list[LifePage]]:
-    """Tabs the test opens with new_tab(); each in a context of its own (own sessionStorage and localStorage)."""
-    opened: list[LifePage] = []
-    yield opened
-    for tab in opened:
-        tab.context.close()
-
-
-def fetch_outside_chromium(context: BrowserContext) -> None:
-    """Load the page's HTTP requests through Playwright's own client rather than Chromium's socket pool.
-
-    When Docker adds or removes an interface (every container start and stop does), Chromium fails every request
-    still waiting for one of its 6 connections per host with net::ERR_NETWORK_CHANGED; a page load asks for more at
-    once, so a module or an API call is lost now and then while other tests make containers. No switch turns that
-    off; fetched by the driver and handed to the page, a request never waits in that queue. The websocket still
-    goes through Chromium (the page reconnects it by itself), and so does the document itself: fulfilled by the
-    driver, it would have no address, and Chromium would refuse its websocket to 127.0.0.1 as a public page's
-    (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS). A navigation is one request, so it waits in no queue."""
-
-    def handle(route: Route) -> None:
-        if route.request.resource_type == "document":
-            route.continue_()
-        else:
-            route.fulfill(response=route.fetch())
-
-    context.route("**/*", handle)
-
-
-def new_tab(browser: Browser, server: Server, tabs: list[LifePage]) -> LifePage:
-    context = browser.new_context(viewport=WIDE)
-    fetch_outside_chromium(context)
-    tab = LifePage(context, server)
-    tabs.append(tab)
-    return tab
+def new_tab(browser: Browser, server: Server, tabs: list[PageTab]) -> PageTab:
+    return pages.new_tab(browser, server, tabs, ARTIFACTS)
 
 
 # --- scoped tokens -----------------------------------------------------------------------------------------------
 
 
 def test_a_workspace_token_shows_only_its_workspace_and_a_read_only_one_changes_nothing(
-    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+    browser: Browser, page_server: Server, rest: Rest, tabs: list[PageTab]
 ) -> None:
-    project = new_project()
+    project = new_project("life")
     mine, other = {"projectId": project, "workspaceId": "mine"}, {"projectId": project, "workspaceId": "other"}
     rest.start(mine)
     rest.start(other)
     token = rest.mint(mine)
 
-    tab = new_tab(browser, life_server, tabs)
+    tab = new_tab(browser, page_server, tabs)
     page = tab.page
     tab.open(token)
     tab.expect_ref(mine)
@@ -261,7 +83,7 @@ def test_a_workspace_token_shows_only_its_workspace_and_a_read_only_one_changes_
 
     # A read-only token for the whole project: the project's workspaces, and nothing that changes one.
     read_only = rest.mint({"projectId": project}, scopes=["read"])
-    viewer = new_tab(browser, life_server, tabs)
+    viewer = new_tab(browser, page_server, tabs)
     page = viewer.page
     viewer.open(read_only)
     expect(page.locator("#scope")).to_contain_text("read-only")
@@ -290,12 +112,12 @@ def test_a_workspace_token_shows_only_its_workspace_and_a_read_only_one_changes_
 
 
 def test_an_expired_token_asks_for_a_new_one(
-    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+    browser: Browser, page_server: Server, rest: Rest, tabs: list[PageTab]
 ) -> None:
-    ref = {"projectId": new_project(), "workspaceId": "brief"}
+    ref = {"projectId": new_project("life"), "workspaceId": "brief"}
     rest.start(ref)
     short = rest.mint(ref, ttlSeconds=4)
-    tab = new_tab(browser, life_server, tabs)
+    tab = new_tab(browser, page_server, tabs)
     page = tab.page
     tab.open(short)
     tab.expect_badge("running")
@@ -312,7 +134,7 @@ def test_an_expired_token_asks_for_a_new_one(
     tab.expect_badge("running")
 
     # Opened when it has expired already: the dialog says so before anything else.
-    late = new_tab(browser, life_server, tabs)
+    late = new_tab(browser, page_server, tabs)
     late.open(short)
     expect(late.page.locator("#token-dialog")).to_be_visible()
     expect(late.page.locator("#token-error")).to_contain_text("expired at")
@@ -324,14 +146,14 @@ def test_an_expired_token_asks_for_a_new_one(
 
 
 def test_the_list_shows_the_projects_workspaces_and_delete_removes_one(
-    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+    browser: Browser, page_server: Server, rest: Rest, tabs: list[PageTab]
 ) -> None:
-    project = new_project()
+    project = new_project("life")
     first, second = {"projectId": project, "workspaceId": "first"}, {"projectId": project, "workspaceId": "second"}
     rest.start(first)
     rest.start(second, files={"notes/todo.txt": "write the tests\n"})
     rest.call("stop", first)
-    tab = new_tab(browser, life_server, tabs)
+    tab = new_tab(browser, page_server, tabs)
     page = tab.page
     tab.open()
     tab.use(second)
@@ -384,36 +206,19 @@ def test_the_list_shows_the_projects_workspaces_and_delete_removes_one(
 # --- terminals after a reload ------------------------------------------------------------------------------------
 
 
-def processes(server: Server, ref: dict[str, str]) -> list[dict[str, Any]]:
-    """The workspace's processes, as the websocket lists them."""
-    channel = Channel(server)
-    try:
-        channel.send(type="list", **ref)
-        items: list[dict[str, Any]] = channel.wait_for(type="processes")["items"]
-        return items
-    finally:
-        channel.close()
-
-
-def shell_pid(tab: LifePage, marker: str) -> str:
-    tab.type_in_terminal(f"echo {marker}=$$")
-    rows = tab.wait_screen(f"^{marker}=\\d+$")
-    return next(row.split("=")[1] for row in rows if re.fullmatch(f"{marker}=\\d+", row))
-
-
 def test_a_reload_finds_the_same_shell_again(
-    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+    browser: Browser, page_server: Server, rest: Rest, tabs: list[PageTab]
 ) -> None:
-    ref = {"projectId": new_project(), "workspaceId": "shell"}
+    ref = {"projectId": new_project("life"), "workspaceId": "shell"}
     rest.start(ref)
-    tab = new_tab(browser, life_server, tabs)
+    tab = new_tab(browser, page_server, tabs)
     page = tab.page
     tab.open()
     tab.use(ref)
     tab.expect_terminal()
     tab.wait_screen(r"\$$")
     expect(page.locator("#status-detail")).to_contain_text("kept running by: this page's terminal")
-    before = shell_pid(tab, "before-reload")
+    before = tab.shell_pid("before-reload")
     terminal_id = page.evaluate("window.ide.terminalId")
 
     page.reload()
@@ -423,13 +228,13 @@ def test_a_reload_finds_the_same_shell_again(
     assert f"before-reload={before}" in rows, f"the screen did not come back: {rows}"
     assert page.locator("#terminal .xterm-rows").inner_text().count("before-reload=") == 2  # the command, its output
     tab.shot("07-reload-same-shell")
-    assert shell_pid(tab, "after") == before
-    shells = [p for p in processes(life_server, ref) if p["tty"] and p["running"]]
+    assert tab.shell_pid("after") == before
+    shells = [p for p in processes(page_server, ref) if p["tty"] and p["running"]]
     assert [p["id"] for p in shells] == [terminal_id], "a second shell was started"
     tab.check_clean()
 
 
-def run_full_screen(tab: LifePage, server: Server, pause: float) -> list[str]:
+def run_full_screen(tab: PageTab, server: Server, pause: float) -> list[str]:
     """Run full_screen(pause) in the tab's shell, reload the page, and return the terminal's rows after it."""
     page = tab.page
     tab.expect_terminal()
@@ -458,15 +263,15 @@ def run_full_screen(tab: LifePage, server: Server, pause: float) -> list[str]:
 
 
 def test_a_full_screen_program_looks_the_same_after_a_reload(
-    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+    browser: Browser, page_server: Server, rest: Rest, tabs: list[PageTab]
 ) -> None:
-    ref = {"projectId": new_project(), "workspaceId": "vim"}
+    ref = {"projectId": new_project("life"), "workspaceId": "vim"}
     rest.start(ref)
-    tab = new_tab(browser, life_server, tabs)
+    tab = new_tab(browser, page_server, tabs)
     tab.open()
     tab.use(ref)
     # As with vim: the frame is drawn, the user reads it a moment, then the flood.
-    rows = run_full_screen(tab, life_server, pause=3)
+    rows = run_full_screen(tab, page_server, pause=3)
     assert rows[0] == "== notes ==", rows
     assert rows[5] == "written", rows
     assert rows[7] == "-- INSERT --", rows
@@ -476,14 +281,14 @@ def test_a_full_screen_program_looks_the_same_after_a_reload(
 
 
 def test_a_frame_drawn_right_before_a_flood_comes_back_whole(
-    browser: Browser, life_server: Server, rest: Rest, tabs: list[LifePage]
+    browser: Browser, page_server: Server, rest: Rest, tabs: list[PageTab]
 ) -> None:
-    ref = {"projectId": new_project(), "workspaceId": "flood"}
+    ref = {"projectId": new_project("life"), "workspaceId": "flood"}
     rest.start(ref)
-    tab = new_tab(browser, life_server, tabs)
+    tab = new_tab(browser, page_server, tabs)
     tab.open()
     tab.use(ref)
-    rows = run_full_screen(tab, life_server, pause=0)
+    rows = run_full_screen(tab, page_server, pause=0)
     tab.shot("08b-frame-before-flood-after-reload")
     assert rows[0] == "== notes ==", rows
     assert rows[3] == "0", rows  # 200000 % 10, the last digit written there
@@ -495,12 +300,12 @@ def test_a_frame_drawn_right_before_a_flood_comes_back_whole(
 
 
 def test_the_status_area_says_when_an_idle_workspace_stops_and_why_it_stopped(
-    browser: Browser, tmp_path: Path, docker_engine: None, tabs: list[LifePage]
+    browser: Browser, tmp_path: Path, docker_engine: None, tabs: list[PageTab]
 ) -> None:
     server = start_server(tmp_path, IDE_IDLE_TIMEOUT="10", IDE_IDLE_SWEEP="1")
     rest = Rest(server)
     try:
-        ref = {"projectId": new_project(), "workspaceId": "idle"}
+        ref = {"projectId": new_project("life"), "workspaceId": "idle"}
         rest.start(ref)
         watcher = rest.mint(ref, scopes=["read"])  # it starts no shell, so nothing keeps the workspace running
         tab = new_tab(browser, server, tabs)
@@ -541,12 +346,12 @@ console.log(JSON.stringify({
 """
 
 
-def test_the_page_reads_minted_tokens_and_words_the_status(life_server: Server, rest: Rest) -> None:
+def test_the_page_reads_minted_tokens_and_words_the_status(page_server: Server, rest: Rest) -> None:
     """static/scope.js and static/status-detail.js under Node, on tokens the server minted."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is missing: install Node.js 20 to run the page's modules outside the browser")
-    project = new_project()
+    project = new_project("life")
     tokens = [
         rest.mint({"projectId": project, "workspaceId": "w1"}, ttlSeconds=60),
         rest.mint({"projectId": project}, scopes=["read"]),

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from .harness import Server
-from .helpers import TOKEN, chromium_browser
+from .helpers import TOKEN
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -113,15 +113,6 @@ class Rest:
         for ref in self.made:
             self.client.post("/api/v1/containers/delete", json=ref)
         self.client.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (REPO / "node_modules" / "@xterm" / "xterm").is_dir():
-        pytest.fail("node_modules/@xterm/xterm is missing: run scripts/frontend.sh to install the page's packages")
-    expect.set_options(timeout=15_000)  # a loaded machine is slower than the 5 s default
-    with chromium_browser() as b:
-        yield b
 
 
 @pytest.fixture
