@@ -1,13 +1,21 @@
 """Listening ports from /proc/net/tcp{,6} as the workspace's program prints them (ide_backend.service.ports), and the
-backend's preview cookie kept out of workspaces (ide_backend.proxy.cookies, headers): pure logic, no engine."""
+backend's preview cookie kept out of workspaces (ide_backend.proxy.cookies, headers), and the preview origin's
+settings on servers without an engine."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
 
 from ide_backend.api.auth import COOKIE_NAME, PREVIEW_COOKIE_NAME
 from ide_backend.proxy.cookies import rewrite_set_cookie, strip_cookie
 from ide_backend.proxy.headers import request_headers
 from ide_backend.service.domain import WorkspaceRef
 from ide_backend.service.ports import ListeningPort, listening_items, parse_listening
+
+from .harness import free_port
+from .helpers import TOKEN, start_server
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
 # Real lines, from a workspace running `python3 -m http.server 8000`, code-server on 8080, a server on 127.0.0.1:5173,
@@ -70,3 +78,30 @@ def test_the_backends_cookies_never_reach_a_workspace_and_cannot_be_set_by_one()
     for name in (PREVIEW_COOKIE_NAME, COOKIE_NAME):
         assert rewrite_set_cookie(f"{name}=forged; Path=/", prefix) is None
     assert rewrite_set_cookie("app=1; Path=/; Domain=example.com", prefix) == f"app=1; Path={prefix}"
+
+
+# --- the preview origin's settings, on real servers without an engine ---------------------------------------------
+
+
+def test_previews_off_and_a_preview_url_behind_a_proxy(tmp_path: Path) -> None:
+    off = start_server(tmp_path / "off", IDE_PREVIEW_PORT="-1", IDE_DOCKER_HOST=f"unix://{tmp_path}/absent.sock")
+    try:
+        answer = httpx.get(f"{off.url}/preview/p1/w1/8000/", timeout=30)
+        assert answer.status_code == 404 and "Previews are off" in answer.json()["message"]
+    finally:
+        off.stop()
+    port = free_port()
+    env = {"IDE_PREVIEW_PORT": str(port), "IDE_PREVIEW_URL": "https://preview.example.com"}
+    behind = start_server(tmp_path / "behind", IDE_DOCKER_HOST=f"unix://{tmp_path}/absent.sock", **env)
+    try:
+        moved = httpx.get(f"{behind.url}/preview/p1/w1/8000/a%20b?x=1", timeout=30)
+        assert moved.status_code == 307
+        assert moved.headers["location"] == "https://preview.example.com/preview/p1/w1/8000/a%20b?x=1"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as preview:
+            assert preview.get("/preview/p1/w1/80/").status_code == 401  # no credential
+            assert preview.get("/preview/p1/w1/0/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 400
+            unknown = preview.get("/preview/p1/w1/80/", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+            assert preview.get("/healthz").status_code == 404  # nothing but previews on this origin
+    finally:
+        behind.stop()
