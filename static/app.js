@@ -167,6 +167,7 @@ const workspace = new Workspace({
   terminal: () => terminal,
   templates: () => templates,
   themeName: () => themes.current.name,
+  runBox: () => runBox,
   onChange: (why) => {
     if (why === "switch") workspaces.render();
     workspaces.refresh({ soon: why === "status" });
@@ -178,7 +179,7 @@ const themes = new ThemePicker($("theme"), { workspace, editor, terminal: () => 
 const templates = new TemplatePicker($("template"), { workspace });
 const files = new FileActions({ workspace, tree, editor });
 const ports = new PortsPanel($("ports"), { workspace });
-const runBox = new RunBox({ workspace, tree });
+const runBox = new RunBox({ workspace, live, tree });
 
 // --- wiring --------------------------------------------------------------------------------------------------
 
@@ -213,10 +214,14 @@ function wireUi() {
   $("run-form").addEventListener("submit", (event) => runBox.run(event));
   $("terminal-restart").addEventListener("click", () => {
     if (!workspace.running) {
+  $("run-stop").addEventListener("click", () => runBox.stop());
       toast("Start the workspace first", "info");
+    // Only in the workspace the fields show: other ids typed there are switched to first.
+    const shown = workspace.ref;
+    if (!workspace.applyIds() || workspace.ref !== shown) return;
       return;
     }
-    terminal?.startShell();
+    terminal?.newShell();
     terminal?.focus();
   });
   document.addEventListener("keydown", (event) => {

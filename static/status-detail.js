@@ -14,13 +14,17 @@ const STOP_REASONS = {
 
 /**
  * {text, title, kind} for a /status answer's data (null: nothing to say). `ownTerminalId` names the page's own
- * shell, so "terminal term-… attached" (or "running") reads "this page's terminal".
+ * shell, so "terminal term-… attached" (or "running") reads "this page's terminal"; `ownRunId` the run box's
+ * command, which reads "this page's command".
  */
-export function describeStatus(data, { ownTerminalId = null, now = Date.now() } = {}) {
+export function describeStatus(data, { ownTerminalId = null, ownRunId = null, now = Date.now() } = {}) {
   if (!data) return { text: "", title: "", kind: "" };
   if (data.running) {
     const own = ownTerminalId ? [`terminal ${ownTerminalId} attached`, `terminal ${ownTerminalId} running`] : [];
-    const named = (data.keptAliveBy || []).map((item) => (own.includes(item) ? "this page's terminal" : item));
+    const run = ownRunId ? [`process ${ownRunId} attached`, `process ${ownRunId} running`] : [];
+    const name = (item) =>
+      own.includes(item) ? "this page's terminal" : run.includes(item) ? "this page's command" : item;
+    const named = (data.keptAliveBy || []).map(name);
     const kept = [...new Set(named)];
     if (kept.length) {
       return {

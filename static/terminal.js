@@ -2,8 +2,10 @@
 //
 // The shell outlives the page: its id is kept in localStorage per workspace, and when the workspace runs the page
 // asks the server for the workspace's processes and attaches to that shell again, its screen redrawn by the server
-// (docs/protocol.md, "attach" with screen). Only when there is none does it start a new one. With a read-only
-// token the terminal takes no input and starts nothing: it shows the workspace's running shell, if there is one.
+// (docs/protocol.md, "attach" with screen). When that one no longer runs, or the id was lost (storage cleared,
+// another browser), it attaches to the workspace's newest running shell: tabs of one workspace share it, each typing
+// and seeing what all type. Only when no shell runs does it start one. With a read-only token the terminal takes no
+// input and starts nothing: it shows the workspace's running shell, if there is one.
 
 import { uid } from "./util.js";
 
@@ -102,8 +104,8 @@ export class ShellTerminal {
   }
 
   /**
-   * The workspace runs: attach to the shell this browser opened there before (a reload, a switch back), or, with
-   * a read-only token, to its newest running shell; start a new one when there is none.
+   * The workspace runs: attach to the shell this browser opened there before (a reload, a switch back), else to its
+   * newest running shell (another tab's, or this browser's whose id was lost); start a new one when there is none.
    */
   async resume() {
     if (!this.ref || ["starting", "live", "reconnecting", "resuming"].includes(this.state)) return;
@@ -120,8 +122,9 @@ export class ShellTerminal {
     const shells = items.filter((p) => p.tty && p.running);
     const mine = shells.find((p) => p.id === savedId(ref));
     const newest = [...shells].sort((a, b) => String(b.startedAt).localeCompare(String(a.startedAt)))[0];
-    const found = mine || (this.canWrite ? null : newest);
+    const found = mine || newest;
     if (found) {
+      if (this.canWrite) saveId(ref, found.id);
       this._attach(found.id);
     } else if (this.canWrite) {
       this.startShell();
@@ -129,6 +132,27 @@ export class ShellTerminal {
       this._setState("idle");
       this._say("no shell runs here, and a read-only token starts none");
     }
+  }
+
+  /**
+   * A new shell for this page (the "New shell" button). The one shown is hung up when nobody else follows it, and
+   * left running for the other tabs that do.
+   */
+  async newShell() {
+    if (!this.ref || !this.canWrite) return;
+    const { ref, id, generation } = this;
+    let shared = false;
+    if (id) {
+      try {
+        const items = await this.live.list(ref);
+        shared = items.some((p) => p.id === id && p.running && p.attached > 1);
+      } catch {
+        // no answer: hang up as before
+      }
+    }
+    if (generation !== this.generation || this.id !== id) return; // the page moved on meanwhile
+    if (shared) this.detach();
+    this.startShell();
   }
 
   startShell() {

@@ -48,15 +48,17 @@ export class Workspace {
    * @param {import("./tree.js").FileTree} parts.tree
    * @param {import("./editor.js").Editor} parts.editor
    * @param {() => import("./terminal.js").ShellTerminal | null} parts.terminal null until made, or without xterm.js
+   * @param {() => import("./run-box.js").RunBox} parts.runBox the run box (its command belongs to the workspace shown)
    * @param {() => import("./template-picker.js").TemplatePicker} parts.templates the template picker
    * @param {() => string} parts.themeName the theme to set in VS Code when the workspace starts
    * @param {(why: "switch" | "status") => void} parts.onChange the workspace or its status changed (the list follows)
    */
-  constructor({ live, tree, editor, terminal, templates, themeName, onChange }) {
+  constructor({ live, tree, editor, terminal, runBox, templates, themeName, onChange }) {
     this.live = live;
     this.tree = tree;
     this.editor = editor;
     this._terminal = terminal;
+    this._runBox = runBox;
     this._templates = templates;
     this.themeName = themeName;
     this.onChange = onChange || (() => {});
@@ -86,6 +88,10 @@ export class Workspace {
     return this._terminal();
   }
 
+  get runBox() {
+    return this._runBox();
+  }
+
   get templates() {
     return this._templates();
   }
@@ -110,6 +116,7 @@ export class Workspace {
     }
     this.updateStart();
     this.updateStop();
+    this.runBox.update();
   }
 
   /** The ids typed in the top bar; switches the page to them when they changed. Returns false when invalid. */
@@ -151,6 +158,7 @@ export class Workspace {
     this.editor.setWorkspace(ref);
     this.tree.setWorkspace(ref);
     this.terminal?.setWorkspace(ref);
+    this.runBox.setWorkspace(ref);
     this.setStatus("unknown");
     this.live.subscribe(ref);
     this.onChange("switch");
@@ -187,7 +195,7 @@ export class Workspace {
           : "The workspace is stopped.";
       this.tree.setAvailable(false, why);
     }
-    $("run").disabled = !running;
+    this.runBox.update();
     if (running || (STOPPED_STATES.has(status) && status !== "missing")) this.refreshDetails();
     else this._showDetails(null);
     if (!running) this._setIde(null);
@@ -382,7 +390,8 @@ export class Workspace {
   }
 
   _showDetails(data) {
-    const words = this.deleted ? DELETED : describeStatus(data, { ownTerminalId: this.terminal?.id });
+    const own = { ownTerminalId: this.terminal?.id, ownRunId: this.runBox.current?.id };
+    const words = this.deleted ? DELETED : describeStatus(data, own);
     renderStatus($("status-detail"), words);
   }
 
