@@ -49,8 +49,9 @@ export function setUnauthorizedHandler(handler) {
 }
 
 /** One call to the API with the token; resolves to the answer, rejects with ApiError(message). */
-async function call(url, name, { method = "GET", body, signal } = {}) {
+async function call(url, name, { method = "GET", body, signal, requestId } = {}) {
   const headers = { authorization: `Bearer ${getToken()}` };
+  if (requestId) headers["x-request-id"] = requestId; // the server marks the file changes of this call with it
   if (body !== undefined) headers["content-type"] = "application/json";
   const json = body === undefined ? undefined : JSON.stringify(body);
   let response;
@@ -76,8 +77,8 @@ async function call(url, name, { method = "GET", body, signal } = {}) {
 }
 
 /** POST /api/v1/containers/<endpoint> with JSON; resolves to the answer, rejects with ApiError(message). */
-export function post(endpoint, body, { signal } = {}) {
-  return call(`/api/v1/containers/${endpoint}`, endpoint, { method: "POST", body, signal });
+export function post(endpoint, body, { signal, requestId } = {}) {
+  return call(`/api/v1/containers/${endpoint}`, endpoint, { method: "POST", body, signal, requestId });
 }
 
 export const api = {
@@ -86,7 +87,8 @@ export const api = {
   stop: (ref) => post("stop", ref),
   status: (ref) => post("status", ref),
   exec: (ref, command, extra = {}) => post("exec", { ...ref, command, ...extra }),
-  sync: (ref, files) => post("sync", { ...ref, files }),
+  /** Write files; `requestId` comes back on the watch's changes this write made (`origin: "sync"`). */
+  sync: (ref, files, { requestId } = {}) => post("sync", { ...ref, files }, { requestId }),
   theme: (ref, theme) => post("vscode-theme", { ...ref, theme }),
   list: (ref, path = "", depth = 1) => post("files/list", { ...ref, path, depth }),
   read: (ref, path) => post("files/read", { ...ref, path }),

@@ -126,6 +126,8 @@ const tree = new FileTree($("tree"), {
     editor.open(path);
   },
   onError: showError,
+  live, // the tree watches the workspace while it runs; the editor follows the same changes
+  onFiles: (message) => editor.onFiles(message),
 });
 
 const editor = new Editor(

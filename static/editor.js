@@ -1,6 +1,8 @@
 // The Monaco editor (monaco.js): workspace files open in tabs, are edited and saved back over the version they were
 // read at (files/read's `version`, sync's `ifMatch`). A save refused because the file changed in the workspace
-// meanwhile asks whether to reload theirs, keep mine or compare the two (conflict.js).
+// meanwhile asks whether to reload theirs, keep mine or compare the two (conflict.js). Files changed in the
+// workspace while open follow the workspace's file changes (onFiles): one without unsaved changes reloads by itself,
+// one with them shows a bar saying so (reload theirs, compare, or keep mine), as does one deleted or moved away.
 
 import { api } from "./api.js";
 import { askConflict, DiffView } from "./conflict.js";
@@ -28,8 +30,13 @@ export class Editor {
     this.ref = null;
     this.path = null;
     // path -> {model, savedAt: the model's alternative version id when last read or saved, readOnly, version: the
-    // file's version in the workspace the text was read at or saved as (null: it did not exist), viewState}
+    // file's version in the workspace the text was read at or saved as (null: it did not exist), viewState,
+    // disk: null, or what happened to it in the workspace since ({kind: "modified" | "deleted", to?: its new path})}
     this.files = new Map();
+    this.ownRequests = new Set(); // the request ids of this page's saves: their changes come back as our own echo
+    this.bar = h("div", { class: "disk-bar", role: "status", hidden: true });
+    const body = els.host.parentElement; // above the editor's body, so it pushes the editor down instead of covering it
+    body.parentElement.insertBefore(this.bar, body);
     this.saving = false;
     this.canWrite = true; // false with a read-only token: every file opens read-only
     this.themeId = null;
@@ -200,6 +207,108 @@ export class Editor {
     if (this.editor) this.editor.focus();
   }
 
+  // --- following the workspace's changes -----------------------------------------------------------------------
+
+  /** One `files` message of the workspace's watch: open files changed, deleted or moved in the workspace. */
+  onFiles(message) {
+    if (message.projectId !== this.ref?.projectId || message.workspaceId !== this.ref?.workspaceId) return;
+    if (message.overflow) {
+      // Changes were lost: look at every open file again.
+      for (const path of this.files.keys()) this._changedOnDisk(path, null);
+      return;
+    }
+    for (const change of message.changes) {
+      if (change.origin === "sync" && this.ownRequests.has(change.requestId)) continue; // our own save
+      if (change.kind === "deleted" || change.kind === "moved") {
+        const gone = change.kind === "moved" ? change.from : change.path;
+        for (const path of this.files.keys()) {
+          if (path !== gone && !path.startsWith(gone + "/")) continue;
+          const to = change.kind === "moved" ? change.path + path.slice(gone.length) : null;
+          this.files.get(path).disk = { kind: "deleted", to };
+        }
+      }
+      if (change.kind !== "deleted" && this.files.has(change.path)) this._changedOnDisk(change.path, change.version);
+    }
+    this._renderTitle();
+  }
+
+  /** The workspace's file changed (to `version`; null: not known): reload it unless it has unsaved changes. */
+  _changedOnDisk(path, version) {
+    const file = this.files.get(path);
+    if (!file || (version && version === file.version && !file.disk)) return; // what the editor has already
+    if (this.isDirty(path)) file.disk = { kind: "modified" };
+    else this._reloadQuietly(path);
+  }
+
+  /** Take the workspace's text into a file without unsaved changes, keeping the cursor and scroll position. */
+  async _reloadQuietly(path) {
+    const file = this.files.get(path);
+    const ref = this.ref;
+    let theirs;
+    try {
+      theirs = await this._theirs(path);
+    } catch {
+      return; // the next change tries again
+    }
+    if (ref !== this.ref || this.files.get(path) !== file) return;
+    if (!theirs) {
+      file.disk = { kind: "deleted", to: null };
+    } else if (this.isDirty(path)) {
+      if (theirs.version !== file.version) file.disk = { kind: "modified" }; // typed meanwhile: ask instead
+    } else if (theirs.text === null) {
+      this._setFile(path, "", true, theirs.version);
+      if (this.path === path) this._show(path);
+    } else {
+      const { model } = file;
+      if (model.getValue() !== theirs.text) {
+        const view = this.path === path && this.editor ? this.editor.saveViewState() : null;
+        model.pushStackElement();
+        model.pushEditOperations([], [{ range: model.getFullModelRange(), text: theirs.text }], () => null);
+        model.pushStackElement();
+        if (view) this.editor.restoreViewState(view);
+      }
+      file.savedAt = model.getAlternativeVersionId();
+      file.version = theirs.version;
+      file.disk = null;
+    }
+    this._renderTitle();
+  }
+
+  /** The bar over the editor when the file shown changed in the workspace and the editor kept its own text. */
+  _renderBar() {
+    const file = this.path && this.files.get(this.path);
+    const disk = file && !this.diff.path ? file.disk : null;
+    this.bar.hidden = !disk;
+    if (!disk) {
+      this.bar.replaceChildren();
+      return;
+    }
+    const path = this.path;
+    const button = (label, action, name) => h("button", { type: "button", class: "btn small", dataset: { action: name }, onclick: action }, label);
+    const dismiss = button("Keep mine", () => {
+      file.disk = null;
+      this._renderTitle();
+    }, "keep");
+    if (disk.kind === "deleted") {
+      const what = disk.to ? `was moved to ${disk.to}` : "was deleted";
+      this.bar.dataset.kind = "deleted";
+      this.bar.replaceChildren(
+        h("span", {}, `${basename(path)} ${what} in the workspace. Saving writes it here again.`),
+        ...(disk.to ? [button("Open " + basename(disk.to), () => this.open(disk.to), "open")] : []),
+        button("Close", () => this._drop(path), "close"),
+        dismiss,
+      );
+    } else {
+      this.bar.dataset.kind = "modified";
+      this.bar.replaceChildren(
+        h("span", {}, `${basename(path)} changed in the workspace, and you have unsaved changes.`),
+        button("Reload theirs", () => this._reloadTheirs(path), "reload"),
+        button("Compare", () => this.compare(path), "compare"),
+        dismiss,
+      );
+    }
+  }
+
   /** Save the file shown, over the version it was read at (or as a new file, where it had none). */
   async save() {
     const path = this.path;
@@ -216,10 +325,15 @@ export class Editor {
     this.saving = true;
     this._renderTitle();
     let conflict = null;
+    // The changes this save makes come back over the watch marked with this id: not news to the editor.
+    const requestId = `save-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    this.ownRequests.add(requestId);
+    setTimeout(() => this.ownRequests.delete(requestId), 30_000);
     try {
-      const answer = await api.sync(ref, { [path]: { content, ifMatch } });
+      const answer = await api.sync(ref, { [path]: { content, ifMatch } }, { requestId });
       if (this.files.get(path) !== file) return; // closed (or the workspace switched) meanwhile
       file.savedAt = at;
+      file.disk = null;
       file.version = Object.values(answer.versions || {})[0] ?? null; // one file written: its version
       this.hooks.onSaved(path, answer.data || {});
     } catch (err) {
@@ -291,6 +405,7 @@ export class Editor {
     if (text !== null && model.getValue() === text) {
       file.savedAt = model.getAlternativeVersionId();
       file.version = version;
+      file.disk = null;
       this._renderTitle();
     } else {
       // Not text any more, or other line endings than the editor's: a model of its own.
@@ -363,6 +478,7 @@ export class Editor {
   }
 
   _renderTitle() {
+    this._renderBar();
     const { title, save, placeholder, host } = this.els;
     const path = this.path;
     this.tabs.render(

@@ -1,7 +1,8 @@
 // The live channel (/api/v1/ws, see docs/protocol.md): one websocket that reconnects with backoff, keeps the
 // status subscriptions, and re-attaches to every process it follows with the last `seq` it saw, so output is
 // neither lost nor shown twice. It also lists a workspace's processes and attaches to one by id (a reloaded page
-// finding its terminal), with the screen redrawn instead of replayed.
+// finding its terminal), with the screen redrawn instead of replayed. It watches folders of workspaces for file
+// changes (`watch`), and watches them again after a reconnect (telling the handler, since changes were missed).
 
 const MIN_BACKOFF_MS = 300;
 const MAX_BACKOFF_MS = 10_000;
@@ -10,6 +11,7 @@ const MAX_QUEUED = 2_000;
 const LIST_TIMEOUT_MS = 15_000;
 
 const refKey = (ref) => `${ref.projectId}/${ref.workspaceId}`;
+const watchKey = (ref, path) => `${ref.projectId}/${ref.workspaceId}/${path}`;
 
 export class LiveChannel {
   /**
@@ -41,6 +43,7 @@ export class LiveChannel {
     this.pending = []; // {kind: "subscribe", key} | {kind: "list", key, request}
     this.lists = new Set(); // list requests not answered yet: {ref, resolve, reject, timer, sent}
     this.processes = new Map(); // id -> {lastSeq, sent, handler}
+    this.watches = new Map(); // "project/workspace/path" -> {ref, path, handler, sent}
     this.queue = []; // messages waiting for the socket
   }
 
@@ -110,6 +113,33 @@ export class LiveChannel {
     const ref = this.subscriptions.get(key);
     this.pending.push({ kind: "subscribe", key });
     this.ws.send(JSON.stringify({ type: "subscribe", ...ref }));
+  }
+
+  // --- file watches (docs/protocol.md, watch) -----------------------------------------------------------------
+
+  /**
+   * Follow the file changes below `path` ("" = everything) of a running workspace. `handler` gets onFiles(message),
+   * onEnded(message) (the server ended it: the workspace stopped; watch again once it runs), onError(error), and
+   * onResumed() after a reconnect (changes made meanwhile were missed: list again).
+   */
+  watch(ref, path, handler) {
+    const entry = { ref: { projectId: ref.projectId, workspaceId: ref.workspaceId }, path, handler, sent: false };
+    this.watches.set(watchKey(entry.ref, path), entry);
+    if (this.isOpen) this._sendWatch(entry);
+  }
+
+  unwatch(ref, path) {
+    const key = watchKey(ref, path);
+    const entry = this.watches.get(key);
+    if (!entry) return;
+    this.watches.delete(key);
+    if (this.isOpen && entry.sent) this.ws.send(JSON.stringify({ type: "unwatch", ...entry.ref, path }));
+  }
+
+  _sendWatch(entry) {
+    entry.sent = true;
+    this.pending.push({ kind: "watch", key: watchKey(entry.ref, entry.path) });
+    this.ws.send(JSON.stringify({ type: "watch", ...entry.ref, path: entry.path }));
   }
 
   /** The processes of a workspace (the `processes` answer's items); asked again after a drop. */
@@ -196,6 +226,11 @@ export class LiveChannel {
       ws.send(JSON.stringify(proc.screen ? { ...attach, since: 0, screen: true } : attach));
     }
     for (const key of this.subscriptions.keys()) this._sendSubscribe(key);
+    for (const entry of this.watches.values()) {
+      const again = entry.sent;
+      this._sendWatch(entry);
+      if (again) entry.handler.onResumed?.();
+    }
     for (const request of this.lists) this._sendList(request);
     const queued = this.queue;
     this.queue = [];
@@ -287,6 +322,21 @@ export class LiveChannel {
       case "subscribed":
         this._settle("subscribe", refKey(message));
         return;
+      case "watching":
+        this._settle("watch", watchKey(message, message.path));
+        return;
+      case "files":
+        this.watches.get(watchKey(message, message.path))?.handler.onFiles?.(message);
+        return;
+      case "unwatched": {
+        const key = watchKey(message, message.path);
+        const entry = this.watches.get(key);
+        if (message.reason && entry) {
+          this.watches.delete(key); // ended by the server: the workspace stopped
+          entry.handler.onEnded?.(message);
+        }
+        return;
+      }
       case "error":
         this._error(message, proc);
         return;
@@ -321,6 +371,14 @@ export class LiveChannel {
     }
     if (message.id === undefined && this.pending.length > 0) {
       const entry = this.pending.shift();
+      if (entry.kind === "watch") {
+        const watch = this.watches.get(entry.key);
+        if (watch) {
+          this.watches.delete(entry.key);
+          watch.handler.onError?.(message);
+        }
+        return;
+      }
       if (entry.request) {
         this._endList(entry.request);
         entry.request.reject(message);

@@ -1,4 +1,6 @@
-// The workspace's file tree: folders are listed lazily (files/list, depth 1) when opened.
+// The workspace's file tree: folders are listed lazily (files/list, depth 1) when opened, and follow the
+// workspace's file changes live (a `watch` on the live channel): rows come and go as files are made, deleted and
+// renamed, by anything in the workspace, without listing again (but after an overflow or a reconnect).
 
 import { api } from "./api.js";
 import { basename, dirname, formatBytes, h, svgIcon } from "./util.js";
@@ -23,13 +25,18 @@ export function fileIcon(name) {
 export class FileTree {
   /**
    * @param {HTMLElement} host
-   * @param {{onOpen: (path: string) => void, onError: (err: Error) => void, onSelect?: (entry: object) => void}} hooks
+   * @param {{onOpen: (path: string) => void, onError: (err: Error) => void, onSelect?: (entry: object) => void,
+   *   live?: import("./live.js").LiveChannel, onFiles?: (message: object) => void}} hooks `live`: watch the workspace
+   *   while it runs; `onFiles`: every `files` message it gets (the editor follows them too)
    */
-  constructor(host, { onOpen, onError, onSelect }) {
+  constructor(host, { onOpen, onError, onSelect, live, onFiles }) {
     this.host = host;
     this.onOpen = onOpen;
     this.onError = onError;
     this.onSelect = onSelect || (() => {});
+    this.live = live || null;
+    this.onFiles = onFiles || (() => {});
+    this.watching = null; // the ref watched
     this.ref = null;
     this.children = new Map(); // folder path ("" = root) -> entries
     this.expanded = new Set();
@@ -42,6 +49,7 @@ export class FileTree {
   }
 
   setWorkspace(ref) {
+    this._unwatch();
     this.ref = ref;
     this.children.clear();
     this.expanded.clear();
@@ -55,8 +63,102 @@ export class FileTree {
   setAvailable(available, message = "Start the workspace to browse its files.") {
     this.available = available;
     if (!available) {
+      this._unwatch();
       this.children.clear();
       this.host.replaceChildren(h("p", { class: "empty" }, message));
+    } else {
+      this._watch();
+    }
+  }
+
+  // --- following the workspace's changes -----------------------------------------------------------------------
+
+  _watch() {
+    if (!this.live || !this.ref || this.watching === this.ref) return;
+    this._unwatch();
+    const ref = this.ref;
+    this.watching = ref;
+    this.live.watch(ref, "", {
+      onFiles: (message) => {
+        if (this.ref !== ref) return;
+        this.applyChanges(message);
+        this.onFiles(message);
+      },
+      onResumed: () => this.ref === ref && this.refresh(), // changes made while the channel was down were missed
+      onEnded: () => {
+        if (this.watching === ref) this.watching = null; // the workspace stopped: watched again when it runs
+      },
+      onError: () => {
+        if (this.watching === ref) this.watching = null;
+      },
+    });
+  }
+
+  _unwatch() {
+    if (this.live && this.watching) this.live.unwatch(this.watching, "");
+    this.watching = null;
+  }
+
+  /** Apply one `files` message: rows made, removed, renamed; an overflow lists everything open again. */
+  applyChanges(message) {
+    if (!this.available || !this.children.has("")) return;
+    if (message.overflow) {
+      this.refresh();
+      return;
+    }
+    const relist = new Set();
+    for (const change of message.changes) {
+      if (change.kind === "moved") {
+        this._removeEntry(change.from);
+        this._putEntry(change, relist);
+      } else if (change.kind === "deleted") {
+        this._removeEntry(change.path);
+      } else {
+        this._putEntry(change, relist);
+      }
+    }
+    this.render();
+    for (const folder of relist) this._relist(folder);
+  }
+
+  _putEntry(change, relist) {
+    const folder = dirname(change.path);
+    const entries = this.children.get(folder);
+    if (!entries) return; // a folder nobody opened: listed when it is
+    const old = entries.find((e) => e.path === change.path);
+    const entry = { ...(old || { size: null, mode: null, mtime: null }), path: change.path, type: change.type };
+    entry.version = change.version ?? null;
+    if (old) entries.splice(entries.indexOf(old), 1, entry);
+    else entries.push(entry);
+    entries.sort((a, b) => (a.type !== "dir") - (b.type !== "dir") || (a.path.toLowerCase() < b.path.toLowerCase() ? -1 : 1));
+    if (change.type === "dir" && change.kind !== "modified") {
+      // A folder made (or moved in, or made again): what is in it is new.
+      for (const key of [...this.children.keys()]) if (key === change.path || key.startsWith(change.path + "/")) this.children.delete(key);
+      if (this.expanded.has(change.path)) relist.add(change.path);
+    }
+  }
+
+  _removeEntry(path) {
+    const entries = this.children.get(dirname(path));
+    if (entries) {
+      const index = entries.findIndex((e) => e.path === path);
+      if (index >= 0) entries.splice(index, 1);
+    }
+    const below = (p) => p === path || p.startsWith(path + "/");
+    for (const key of [...this.children.keys()]) if (below(key)) this.children.delete(key);
+    for (const key of [...this.expanded]) if (below(key)) this.expanded.delete(key);
+    if (this.selected && below(this.selected.path)) this.selected = null;
+  }
+
+  async _relist(folder) {
+    const generation = this.generation;
+    try {
+      const answer = await api.list(this.ref, folder, 1);
+      if (generation !== this.generation || !this.expanded.has(folder)) return;
+      this.children.set(folder, answer.entries);
+      this.render();
+    } catch {
+      // gone again meanwhile: the next change says so
     }
   }
 
@@ -133,7 +235,7 @@ export class FileTree {
     const ext = name.includes(".") ? name.split(".").pop().toLowerCase() : "";
     const icon = isDir ? FOLDER : entry.type === "symlink" ? LINK : FILE;
     const iconClass = isDir ? "icon folder" : `icon file ${EXT_CLASS[ext] || ""}`;
-    const title = isDir ? entry.path : `${entry.path} · ${formatBytes(entry.size)}`;
+    const title = isDir || entry.size == null ? entry.path : `${entry.path} · ${formatBytes(entry.size)}`;
     const row = h(
       "div",
       {

@@ -129,6 +129,15 @@ def test_own_syncs_are_marked_with_their_request_id(
     assert answer.status_code == 200, answer.text
     mine = [c for c in _changes(channel, "mine.py", "lib") if c["path"] in ("lib", "mine.py")]
     assert len(mine) == 2 and all(c["origin"] == "sync" and c["requestId"] == "page-save-42" for c in mine)
+    # The next change of the same file is not the sync's, however soon it comes; nor is one after a refused sync.
+    run(api, ref, "echo theirs >> mine.py")
+    assert "origin" not in _changes(channel, "mine.py")[-1]
+    refused = client.post(
+        "/api/v1/containers/sync", json={**ref, "files": {"mine.py": {"content": "", "ifMatch": None}}}
+    )
+    assert refused.status_code == 409
+    run(api, ref, "echo more >> mine.py")
+    assert "origin" not in _changes(channel, "mine.py")[-1]
     # A large set goes through the staging folder: its moves into place are the sync's too, the folder never shows.
     big = {f"big/{i}.txt": "x" * 2048 for i in range(700)}
     answer = client.post(

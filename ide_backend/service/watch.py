@@ -28,7 +28,7 @@ from .watch_script import WATCH_SCRIPT
 log = logging.getLogger(__name__)
 
 VERSION_BYTES = 1024 * 1024  # changes carry the version of regular files up to this size (64 per batch at most)
-MARK_SECONDS = 2.0  # how long after a write its changes are still marked as its own
+MARK_SECONDS = 2.0  # how long after a write its changes may still come back (marked as its own)
 _KINDS = {"C": "created", "M": "modified", "D": "deleted", "V": "moved"}
 _TYPES = {"f": "file", "d": "dir", "l": "symlink", "o": "other"}
 
@@ -84,12 +84,21 @@ class Watch:
 
 @dataclass
 class _Mark:
-    """Paths a write through this backend is changing, and which request wrote them."""
+    """Paths a write through this backend is changing, and which request wrote them. Each path's first change is
+    the write's own (its files are put in place by one rename each); a later one is someone else's."""
 
     paths: frozenset[str]
     clean: bool
     request_id: str | None
     until: float = float("inf")
+    seen: set[str] = field(default_factory=set)
+
+    def claims(self, kind: str, path: str, source: str) -> bool:
+        """Whether the change is this write's own (and, if so, the last of its path that is)."""
+        if path in self.seen or not (path in self.paths or source in self.paths or (self.clean and kind in "DV")):
+            return False
+        self.seen.add(path)
+        return True
 
 
 @dataclass(eq=False)
@@ -173,13 +182,20 @@ class Watches:
         self, ref: WorkspaceRef, paths: Iterable[str], *, clean: bool, request_id: str | None
     ) -> Iterator[None]:
         """Mark the changes of a write through this backend as its own (`origin: "sync"`, `requestId`) while it
-        runs and for MARK_SECONDS after, the time its changes take to come back from the watcher."""
+        runs and for MARK_SECONDS after, the time its changes take to come back from the watcher. Only where a
+        watcher runs (one started later never sees the write), and only a write that happened (one refused, a
+        conflict, wrote nothing: its paths' next changes are someone else's)."""
+        if ref not in self._watchers:
+            yield
+            return
         mark = _Mark(frozenset(paths), clean, request_id)
         self._marks.setdefault(ref, []).append(mark)
         try:
             yield
-        finally:
-            mark.until = time.monotonic() + MARK_SECONDS
+        except BaseException:
+            self._marks[ref].remove(mark)
+            raise
+        mark.until = time.monotonic() + MARK_SECONDS
 
     async def end_workspace(self, ref: WorkspaceRef, reason: str) -> None:
         """The workspace stopped (or went away): its clients are told, and its watcher ends."""
@@ -287,8 +303,8 @@ class Watches:
                 change["from"] = _text(source)
             if version != "-":
                 change["version"] = version
-            for mark in marks:
-                if path in mark.paths or source in mark.paths or (mark.clean and kind in "DV"):
+            for mark in reversed(marks):  # the latest write first
+                if mark.claims(kind, path, source):
                     change["origin"] = "sync"
                     change["requestId"] = mark.request_id
                     break
