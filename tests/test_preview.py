@@ -290,6 +290,20 @@ def test_bad_ports_unknown_and_stopped_workspaces(server: Server, app: dict[str,
         assert answer.status_code == 409 and answer.json()["code"] == "not_running"
 
 
+def test_vscodes_own_port_is_not_previewed(server: Server) -> None:
+    ide = {"projectId": "prev", "workspaceId": "v-" + uuid.uuid4().hex[:6]}
+    assert post(server, "start", {**ide, "template": "vscode"}).status_code == 200
+    answer = httpx.get(_preview_origin(server) + _path(ide, 8080), headers=_bearer(), timeout=30)
+    assert answer.status_code == 409 and f"/ide/{ide['projectId']}/{ide['workspaceId']}/" in answer.json()["message"]
+    deadline = time.monotonic() + 90
+    while ":1F90 00000000:0000 0A" not in _exec(server, ide, "cat /proc/net/tcp /proc/net/tcp6")["output"]:
+        assert time.monotonic() < deadline, "code-server did not start listening on 8080"
+        time.sleep(0.5)
+    time.sleep(1.5)  # past the second for which /status reuses a reading (taken before code-server listened)
+    assert 8080 not in _listening(server, ide)  # nor listed: it is the backend's, not the user's
+    assert post(server, "delete", ide).status_code == 200
+
+
 def test_nothing_listening_is_a_502_with_words(server: Server, app: dict[str, str]) -> None:
     origin = _preview_origin(server)
     with httpx.Client(base_url=origin, headers=_bearer(), timeout=30) as client:
