@@ -357,6 +357,7 @@ class WorkspaceService:
             else:
                 with contextlib.suppress(IDEError):  # it stopped meanwhile: `running` says so
                     listening = await self._read_listening(state)
+                    self.ports.remember(ref, listening)
         return WorkspaceStatus(
             info,
             record.password,
@@ -374,7 +375,6 @@ class WorkspaceService:
 
     async def _read_listening(self, state: ContainerState) -> list[ListeningPort]:
         """What listens in the running container now; code-server's own port is the backend's, not the user's."""
-                    self.ports.remember(ref, listening)
         result = await self.runtime.exec(
             state.id,
             ["perl", "-e", PORTS_SCRIPT],
