@@ -167,20 +167,20 @@ const workspace = new Workspace({
   tree,
   editor,
   terminal: () => terminal,
+  runBox: () => runBox,
   templates: () => templates,
   themeName: () => themes.current.name,
-  runBox: () => runBox,
   onChange: (why) => {
+    ports.refresh();
     if (why === "switch") workspaces.render();
     workspaces.refresh({ soon: why === "status" });
   },
-    ports.refresh();
 });
 const workspaces = new WorkspaceList($("workspace-list"), { workspace });
+const ports = new PortsPanel($("ports"), { workspace });
 const themes = new ThemePicker($("theme"), { workspace, editor, terminal: () => terminal });
 const templates = new TemplatePicker($("template"), { workspace });
 const files = new FileActions({ workspace, tree, editor });
-const ports = new PortsPanel($("ports"), { workspace });
 const runBox = new RunBox({ workspace, live, tree });
 
 // --- wiring --------------------------------------------------------------------------------------------------
@@ -214,13 +214,13 @@ function wireUi() {
   $("workspaces-refresh").addEventListener("click", () => workspaces.refresh());
   $("workspaces-more").addEventListener("click", () => workspaces.more());
   $("run-form").addEventListener("submit", (event) => runBox.run(event));
-  $("terminal-restart").addEventListener("click", () => {
-    if (!workspace.running) {
   $("run-stop").addEventListener("click", () => runBox.stop());
-      toast("Start the workspace first", "info");
+  $("terminal-restart").addEventListener("click", () => {
     // Only in the workspace the fields show: other ids typed there are switched to first.
     const shown = workspace.ref;
     if (!workspace.applyIds() || workspace.ref !== shown) return;
+    if (!workspace.running) {
+      toast("Start the workspace first", "info");
       return;
     }
     terminal?.newShell();
