@@ -236,7 +236,9 @@ def test_not_found_is_3_and_conflict_is_4(server: Server, project: str) -> None:
         "code": "not_found",
         "message": as_json.json()["message"],
         "status": 404,
+        "requestId": as_json.json()["requestId"],
     }
+    assert as_json.json()["requestId"]
     assert cli(server, "exec", project, "never", "true").code == 3  # over the live channel
     assert cli(server, "exec", "--json", project, "never", "true").code == 3  # over POST /exec
 

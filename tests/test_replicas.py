@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from .harness import Server, docker, remove_instance
-from .helpers import post, start_server
+from .helpers import Channel, new_process_id, post, start_server
 
 PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
 
@@ -110,3 +111,73 @@ def test_syncs_through_different_processes_each_apply_whole(replicas: list[Serve
         seen = post(replicas[round_ % 3], "exec", {**ref, "command": "cat set/*.txt | sort | uniq -c"}).json()
         lines = seen["output"].strip().splitlines()
         assert len(lines) == 1 and lines[0].split()[0] == "300", f"a mix of syncs in round {round_}: {lines}"
+
+
+IDLE = 5.0
+
+
+@pytest.fixture
+def idle_pair(tmp_path: Path, docker_engine: None) -> Iterator[list[Server]]:
+    """Two backend processes on one PostgreSQL database with a short idle timeout."""
+    if not PG_URL:
+        pytest.skip("IDE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it up when run as root)")
+    secret = "replica-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
+    env = {
+        "IDE_DATABASE_URL": PG_URL,
+        "IDE_TOKEN_SECRET": secret,
+        "IDE_POOL_SIZE": "0",
+        "IDE_IDLE_TIMEOUT": str(IDLE),
+        "IDE_IDLE_SWEEP": "0.3",
+    }
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            instance = servers[0].instance if servers else None
+            servers.append(start_server(tmp_path / name, instance=instance, **env))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+        if servers:
+            remove_instance(servers[0].instance)
+
+
+def _status(server: Server, ref: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = post(server, "status", ref).json()["data"]
+    return data
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_use_through_one_process_keeps_the_workspace_from_the_others_idle_stop(idle_pair: list[Server]) -> None:
+    first, second = idle_pair
+    ref: dict[str, Any] = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(first, "start", ref).status_code == 200  # started through the first, used through the second only
+    began = time.monotonic()
+    while time.monotonic() - began < 2.5 * IDLE:
+        assert post(second, "exec", {**ref, "command": "true"}).status_code == 200, "stopped while in use"
+        time.sleep(1.0)
+    assert _status(first, ref)["running"] is True
+
+    channel = Channel(second)
+    terminal = new_process_id()
+    try:
+        channel.send(type="exec", id=terminal, command="cat", tty=True, **ref)
+        channel.wait_for(type="started", id=terminal)
+        deadline = time.monotonic() + 10
+        while "in use through another backend process" not in _status(first, ref)["keptAliveBy"]:
+            assert time.monotonic() < deadline, _status(first, ref)
+            time.sleep(0.2)
+        assert _status(first, ref)["idleStopAt"] is None
+        assert _status(second, ref)["keptAliveBy"] == [f"terminal {terminal} attached"]
+        time.sleep(IDLE + 2)
+        assert _status(first, ref)["running"] is True  # the terminal on the second process kept it
+        channel.send(type="signal", id=terminal, signal="SIGKILL")
+        channel.wait_for(type="exit", id=terminal)
+    finally:
+        channel.close()
+    deadline = time.monotonic() + 3 * IDLE + 10
+    while _status(first, ref)["running"]:
+        assert time.monotonic() < deadline, "never stopped once nothing used it"
+        time.sleep(0.3)
+    assert _status(second, ref)["stopReason"] == "idle"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +91,39 @@ def test_project_webhooks_set_replace_read_and_remove(url: str) -> None:
             assert await store.remove_project_webhook(project) is True
             assert await store.remove_project_webhook(project) is False
             assert await store.project_webhook(project) is None
+        finally:
+            await store.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_activity_is_kept_per_process_and_read_without_ones_own(url: str) -> None:
+    async def scenario() -> None:
+        store = Store(url)
+        await store.connect()
+        try:
+            project = "p" + uuid.uuid4().hex[:8]
+            now = time.time()
+            await store.note_activity("one", [(project, "w", now - 100, 0.0)])
+            await store.note_activity("two", [(project, "w", now - 90, now + 60)])
+            await store.note_activity("one", [(project, "w", now - 80, 0.0)])  # replaces its own earlier row
+            assert (await store.activity(besides="three"))[(project, "w")] == (now - 80, now + 60)
+            assert (await store.activity(besides="one"))[(project, "w")] == (now - 90, now + 60)
+            assert (await store.activity(besides="two"))[(project, "w")] == (now - 80, 0.0)
+            await store.note_activity("old", [(project, "gone", now - 8 * 86400, 0.0)])
+            assert (project, "gone") not in await store.activity(besides="three")  # a week unrenewed: forgotten
+            await store.delete(project, "w")
+            assert (project, "w") not in await store.activity(besides="three")
+            async with store.exclusive("job") as first:
+                assert first is True
+                if store.shared:  # another session cannot have it meanwhile
+                    other = Store(url)
+                    await other.connect()
+                    try:
+                        async with other.exclusive("job") as second:
+                            assert second is False
+                    finally:
+                        await other.disconnect()
         finally:
             await store.disconnect()
 

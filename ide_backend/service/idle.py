@@ -6,6 +6,13 @@ running (exec, terminal or background job started over the websocket, watched or
 one of its processes, or a holder such as an open VS Code session (`hold`). While any of these lasts the workspace
 is kept, and `/status` says by what (`keptAliveBy`); once none does, `/status` says when it will stop
 (`idleStopAt`), and the stop's events carry `reason: "idle"`.
+
+With several backend processes on one PostgreSQL database, each one knows only the use that went through it. So
+every sweep each process records what it saw (when each workspace was last used, and a lease of three sweeps while
+something there keeps it in use) in the store, reads what the others recorded, and counts both; one process at a
+time (whichever holds the store's `idle-sweep` lock) stops the idle ones. What another process saw is therefore
+known here up to one sweep late (IDE_IDLE_SWEEP, 15 s by default): a workspace is never stopped while any process
+holds it, and its idle clock counts from its last use through any of them.
 """
 
 from __future__ import annotations
@@ -14,10 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
+from ..errors import IDEError
+from ..store import Store
 from .domain import WorkspaceRef
 from .messages import ProcessItem
 
@@ -31,7 +41,13 @@ class IdleMonitor:
     """Knows when each workspace was last used and what keeps it in use; stops the idle ones."""
 
     def __init__(
-        self, timeout: Callable[[WorkspaceRef], float], sweep: float, processes: ProcessLister, *, sweeping: bool
+        self,
+        timeout: Callable[[WorkspaceRef], float],
+        sweep: float,
+        processes: ProcessLister,
+        *,
+        sweeping: bool,
+        store: Store | None = None,
     ) -> None:
         self.timeout = timeout  # seconds for a workspace (its template's); 0 turns its idle stop off
         self.sweep = sweep
@@ -40,6 +56,9 @@ class IdleMonitor:
         self._last_used: dict[WorkspaceRef, float] = {}  # time.time() of the last use that has ended
         self._holders: dict[WorkspaceRef, Counter[str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._store = store if store is not None and store.shared else None
+        self._others: dict[WorkspaceRef, tuple[float, float]] = {}  # (last used, busy until) through the others
+        self._process_id = uuid.uuid4().hex  # this process, among those sharing the store
 
     def touch(self, ref: WorkspaceRef) -> None:
         """The workspace was used just now (an API call, a message about one of its processes)."""
@@ -64,6 +83,13 @@ class IdleMonitor:
 
     def kept_alive_by(self, ref: WorkspaceRef) -> list[str]:
         """What keeps the workspace in use now, in words; empty when nothing does."""
+        reasons = self._here(ref)
+        if self._others.get(ref, (0.0, 0.0))[1] > time.time():
+            reasons.append("in use through another backend process")
+        return reasons
+
+    def _here(self, ref: WorkspaceRef) -> list[str]:
+        """What keeps the workspace in use through this process."""
         reasons = []
         for item in self._processes(ref):
             if not item["running"]:
@@ -83,7 +109,8 @@ class IdleMonitor:
         timeout = self.timeout(ref)
         if timeout <= 0 or self.kept_alive_by(ref):
             return None
-        return self._last_used.setdefault(ref, time.time()) + timeout
+        elsewhere = self._others.get(ref, (0.0, 0.0))[0]
+        return max(self._last_used.setdefault(ref, time.time()), elsewhere) + timeout
 
     def stop_at_iso(self, ref: WorkspaceRef) -> str | None:
         at = self.stop_at(ref)
@@ -107,13 +134,40 @@ class IdleMonitor:
             except Exception as exc:  # the engine or the database is down: try again next sweep
                 log.warning("idle stop: cannot list running workspaces: %s", getattr(exc, "message", exc))
                 continue
-            now = time.time()
-            for ref in refs:
-                at = self.stop_at(ref)  # a workspace first seen now counts from now
-                if at is not None and at <= now:
-                    log.info("stopping %s: idle for %.0f s", ref, self.timeout(ref))
-                    try:
-                        await stop(ref)
-                    except Exception as exc:
-                        log.warning("idle stop of %s failed: %s", ref, getattr(exc, "message", exc))
-                    self._last_used.pop(ref, None)
+            if self._store is None:
+                await self._stop_due(refs, stop)
+                continue
+            try:
+                await self._share(refs)
+                async with self._store.exclusive("idle-sweep") as mine:
+                    if mine:  # another process sweeps this time
+                        await self._stop_due(refs, stop)
+            except IDEError as exc:
+                log.warning("idle stop: the shared database failed: %s", exc.message)
+
+    async def _share(self, refs: list[WorkspaceRef]) -> None:
+        """Record what this process saw of each workspace's use; read what every process recorded."""
+        assert self._store is not None
+        now = time.time()
+        lease = now + 3 * self.sweep
+        rows = []
+        for ref in dict.fromkeys([*refs, *self._last_used, *self._holders]):
+            busy = lease if self._here(ref) else 0.0
+            used = now if busy else self._last_used.get(ref, 0.0)
+            if used or busy:
+                rows.append((ref.project_id, ref.workspace_id, used, busy))
+        await self._store.note_activity(self._process_id, rows)
+        seen = await self._store.activity(besides=self._process_id)
+        self._others = {WorkspaceRef(p, w): values for (p, w), values in seen.items()}
+
+    async def _stop_due(self, refs: list[WorkspaceRef], stop: Stopper) -> None:
+        now = time.time()
+        for ref in refs:
+            at = self.stop_at(ref)  # a workspace first seen now counts from now
+            if at is not None and at <= now:
+                log.info("stopping %s: idle for %.0f s", ref, self.timeout(ref))
+                try:
+                    await stop(ref)
+                except Exception as exc:
+                    log.warning("idle stop of %s failed: %s", ref, getattr(exc, "message", exc))
+                self._last_used.pop(ref, None)

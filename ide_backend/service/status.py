@@ -25,6 +25,8 @@ from .messages import Status, StatusMessage
 log = logging.getLogger(__name__)
 
 _REPORTED = frozenset({"start", "oom", "die", "destroy"})
+# Reasons a process records before it stops or deletes a workspace itself (so the others tell the same).
+_INTENDED = frozenset({"requested", "idle", "deleted"})
 # How long before its stream broke a shutting-down engine may have been stopping containers (and the engine's clock
 # behind ours): a workspace that died on its own within it, just before a restart, is told as stopped by the restart.
 _SHUTDOWN_WINDOW = 15.0
@@ -145,9 +147,9 @@ class StatusEvents:
                     backoff = 0.5
                     since = event.time or since
                     if event.project_id and event.workspace_id:
-                        self._on_engine_event(WorkspaceRef(event.project_id, event.workspace_id), event)
+                        await self._on_engine_event(WorkspaceRef(event.project_id, event.workspace_id), event)
                     elif event.action in _REPORTED and (ref := await self._owners.claimed_by(event.name)) is not None:
-                        self._on_engine_event(ref, event)  # a container claimed from the warm pool
+                        await self._on_engine_event(ref, event)  # a container claimed from the warm pool
             except IDEError as exc:
                 log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
                 engine_stream_reconnected()
@@ -185,7 +187,21 @@ class StatusEvents:
         except IDEError as exc:
             log.warning("cannot tell which workspaces the engine stopped while it was away: %s", exc.message)
 
-    def _on_engine_event(self, ref: WorkspaceRef, event: RuntimeEvent) -> None:
+    async def _intended(self, ref: WorkspaceRef) -> str | None:
+        """Why another process sharing the database is stopping or deleting the workspace, if it is: that process
+        records its reason before it acts (a start clears it), and a deleted workspace has no record left."""
+        if ref in self._expected or not self.store.shared:
+            return self._expected.get(ref)
+        try:
+            record = await self.store.get(ref.project_id, ref.workspace_id)
+        except IDEError:
+            return None
+        if record is None:
+            return "deleted"
+        return record.stop_reason if record.stop_reason in _INTENDED else None
+
+    async def _on_engine_event(self, ref: WorkspaceRef, event: RuntimeEvent) -> None:
+        expected = await self._intended(ref) if event.action in ("die", "destroy") else None
         if event.action == "start":
             self._oom.discard(ref)
             self.bus.publish(ref, "running", "docker")
@@ -193,12 +209,11 @@ class StatusEvents:
             self._oom.add(ref)
             self.bus.publish(ref, "oom", "docker")
         elif event.action == "die":
-            expected = self._expected.get(ref)
             status: Status = "died" if expected is None else "exited"
             reason = expected or ("oom_killed" if ref in self._oom else "died")
             self._oom.discard(ref)
             self.bus.publish(ref, status, "docker", exit_code=event.exit_code, reason=reason)
         elif event.action == "destroy":
-            self.bus.publish(ref, "removed", "docker", reason=self._expected.get(ref, "removed_outside"))
+            self.bus.publish(ref, "removed", "docker", reason=expected or "removed_outside")
             if (destroyed := self._destroyed.get(ref)) is not None:
                 destroyed.set()

@@ -103,6 +103,7 @@ class WorkspaceService:
             settings.idle_sweep,
             self.processes.of_workspace,
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
+            store=store,
         )
         self.ports = PortWatcher(self._listening_now, self.bus, PORTS_POLL)
         self._locks = WorkspaceLocks(store)
@@ -281,6 +282,8 @@ class WorkspaceService:
         async with self._lock(ref):
             await self.processes.end_workspace(ref, "workspace_deleted")
             state = await self.runtime.inspect(record.container_name)
+            # Recorded first, as for a stop: another process seeing the container go tells it as deleted too.
+            await self.store.update(ref.project_id, ref.workspace_id, stop_reason="deleted")
             with self.status_events.stopping(ref, "deleted"):
                 if state is not None and state.running:
                     self.status_events.publish(ref, "stopping")

@@ -61,6 +61,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # Several processes on one database: when each workspace was last used through each of them, and until when
+    # one of them holds it in use (a lease it renews while a terminal or VS Code session is open there).
+    (
+        7,
+        [
+            """
+            CREATE TABLE workspace_activity (
+                project_id TEXT NOT NULL,
+                workspace_id TEXT NOT NULL,
+                process_id TEXT NOT NULL,
+                last_used_at DOUBLE PRECISION NOT NULL,
+                busy_until DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (project_id, workspace_id, process_id)
+            )
+            """,
+        ],
+    ),
 ]
 
 CREATE_VERSION_TABLE = """

@@ -24,7 +24,7 @@ from databases import Database
 from ..errors import StoreInUse, StoreUnavailable
 from ..metrics import db_call
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
-from .tables import project_webhooks, schema_migrations, token_revocations, workspaces
+from .tables import project_webhooks, schema_migrations, token_revocations, workspace_activity, workspaces
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +233,13 @@ class Store:
         query = workspaces.delete().where(
             workspaces.c.project_id == project_id, workspaces.c.workspace_id == workspace_id
         )
+        activity = workspace_activity.delete().where(
+            workspace_activity.c.project_id == project_id, workspace_activity.c.workspace_id == workspace_id
+        )
         with self._errors("deleting a workspace"):
             existed = await self.get(project_id, workspace_id) is not None
             await self._db.execute(query)
+            await self._db.execute(activity)
         return existed
 
     async def page(
@@ -303,3 +307,60 @@ class Store:
         if row is None:
             return None
         return ProjectWebhook(row["project_id"], row["url"], row["secret"], row["updated_at"])
+
+    # -- several processes ------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process is the one doing `name` (a periodic job one process at a time should do) while the
+        block runs: a PostgreSQL advisory lock tried once and held for the block. Always True on SQLite."""
+        if not self.shared:
+            yield True
+            return
+        lock_id = int.from_bytes(hashlib.sha256(f"job:{name}".encode()).digest()[:8], "big", signed=True)
+        async with self._db.connection() as connection:
+            with self._errors(f"taking the {name} lock"):
+                got = bool(await connection.fetch_val("SELECT pg_try_advisory_lock(:id)", {"id": lock_id}))
+            try:
+                yield got
+            finally:
+                if got:
+                    with contextlib.suppress(*DATABASE_ERRORS):
+                        await connection.execute("SELECT pg_advisory_unlock(:id)", {"id": lock_id})
+
+    async def note_activity(self, process_id: str, rows: list[tuple[str, str, float, float]]) -> None:
+        """Record (project, workspace, last used, busy until) as this process saw them; forget rows nobody renewed
+        for a week (processes long gone)."""
+        query = """
+            INSERT INTO workspace_activity (project_id, workspace_id, process_id, last_used_at, busy_until)
+            VALUES (:project, :workspace, :process, :used, :busy)
+            ON CONFLICT (project_id, workspace_id, process_id) DO UPDATE SET
+                last_used_at = excluded.last_used_at, busy_until = excluded.busy_until
+        """
+        values = [
+            {"project": p, "workspace": w, "process": process_id, "used": used, "busy": busy}
+            for p, w, used, busy in rows
+        ]
+        table = workspace_activity
+        stale = table.delete().where(table.c.last_used_at < time.time() - 7 * 86400, table.c.busy_until < time.time())
+        with self._errors("recording workspace activity"):
+            if values:
+                await self._db.execute_many(query, values)
+            await self._db.execute(stale)
+
+    async def activity(self, *, besides: str) -> dict[tuple[str, str], tuple[float, float]]:
+        """(project, workspace) -> (last used, busy until) through any process but `besides`: the latest of each."""
+        table = workspace_activity
+        query = (
+            sa.select(
+                table.c.project_id,
+                table.c.workspace_id,
+                sa.func.max(table.c.last_used_at).label("used"),
+                sa.func.max(table.c.busy_until).label("busy"),
+            )
+            .where(table.c.process_id != besides)
+            .group_by(table.c.project_id, table.c.workspace_id)
+        )
+        with self._errors("reading workspace activity"):
+            rows = await self._db.fetch_all(query)
+        return {(row["project_id"], row["workspace_id"]): (float(row["used"]), float(row["busy"])) for row in rows}

@@ -40,6 +40,16 @@ project_webhooks = sa.Table(
     sa.Column("updated_at", sa.Text, nullable=False),
 )
 
+workspace_activity = sa.Table(
+    "workspace_activity",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("workspace_id", sa.Text, primary_key=True),
+    sa.Column("process_id", sa.Text, primary_key=True),  # the backend process that saw it
+    sa.Column("last_used_at", sa.Float, nullable=False),  # Unix time
+    sa.Column("busy_until", sa.Float, nullable=False),  # Unix time: a lease some process renews while it holds it
+)
+
 token_revocations = sa.Table(
     "token_revocations",
     metadata,
