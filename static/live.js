@@ -112,7 +112,7 @@ export class LiveChannel {
   _sendSubscribe(key) {
     const ref = this.subscriptions.get(key);
     this.pending.push({ kind: "subscribe", key });
-    this.ws.send(JSON.stringify({ type: "subscribe", ...ref }));
+    this.ws.send(JSON.stringify({ type: "subscribe", ...ref, ports: true })); // ports: the Ports panel follows them
   }
 
   // --- file watches (docs/protocol.md, watch) -----------------------------------------------------------------

@@ -342,7 +342,7 @@ def test_status_lists_listening_ports(server: Server, app: dict[str, str]) -> No
 def test_a_status_event_when_a_port_opens_and_closes(server: Server, app: dict[str, str]) -> None:
     channel = Channel(server)
     try:
-        channel.send(type="subscribe", **app)
+        channel.send(type="subscribe", ports=True, **app)
         channel.wait_for(type="subscribed")
         first = channel.wait_for(type="status", source="ports")  # the first reading of the subscription
         assert {item["port"] for item in first["listening"]} >= {HTTP_PORT, ECHO_PORT}
@@ -360,9 +360,23 @@ def test_a_status_event_when_a_port_opens_and_closes(server: Server, app: dict[s
         # A second subscriber's snapshot already carries what listens.
         second = Channel(server)
         try:
-            second.send(type="subscribe", **app)
+            second.send(type="subscribe", ports=True, **app)
             snapshot = second.wait_for(type="status", source="snapshot")
             assert {HTTP_PORT, ECHO_PORT} <= {i["port"] for i in snapshot["listening"]}
+            # A subscription without `ports` gets lifecycle events only, as before.
+            plain = Channel(server)
+            try:
+                plain.send(type="subscribe", **app)
+                assert "listening" not in plain.wait_for(type="status", source="snapshot")
+                _exec(server, app, "nohup python3 -m http.server 8322 >/dev/null 2>&1 &")
+                _next_ports(second, lambda ports: 8322 in ports)
+                _exec(server, app, "pkill -f 'http.server 8322'")
+                _next_ports(second, lambda ports: 8322 not in ports)
+                assert not [m for m in plain.backlog if m.get("source") == "ports"]
+                with pytest.raises(TimeoutError):
+                    plain.wait_for(timeout=1.5, type="status", source="ports")
+            finally:
+                plain.close()
         finally:
             second.close()
     finally:

@@ -70,6 +70,7 @@ class SubscribeMessage(_Message):
     type: Literal["subscribe"]
     project_id: WorkspaceIdStr
     workspace_id: WorkspaceIdStr
+    ports: StrictBool = False  # also the listening ports: status events with source "ports" when one opens or closes
 
 
 class UnsubscribeMessage(_Message):

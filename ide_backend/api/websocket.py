@@ -184,7 +184,7 @@ class Connection:
                 await self.service.unwatch(watch)
             self.send(Watch(ref, path, self.send).message("unwatched"))
         elif isinstance(message, SubscribeMessage):
-            await self._subscribe(WorkspaceRef(message.project_id, message.workspace_id))
+            await self._subscribe(WorkspaceRef(message.project_id, message.workspace_id), message.ports)
         elif isinstance(message, UnsubscribeMessage):
             ref = WorkspaceRef(message.project_id, message.workspace_id)
             task = self.subscriptions.pop(ref, None)
@@ -192,14 +192,16 @@ class Connection:
                 task.cancel()
             self.send(Subscribed(type="unsubscribed", projectId=ref.project_id, workspaceId=ref.workspace_id))
 
-    async def _subscribe(self, ref: WorkspaceRef) -> None:
+    async def _subscribe(self, ref: WorkspaceRef, ports: bool = False) -> None:
         self.credential.require(ref, "read")
-        snapshot = await self.service.status_snapshot(ref)
+        snapshot = await self.service.status_snapshot(ref, ports=ports)
         if ref in self.subscriptions:
-            self.send(snapshot)
-            return
+            if not ports:
+                self.send(snapshot)
+                return
+            self.subscriptions.pop(ref).cancel()  # subscribed again for the ports too: a subscription with them
         ready = asyncio.Event()
-        self.subscriptions[ref] = asyncio.create_task(self._forward(ref, ready), name=f"ws-sub-{ref}")
+        self.subscriptions[ref] = asyncio.create_task(self._forward(ref, ready, ports), name=f"ws-sub-{ref}")
         await ready.wait()
         self.send(Subscribed(type="subscribed", projectId=ref.project_id, workspaceId=ref.workspace_id))
         self.send(snapshot)
@@ -220,8 +222,8 @@ class Connection:
             self.watches.pop((ref, str(message["path"])), None)
         self.send(message)
 
-    async def _forward(self, ref: WorkspaceRef, ready: asyncio.Event) -> None:
-        async with self.service.subscribe(ref) as subscription:
+    async def _forward(self, ref: WorkspaceRef, ready: asyncio.Event, ports: bool = False) -> None:
+        async with self.service.subscribe(ref, ports=ports) as subscription:
             ready.set()
             while True:
                 self.send(await subscription.get())

@@ -28,6 +28,7 @@ class Subscription:
     """One subscriber's queue."""
 
     size: int = QUEUE_SIZE
+    ports: bool = False  # also gets the listening ports' events (publish_ports)
     queue: asyncio.Queue[StatusMessage] = field(init=False)
     missed: int = 0
 
@@ -86,10 +87,10 @@ class EventBus:
         return event
 
     def publish_ports(self, ref: WorkspaceRef, listening: list[ListeningItem]) -> bool:
-        """Tell the workspace's subscribers which ports listen in it now (a port opened or closed): a `running`
-        status with `source: "ports"`, never skipped as a repeat, and not a lifecycle event (the service's own
-        subscribe_all() listeners do not get it). Not sent (False) while the last status said anything but
-        running (a reading that raced a stop, or a sync), so it never contradicts a lifecycle event."""
+        """Tell the workspace's subscribers that asked for ports which ports listen in it now (one opened or
+        closed): a `running` status with `source: "ports"`, never skipped as a repeat, and not a lifecycle event
+        (the service's own subscribe_all() listeners do not get it). Not sent (False) while the last status said
+        anything but running (a reading that raced a stop, or a sync), so it never contradicts a lifecycle event."""
         if self._last.get(ref, "running") != "running":
             return False
         event: StatusMessage = {
@@ -101,12 +102,13 @@ class EventBus:
             "listening": listening,
         }
         for subscription in list(self._subscribers.get(ref, ())):
-            subscription.offer(event)
+            if subscription.ports:
+                subscription.offer(event)
         return True
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, ref: WorkspaceRef) -> AsyncIterator[Subscription]:
-        subscription = Subscription()
+    async def subscribe(self, ref: WorkspaceRef, ports: bool = False) -> AsyncIterator[Subscription]:
+        subscription = Subscription(ports=ports)
         self._subscribers.setdefault(ref, set()).add(subscription)
         try:
             yield subscription

@@ -497,22 +497,23 @@ class WorkspaceService:
 
     # -- status events ----------------------------------------------------------------------------------------
 
-    async def status_snapshot(self, ref: WorkspaceRef) -> StatusMessage:
+    async def status_snapshot(self, ref: WorkspaceRef, ports: bool = False) -> StatusMessage:
         """The workspace's status now, as a status event (what a new subscriber gets first)."""
         record = await self.containers.require(ref)
         state = await self.runtime.inspect(record.container_name)
         snapshot = self.status_events.snapshot(ref, state)
-        running = state is not None and state.running
+        running = ports and state is not None and state.running
         listening = self.ports.last(ref, max_age=3 * PORTS_POLL) if running else None  # a watcher's recent reading
         if listening is not None:
             snapshot["listening"] = listening_items(ref, listening)
         return snapshot
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, ref: WorkspaceRef) -> AsyncIterator[Subscription]:
-        """The workspace's status events from now on, with its listening ports polled while anyone subscribes."""
-        async with self.bus.subscribe(ref) as subscription:
-            with self.ports.watch(ref):
+    async def subscribe(self, ref: WorkspaceRef, ports: bool = False) -> AsyncIterator[Subscription]:
+        """The workspace's status events from now on; with `ports`, its listening ports too (polled while anyone
+        subscribes with them)."""
+        async with self.bus.subscribe(ref, ports=ports) as subscription:
+            with self.ports.watch(ref) if ports else contextlib.nullcontext():
                 yield subscription
 
     # -- files ------------------------------------------------------------------------------------------------
