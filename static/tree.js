@@ -169,7 +169,9 @@ export class FileTree {
     const folders = ["", ...[...this.expanded].sort()];
     const results = await Promise.allSettled(folders.map((folder) => api.list(this.ref, folder, 1)));
     if (generation !== this.generation) return;
-    this.children.clear();
+    // A folder opened while this listed (shown by a change that came first) keeps what its own listing found.
+    const kept = [...this.children].filter(([folder]) => this.expanded.has(folder) && !folders.includes(folder));
+    this.children = new Map(kept);
     results.forEach((result, index) => {
       const folder = folders[index];
       if (result.status === "fulfilled") {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterator
@@ -104,11 +105,21 @@ def test_a_checkout_of_thousands_of_files_is_a_few_messages(
     )
     assert run(api, ref, setup)["exitCode"] == 0
     _watch(channel, ref)
-    assert run(api, ref, "git checkout -q main && echo done > marker")["exitCode"] == 0
+    assert run(api, ref, "git checkout -q main")["exitCode"] == 0
+
+    # Then marker files until one is named on its own: a marker that fell into an overflowed batch is not.
+    def marker(message: dict[str, Any]) -> bool:
+        return any(c["path"].startswith("marker") for c in message["changes"])
+
     messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 60
-    while not any(c["path"] == "marker" for m in messages for c in m["changes"]):
-        messages.append(channel.wait_for(timeout=max(0.1, deadline - time.monotonic()), type="files"))
+    for attempt in range(20):
+        run(api, ref, f"echo {attempt} > marker{attempt}")
+        with contextlib.suppress(TimeoutError):
+            while not (messages and marker(messages[-1])):
+                messages.append(channel.wait_for(timeout=5, type="files"))
+        if messages and marker(messages[-1]):
+            break
+    messages = [m for m in messages if not marker(m)]
     # 3,000 files in folders that stay: coalesced into a few batches (one too large becomes one overflow).
     print(f"checkout of 3,000 files: {len(messages)} messages, overflow: {[m.get('reason') for m in messages]}")
     assert len(messages) <= 30, len(messages)

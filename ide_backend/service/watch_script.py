@@ -33,6 +33,7 @@ kernel's event queue overflows, `O queue`, and every folder is walked again.
 from __future__ import annotations
 
 WATCH_SCRIPT = r"""
+# ide-watch: the workspace's file watcher (ide_backend/service/watch_script.py)
 use strict;
 use warnings;
 use Config;
@@ -235,6 +236,20 @@ sub flush {
     @order = ();
     ($overflow, $batch_start, $limit_hit) = (undef, undef, 0);
 }
+
+# One watcher per workspace: one left by a backend that died without stopping it is ended here (found by its pid
+# file, and only if that process is a watcher: its command line holds this script).
+my $pidfile = "/tmp/.ide-watch.pid";
+if (open(my $fh, "<", $pidfile)) {
+    my ($old) = (<$fh> // "") =~ /^(\d+)$/;
+    close $fh;
+    if ($old && $old != $$ && open(my $cmd, "<", "/proc/$old/cmdline")) {
+        local $/;
+        my $line = <$cmd> // "";
+        kill("KILL", $old) if index($line, "ide-watch: the workspace's file watcher") >= 0;
+    }
+}
+if (open(my $fh, ">", "$pidfile.$$")) { print $fh $$; close $fh; rename("$pidfile.$$", $pidfile); }
 
 watch_tree("");
 syswrite(STDOUT, join("\0", "R", "-", scalar(keys %dir_of), "-", "-") . "\0");
