@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -180,6 +180,67 @@ def test_unwatch_stops_the_messages_and_the_watcher(
     channel.wait_for(type="unwatched")
     with server.client() as http:
         assert http.get("/api/v1/stats").json()["watchers"] == 0
+    _no_watcher_left(lambda command: run(api, ref, command))
+
+
+def _no_watcher_left(run_command: Callable[[str], dict[str, Any]]) -> None:
+    """No watcher process is left in the workspace (it ends once the backend lets it go)."""
+    deadline = time.monotonic() + 30
+    while run_command("ps -eo args | grep -c '[i]de-watch' || true")["output"].strip() != "0":
+        assert time.monotonic() < deadline, "a watcher process was left running in the workspace"
+        time.sleep(0.2)
+
+
+def test_a_watch_needs_read_access_and_ends_with_its_connection(
+    server: Server, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    with server.client() as http:
+        other = http.post("/api/v1/tokens", json={"projectId": "someone-else", "workspaceId": "w"}).json()["token"]
+        reader = http.post("/api/v1/tokens", json={**ref, "scopes": ["read"]}).json()["token"]
+    outsider = Channel(server, token=other)
+    try:
+        outsider.send(type="watch", path="", **ref)
+        assert outsider.wait_for(type="error")["code"] == "forbidden"
+    finally:
+        outsider.close()
+    viewer = Channel(server, token=reader)  # reading is enough to watch
+    _watch(viewer, ref)
+    run(api, ref, "echo seen > by-the-viewer.txt")
+    _changes(viewer, "by-the-viewer.txt")
+    viewer.close()  # its last client gone: the watcher stops
+    with server.client() as http:
+        deadline = time.monotonic() + 30
+        while http.get("/api/v1/stats").json()["watchers"] != 0:
+            assert time.monotonic() < deadline, "the watcher outlived its last connection"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def docker_exec_server(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("docker-exec"), IDE_EXEC_AGENT="false")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        remove_instance(srv.instance)
+
+
+def test_the_watcher_runs_through_docker_exec_too(docker_exec_server: Server, ref: dict[str, str]) -> None:
+    """Without the agent (IDE_EXEC_AGENT=false, or an image without it) the watcher runs as a Docker exec."""
+    with docker_exec_server.client() as http:
+        assert http.post("/api/v1/containers/start", json=ref).status_code == 200
+        channel = Channel(docker_exec_server)
+        try:
+            _watch(channel, ref)
+            command = {**ref, "command": "mkdir d && echo 1 > d/x && mv d/x d/y"}
+            assert http.post("/api/v1/containers/exec", json=command).json()["exitCode"] == 0
+            assert {"path": "d", "kind": "created", "type": "dir"} in _changes(channel, "d")
+            channel.send(type="unwatch", path="", **ref)
+            channel.wait_for(type="unwatched")
+            assert http.get("/api/v1/stats").json()["watchers"] == 0
+            _no_watcher_left(lambda c: http.post("/api/v1/containers/exec", json={**ref, "command": c}).json())
+        finally:
+            channel.close()
 
 
 def test_a_stopped_workspace_ends_the_watch(
