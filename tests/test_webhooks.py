@@ -173,6 +173,15 @@ def _hooks(server: Server, endpoint: str, body: dict[str, Any], token: str | Non
 
 
 @pytest.fixture
+def steady(tmp_path: Path, receiver: Receiver, docker_engine: None) -> Iterator[Server]:
+    """Like `hooked`, without its short idle stop (which would stop workspaces in the middle of a test)."""
+    server = start_server(tmp_path, IDE_WEBHOOK_URL=receiver.url, IDE_WEBHOOK_SECRET=SECRET, IDE_IDLE_TIMEOUT="0")
+    yield server
+    server.stop()
+    remove_instance(server.instance)
+
+
+@pytest.fixture
 def second_receiver() -> Iterator[Receiver]:
     found = Receiver(free_port())
     found.start()
@@ -181,8 +190,9 @@ def second_receiver() -> Iterator[Receiver]:
 
 
 def test_a_projects_own_webhook_gets_its_events_signed_with_its_own_secret(
-    hooked: Server, receiver: Receiver, second_receiver: Receiver
+    steady: Server, receiver: Receiver, second_receiver: Receiver
 ) -> None:
+    hooked = steady
     project = "own" + uuid.uuid4().hex[:6]
     mine = {"projectId": project, "workspaceId": "w1"}
     other = {"projectId": "hooks", "workspaceId": "x" + uuid.uuid4().hex[:6]}
