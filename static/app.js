@@ -118,6 +118,7 @@ const live = new LiveChannel({
   onError: (error) => showError(error),
   // The browser does not say why a websocket was refused: ask the REST API, which answers 401 for a bad token.
   onFailedAttempt: () => probeToken(),
+  ports: true, // the Ports panel follows the listening ports
 });
 
 const tree = new FileTree($("tree"), {

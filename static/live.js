@@ -22,9 +22,11 @@ export class LiveChannel {
    * @param {(ref: object, error: object) => void} opts.onSubscribeError a subscribe that was refused (e.g. not_found)
    * @param {(error: object) => void} opts.onError errors that belong to nothing else
    * @param {() => void} opts.onFailedAttempt a connection attempt that never opened (a wrong token looks like this)
+   * @param {boolean} [opts.ports] subscriptions follow the listening ports too (status events with source "ports")
    */
-  constructor({ url, onState, onStatus, onSubscribeError, onError, onFailedAttempt }) {
+  constructor({ url, onState, onStatus, onSubscribeError, onError, onFailedAttempt, ports = false }) {
     this.url = url;
+    this.ports = ports;
     this.onFailedAttempt = onFailedAttempt || (() => {});
     this.onState = onState || (() => {});
     this.onStatus = onStatus || (() => {});
@@ -112,7 +114,7 @@ export class LiveChannel {
   _sendSubscribe(key) {
     const ref = this.subscriptions.get(key);
     this.pending.push({ kind: "subscribe", key });
-    this.ws.send(JSON.stringify({ type: "subscribe", ...ref, ports: true })); // ports: the Ports panel follows them
+    this.ws.send(JSON.stringify(this.ports ? { type: "subscribe", ...ref, ports: true } : { type: "subscribe", ...ref }));
   }
 
   // --- file watches (docs/protocol.md, watch) -----------------------------------------------------------------
