@@ -6,6 +6,7 @@ in /status and the status events when a port opens and closes, and the page's Po
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,6 +20,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from ide_backend.api.auth import COOKIE_NAME, PREVIEW_COOKIE_NAME
+from ide_backend.api.protocol import StatusMessage
+from ide_backend.client import LiveChannel
 
 from .harness import Server, free_port, remove_instance
 from .helpers import TOKEN, Channel, chromium_browser, post, start_server
@@ -381,6 +384,20 @@ def test_a_status_event_when_a_port_opens_and_closes(server: Server, app: dict[s
             second.close()
     finally:
         channel.close()
+
+
+def test_the_sdk_follows_ports_when_asked(server: Server, app: dict[str, str]) -> None:
+    async def first_ports() -> StatusMessage:
+        async with LiveChannel(server.url, TOKEN) as live:
+            async with await live.subscribe(app["projectId"], app["workspaceId"], ports=True) as events:
+                async for event in events:
+                    if event.source == "ports":
+                        return event
+        raise AssertionError("the subscription ended without a ports event")
+
+    event = asyncio.run(asyncio.wait_for(first_ports(), 30))
+    assert event.listening is not None
+    assert {HTTP_PORT, ECHO_PORT} <= {item.port for item in event.listening}
 
 
 def _next_ports(channel: Channel, done: Any) -> dict[str, Any]:

@@ -209,13 +209,16 @@ class LiveChannel:
             raise
         process.sent = True
 
-    async def subscribe(self, project_id: str, workspace_id: str) -> StatusSubscription:
-        """A workspace's status events, from a snapshot of now on (the same object for a second call)."""
+    async def subscribe(self, project_id: str, workspace_id: str, *, ports: bool = False) -> StatusSubscription:
+        """A workspace's status events, from a snapshot of now on (the same object for a second call); with `ports`,
+        also an event (`source: "ports"`, with `listening`) whenever a TCP port opens or closes in it."""
         key = (project_id, workspace_id)
         if key in self._subscriptions:
             return self._subscriptions[key]
         message: dict[str, object] = {"type": "subscribe", "projectId": project_id, "workspaceId": workspace_id}
-        subscription = StatusSubscription(self, project_id, workspace_id)
+        if ports:
+            message["ports"] = True
+        subscription = StatusSubscription(self, project_id, workspace_id, ports=ports)
         self._subscriptions[key] = subscription  # before asking: the snapshot follows the answer at once
         try:
             await self._request(message)
@@ -364,7 +367,9 @@ class LiveChannel:
             answer: Answer = asyncio.get_running_loop().create_future()
             answer.add_done_callback(functools.partial(_resubscribed, subscription))
             conn.pending.append(answer)
-            message = {"type": "subscribe", "projectId": subscription.project_id}
+            message: dict[str, object] = {"type": "subscribe", "projectId": subscription.project_id}
+            if subscription.ports:
+                message["ports"] = True
             await conn.ws.send(json.dumps({**message, "workspaceId": subscription.workspace_id}))
         for process in list(self._processes.values()):
             if process.sent:

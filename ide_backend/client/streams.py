@@ -188,10 +188,11 @@ class StatusSubscription:
     """A workspace's status events (`StatusMessage`), the first a snapshot; after a reconnect, a new snapshot
     (events while the connection was down are not replayed). `close()` unsubscribes."""
 
-    def __init__(self, channel: LiveChannel, project_id: str, workspace_id: str) -> None:
+    def __init__(self, channel: LiveChannel, project_id: str, workspace_id: str, *, ports: bool = False) -> None:
         self.channel = channel
         self.project_id = project_id
         self.workspace_id = workspace_id
+        self.ports = ports  # listening ports' events too (subscribe with ports)
         self.active = False  # the server has confirmed it (a reconnect subscribes again only to these)
         self.error: IDEClientError | None = None
         self._items: asyncio.Queue[StatusMessage | None] = asyncio.Queue()
