@@ -181,3 +181,27 @@ def test_use_through_one_process_keeps_the_workspace_from_the_others_idle_stop(i
         assert time.monotonic() < deadline, "never stopped once nothing used it"
         time.sleep(0.3)
     assert _status(second, ref)["stopReason"] == "idle"
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_a_subscriber_on_one_process_hears_the_steps_another_process_takes(replicas: list[Server]) -> None:
+    first, second = replicas[0], replicas[1]
+    ref: dict[str, Any] = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(first, "start", ref).status_code == 200
+    watcher = Channel(second)
+    try:
+        watcher.send(type="subscribe", **ref)
+        watcher.wait_for(type="subscribed")
+        watcher.wait_for(type="status", status="running", source="snapshot")
+        assert post(first, "sync", {**ref, "files": {"a.txt": "a"}}).status_code == 200
+        syncing = watcher.wait_for(type="status", status="syncing", timeout=5)
+        assert syncing["source"] == "api"  # a step only the first process took, told through the database
+        watcher.wait_for(type="status", status="running", timeout=5)
+        assert post(first, "stop", ref).status_code == 200
+        stopping = watcher.wait_for(type="status", status="stopping", timeout=5)
+        assert stopping["source"] == "api"
+        exited = watcher.wait_for(type="status", status="exited", timeout=10)
+        assert exited["reason"] == "requested"
+    finally:
+        watcher.close()

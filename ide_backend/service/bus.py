@@ -86,6 +86,16 @@ class EventBus:
                 subscription.offer(event)
         return event
 
+    def publish_remote(self, event: StatusMessage) -> None:
+        """A status event another backend process published (ide_backend.service.relay): to the workspace's
+        subscribers as any event (a repeat skipped), but not to subscribe_all(), whose listeners (the process
+        manager, the stop reasons' recorder, webhooks) act on what happened through this process and the engine."""
+        ref = WorkspaceRef(event["projectId"], event["workspaceId"])
+        if self._last.get(ref) != event["status"]:
+            self._last[ref] = event["status"]
+            for subscription in list(self._subscribers.get(ref, ())):
+                subscription.offer(event)
+
     def publish_ports(self, ref: WorkspaceRef, listening: list[ListeningItem]) -> bool:
         """Tell the workspace's subscribers that asked for ports which ports listen in it now (one opened or
         closed): a `running` status with `source: "ports"`, never skipped as a repeat, and not a lifecycle event

@@ -51,6 +51,7 @@ from .pool import WarmPool, WarmPools
 from .ports import SCRIPT as PORTS_SCRIPT
 from .ports import ListeningPort, PortWatcher, listening_items, parse_listening
 from .processes import Outbox, ProcessHandle, ProcessManager
+from .relay import EventRelay
 from .status import StatusEvents
 from .templates import Templates
 from .vscode import SETTINGS_PATH, set_theme
@@ -107,6 +108,7 @@ class WorkspaceService:
         )
         self.ports = PortWatcher(self._listening_now, self.bus, PORTS_POLL)
         self._locks = WorkspaceLocks(store)
+        self.relay = EventRelay(store, self.bus, settings.instance)
         self._settling: asyncio.Task[None] | None = None
         self.webhooks = Webhooks(
             self.bus,
@@ -126,6 +128,7 @@ class WorkspaceService:
         except IDEError as exc:
             log.warning("cannot look for workspaces a fork left paused: %s", exc.message)
         await self.processes.start()
+        await self.relay.start()
         await self.webhooks.start()
         await self.status_events.start()
         await self.pool.start()
@@ -142,6 +145,7 @@ class WorkspaceService:
         await self.pool.close()
         await self.status_events.close()
         await self.webhooks.close()
+        await self.relay.close()
         await self.processes.close()
 
     def _idle_timeout(self, ref: WorkspaceRef) -> float:

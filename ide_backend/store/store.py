@@ -364,3 +364,25 @@ class Store:
         with self._errors("reading workspace activity"):
             rows = await self._db.fetch_all(query)
         return {(row["project_id"], row["workspace_id"]): (float(row["used"]), float(row["busy"])) for row in rows}
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send `payload` to every process listening on `channel` (PostgreSQL NOTIFY; at most 8000 bytes)."""
+        with self._errors("notifying other processes"):
+            await self._db.execute("SELECT pg_notify(:channel, :payload)", {"channel": channel, "payload": payload})
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str | None]]:
+        """Notifications on `channel` (PostgreSQL LISTEN), on a connection of their own for the block: a queue of
+        payloads, where None says the connection was lost (listen again; what was sent meanwhile is gone)."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        with self._errors("listening for other processes"):
+            connection = await asyncpg.connect(dsn)
+        try:
+            connection.add_termination_listener(lambda _connection: queue.put_nowait(None))
+            with self._errors("listening for other processes"):
+                await connection.add_listener(channel, lambda _c, _pid, _channel, payload: queue.put_nowait(payload))
+            yield queue
+        finally:
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await connection.close(timeout=2)
