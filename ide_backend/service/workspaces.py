@@ -413,6 +413,9 @@ class WorkspaceService:
         state = await self.containers.running(ref, "preview its ports")
         if self.settings.network == "none" or not state.address:
             raise Conflict(f"Workspace {ref} has no network (IDE_NETWORK=none), so its ports cannot be reached")
+        if state.labels.get(IDE_LABEL) and port == self.settings.code_server_port:
+            # code-server's own port: VS Code opens at /ide/, signed in by the backend, not around it.
+            raise Conflict(f"Port {port} of workspace {ref} is VS Code's: open it at /ide/{ref}/")
         return state.address, port
 
     async def ide_target(self, ref: WorkspaceRef) -> IDETarget:
@@ -438,9 +441,6 @@ class WorkspaceService:
         if all(part in ("", ".") for part in rest.split("/")):
             return root.rstrip("/") or "/"
         return root + normalize_path(rest, where="cwd")
-        if state.labels.get(IDE_LABEL) and port == self.settings.code_server_port:
-            # code-server's own port: VS Code opens at /ide/, signed in by the backend, not around it.
-            raise Conflict(f"Port {port} of workspace {ref} is VS Code's: open it at /ide/{ref}/")
 
     @property
     def _user(self) -> str:
