@@ -37,6 +37,7 @@ class Plan:
             "sync": 1200,
             "concurrency": 900,
             "ws_stream": 900,
+            "watch": 300,
         }
     )
 

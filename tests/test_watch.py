@@ -13,6 +13,7 @@ import pytest
 from ide_backend.api import protocol
 from ide_backend.service import watch
 from ide_backend.service.domain import WorkspaceRef
+from ide_backend.service.watch_script import WATCH_SCRIPT
 
 from .harness import Server, remove_instance
 from .helpers import Call, Channel, run, start_server
@@ -180,6 +181,24 @@ def test_unwatch_stops_the_messages_and_the_watcher(
     channel.wait_for(type="unwatched")
     with server.client() as http:
         assert http.get("/api/v1/stats").json()["watchers"] == 0
+    _no_watcher_left(lambda command: run(api, ref, command))
+
+
+def test_a_watcher_left_behind_is_replaced(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    """A backend that died leaves its watcher running in the workspace: the next one's watcher ends it."""
+    orphan = '(sleep 600 | perl -e "$W" /workspace 100 50 1000 1) >/dev/null 2>&1 </dev/null &'
+    run(api, ref, orphan, env={"W": WATCH_SCRIPT})
+    count = "ps -eo args | grep -c '[i]de-watch: the' || true"
+    deadline = time.monotonic() + 30
+    while run(api, ref, count)["output"].strip() != "1":
+        assert time.monotonic() < deadline, "the stand-in for a watcher left behind did not start"
+        time.sleep(0.1)
+    _watch(channel, ref)
+    assert run(api, ref, count)["output"].strip() == "1"  # its own, the one left behind ended
+    channel.send(type="unwatch", path="", **ref)
+    channel.wait_for(type="unwatched")
     _no_watcher_left(lambda command: run(api, ref, command))
 
 

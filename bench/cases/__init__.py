@@ -9,6 +9,7 @@ from cases.concurrency import case_concurrency
 from cases.lifecycle import case_delete, case_fork, case_start
 from cases.stream import case_ws_stream
 from cases.sync import case_sync
+from cases.watch import case_watch
 
 CASES: list[tuple[str, Case]] = [
     ("exec", case_exec),
@@ -19,4 +20,5 @@ CASES: list[tuple[str, Case]] = [
     ("sync", case_sync),
     ("concurrency", case_concurrency),
     ("ws_stream", case_ws_stream),
+    ("watch", case_watch),
 ]

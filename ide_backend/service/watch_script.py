@@ -239,7 +239,7 @@ sub flush {
 
 # One watcher per workspace: one left by a backend that died without stopping it is ended here (found by its pid
 # file, and only if that process is a watcher: its command line holds this script).
-my $pidfile = "/tmp/.ide-watch.pid";
+my $pidfile = $ENV{IDE_WATCH_PIDFILE} || "/tmp/.ide-watch.pid";    # another: a watcher that is not the backend's
 if (open(my $fh, "<", $pidfile)) {
     my ($old) = (<$fh> // "") =~ /^(\d+)$/;
     close $fh;
