@@ -344,6 +344,7 @@ class Watches:
         watcher.stopping = True
         if self._watchers.get(watcher.ref) is watcher:
             del self._watchers[watcher.ref]
+            self._marks.pop(watcher.ref, None)
         session = watcher.session
         if session is not None:
             with contextlib.suppress(Exception):
