@@ -8,6 +8,7 @@ one IDE_INSTANCE, as replicas behind a load balancer do.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
@@ -18,8 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from ide_backend.service.members import GONE_AFTER
+
 from .harness import Server, docker, remove_instance
-from .helpers import Channel, new_process_id, post, start_server
+from .helpers import Channel, base_only, new_process_id, post, start_server, wait_for_pool
 
 PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
 
@@ -205,3 +208,67 @@ def test_a_subscriber_on_one_process_hears_the_steps_another_process_takes(repli
         assert exited["reason"] == "requested"
     finally:
         watcher.close()
+
+
+def _pool_containers(instance: str) -> dict[str, str]:
+    """The instance's unclaimed pool containers: name -> the process that made it."""
+    names = docker(
+        "ps",
+        "-a",
+        "--filter",
+        f"label=ide-backend.instance={instance}",
+        "--filter",
+        "label=ide-backend.pool",
+        "--format",
+        '{{.Names}}\t{{.Label "ide-backend.pool-owner"}}',
+    ).stdout.split("\n")
+    return dict(line.split("\t", 1) for line in names if line.strip())
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_processes_keep_their_own_warm_pools_and_clear_a_dead_ones(tmp_path: Path, docker_engine: None) -> None:
+    if not PG_URL:
+        pytest.skip("IDE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it up when run as root)")
+    secret = "replica-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
+    env = {
+        "IDE_DATABASE_URL": PG_URL,
+        "IDE_TOKEN_SECRET": secret,
+        "IDE_POOL_SIZE": "1",
+        "IDE_TEMPLATES": base_only(tmp_path),
+    }
+    servers: list[Server] = []
+    try:
+        first = start_server(tmp_path / "a", **env)
+        servers.append(first)
+        wait_for_pool(first)
+        (mine,) = _pool_containers(first.instance)
+        second = start_server(tmp_path / "b", instance=first.instance, **env)
+        servers.append(second)
+        wait_for_pool(second)
+        pools = _pool_containers(first.instance)
+        assert mine in pools and len(pools) == 2, pools  # the second process left the first one's alone
+        assert len(set(pools.values())) == 2, pools  # each marked with its maker
+        ref = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+        assert post(first, "start", ref).status_code == 200
+        with first.client() as client:
+            assert client.get("/api/v1/stats").json()["pool"]["hits"] == 1  # its own ready container, claimed
+
+        firsts = {name for name, owner in _pool_containers(first.instance).items() if owner == pools[mine]}
+        second.process.send_signal(signal.SIGKILL)
+        second.process.wait()
+        left = {name for name, owner in _pool_containers(first.instance).items() if owner != pools[mine]}
+        assert left, "the killed process's ready container should still be there"
+        time.sleep(GONE_AFTER + 2)  # it stopped saying it is alive
+        third = start_server(tmp_path / "c", instance=first.instance, **env)
+        servers.append(third)
+        wait_for_pool(third)
+        now = _pool_containers(first.instance)
+        assert not left & set(now), now  # the dead process's were removed at the third one's start
+        assert firsts <= set(now), now  # the first process's stayed
+        assert post(first, "start", {**ref, "workspaceId": "w2"}).status_code == 200
+    finally:
+        for server in servers:
+            server.stop()
+        if servers:
+            remove_instance(servers[0].instance)

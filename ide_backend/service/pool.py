@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..errors import Conflict, IDEError, NotFound
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 POOL_LABEL = "ide-backend.pool"
 TEMPLATE_LABEL = "ide-backend.template"
+OWNER_LABEL = "ide-backend.pool-owner"  # the backend process that made it (service/members.py)
+SWEEP_SECONDS = 60.0  # how often the pool containers of processes that are gone are looked for
 SpecFactory = Callable[[str, str, Mapping[str, str], str], ContainerSpec]  # name, volume, labels, password
 _RETRY_SECONDS = 5.0
 
@@ -40,12 +42,19 @@ def pool_prefix(instance: str) -> str:
 class WarmPool:
     """Keeps `size` started, unclaimed containers of one template ready, and hands them out by renaming."""
 
-    def __init__(self, runtime: Runtime, *, size: int, instance: str, template: str, make_spec: SpecFactory) -> None:
+    def __init__(
+        self, runtime: Runtime, *, size: int, instance: str, template: str, make_spec: SpecFactory, owner: str
+    ) -> None:
         self.runtime = runtime
         self.size = size
         self.template = template
         self.prefix = f"{pool_prefix(instance)}{template}-"
-        self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1", TEMPLATE_LABEL: template}
+        self._labels = {
+            "ide-backend.instance": instance,
+            POOL_LABEL: "1",
+            TEMPLATE_LABEL: template,
+            OWNER_LABEL: owner,
+        }
         self._make_spec = make_spec
         self._ready: deque[str] = deque()
         self._mine: set[str] = set()  # made by this process and not claimed (yet): what close() removes
@@ -151,13 +160,19 @@ def _volume(name: str) -> str:
 
 
 class WarmPools:
-    """The warm pools of every template that keeps one, under one name prefix."""
+    """The warm pools of every template that keeps one, under one name prefix. Unclaimed containers whose maker
+    is gone (an earlier run of this process, or another process sharing the instance that stopped or died) are
+    removed at start-up and every SWEEP_SECONDS after; those of live processes are theirs to hand out."""
 
-    def __init__(self, runtime: Runtime, instance: str, pools: Mapping[str, WarmPool]) -> None:
+    def __init__(
+        self, runtime: Runtime, instance: str, pools: Mapping[str, WarmPool], live: Callable[[], Awaitable[set[str]]]
+    ) -> None:
         self.runtime = runtime
         self.prefix = pool_prefix(instance)
         self._labels = {"ide-backend.instance": instance, POOL_LABEL: "1"}
         self._pools = dict(pools)
+        self._live = live
+        self._sweeper: asyncio.Task[None] | None = None
 
     def owns(self, container_name: str) -> bool:
         """Whether this name is an unclaimed pool container's (of any template)."""
@@ -178,17 +193,43 @@ class WarmPools:
         return {**totals, "templates": per}
 
     async def start(self) -> None:
-        """Remove what an earlier run left in any pool (its settings, templates or images may have changed), then
-        fill each."""
+        """Remove what processes that are gone left in any pool (an earlier run's settings, templates or images may
+        have changed), then fill each."""
         try:
-            for name in await self.runtime.container_names(self._labels):
-                if self.owns(name):
-                    await remove_pool_container(self.runtime, name)
+            await self.remove_orphans()
         except IDEError as exc:  # the engine may be down at start-up: the fillers keep trying
             log.warning("warm pool: could not look for leftovers: %s", exc.message)
         for pool in self._pools.values():
             await pool.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="warm-pool-orphans")
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for pool in self._pools.values():
             await pool.close()
+
+    async def remove_orphans(self) -> list[str]:
+        """Remove the unclaimed containers whose maker is not alive (or that carry no maker: made before makers
+        were labelled); returns their names."""
+        found = await self.runtime.container_names(self._labels)  # first: one made after is not in it
+        kept: set[str] = set()
+        for owner in await self._live():
+            kept.update(await self.runtime.container_names({**self._labels, OWNER_LABEL: owner}))
+        removed = []
+        for name in found:
+            if self.owns(name) and name not in kept and await remove_pool_container(self.runtime, name):
+                removed.append(name)
+        if removed:
+            log.info("warm pool: removed %d container(s) of processes that are gone", len(removed))
+        return removed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.remove_orphans()
+            except IDEError as exc:
+                log.warning("warm pool: could not look for containers of processes that are gone: %s", exc.message)

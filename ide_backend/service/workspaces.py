@@ -46,6 +46,7 @@ from .domain import (
 from .filesets import FileEntry, FileSet, normalize_path, parse_files, version_of
 from .idle import IdleMonitor
 from .locks import WorkspaceLocks
+from .members import Members
 from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool, WarmPools
 from .ports import SCRIPT as PORTS_SCRIPT
@@ -74,6 +75,7 @@ class WorkspaceService:
         self.runtime = runtime
         self.bus = EventBus()
         self.templates = Templates(settings)
+        self.members = Members(store, settings.instance)
         pools = {
             template.name: WarmPool(
                 runtime,
@@ -81,10 +83,11 @@ class WorkspaceService:
                 instance=settings.instance,
                 template=template.name,
                 make_spec=functools.partial(container_spec, settings, template),
+                owner=self.members.process_id,
             )
             for template in self.templates.all()
         }
-        self.pool = WarmPools(runtime, settings.instance, pools)
+        self.pool = WarmPools(runtime, settings.instance, pools, self.members.live)
         owners = ContainerOwners(store, self.pool)
         self.containers = Containers(settings, store, runtime, self.templates, self.pool, owners)
         self.status_events = StatusEvents(runtime, self.bus, owners, store, instance=settings.instance)
@@ -131,6 +134,7 @@ class WorkspaceService:
         await self.relay.start()
         await self.webhooks.start()
         await self.status_events.start()
+        await self.members.start()
         await self.pool.start()
         self.idle.start(self._running_workspaces, self._stop_idle)
         self._settling = asyncio.create_task(self._settle_running(), name="finish-staged-writes")
@@ -143,6 +147,7 @@ class WorkspaceService:
         await self.ports.close()
         await self.idle.close()
         await self.pool.close()
+        await self.members.close()
         await self.status_events.close()
         await self.webhooks.close()
         await self.relay.close()

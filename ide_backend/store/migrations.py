@@ -78,6 +78,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # The backend processes of each instance, with when each last said it is alive (a heartbeat): what a process made
+    # (warm pool containers) is another's to remove only once its maker is gone.
+    (
+        8,
+        [
+            """
+            CREATE TABLE backend_processes (
+                process_id TEXT PRIMARY KEY,
+                instance TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                seen_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ],
+    ),
 ]
 
 CREATE_VERSION_TABLE = """

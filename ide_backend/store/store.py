@@ -24,7 +24,14 @@ from databases import Database
 from ..errors import StoreInUse, StoreUnavailable
 from ..metrics import db_call
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
-from .tables import project_webhooks, schema_migrations, token_revocations, workspace_activity, workspaces
+from .tables import (
+    backend_processes,
+    project_webhooks,
+    schema_migrations,
+    token_revocations,
+    workspace_activity,
+    workspaces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -386,3 +393,31 @@ class Store:
         finally:
             with contextlib.suppress(*DATABASE_ERRORS):
                 await connection.close(timeout=2)
+
+    async def heartbeat(self, process_id: str, instance: str, started_at: float) -> None:
+        """Say this process is alive now (registering it the first time)."""
+        query = """
+            INSERT INTO backend_processes (process_id, instance, started_at, seen_at)
+            VALUES (:process, :instance, :started, :now)
+            ON CONFLICT (process_id) DO UPDATE SET seen_at = excluded.seen_at
+        """
+        values = {"process": process_id, "instance": instance, "started": started_at, "now": time.time()}
+        with self._errors("recording that this process is alive"):
+            await self._db.execute(query, values)
+
+    async def live_processes(self, instance: str, within: float) -> set[str]:
+        """The processes of the instance that said they were alive within the last `within` seconds; forgets the
+        ones silent for a day."""
+        table = backend_processes
+        now = time.time()
+        with self._errors("reading which processes are alive"):
+            await self._db.execute(table.delete().where(table.c.seen_at < now - 86400))
+            rows = await self._db.fetch_all(
+                sa.select(table.c.process_id).where(table.c.instance == instance, table.c.seen_at >= now - within)
+            )
+        return {row["process_id"] for row in rows}
+
+    async def process_gone(self, process_id: str) -> None:
+        """This process stops (what it made may be taken over at once)."""
+        with self._errors("recording that this process stops"):
+            await self._db.execute(backend_processes.delete().where(backend_processes.c.process_id == process_id))

@@ -50,6 +50,15 @@ workspace_activity = sa.Table(
     sa.Column("busy_until", sa.Float, nullable=False),  # Unix time: a lease some process renews while it holds it
 )
 
+backend_processes = sa.Table(
+    "backend_processes",
+    metadata,
+    sa.Column("process_id", sa.Text, primary_key=True),
+    sa.Column("instance", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),  # Unix time
+    sa.Column("seen_at", sa.Float, nullable=False),  # Unix time of its last heartbeat
+)
+
 token_revocations = sa.Table(
     "token_revocations",
     metadata,
