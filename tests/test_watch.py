@@ -293,6 +293,25 @@ def test_a_bad_path_is_refused_clearly(
     assert error["code"] == code and words in error["message"], error
 
 
+def test_a_full_event_queue_says_overflow_and_watching_goes_on(
+    channel: Channel, api: Call, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    """The kernel's queue of events (fs.inotify.max_queued_events, 16,384 here) overflows for real while the
+    watcher is held stopped (SIGSTOP) and 7,000 files are made (three events each)."""
+    _watch(channel, ref)
+    run(api, ref, "mkdir q")
+    _changes(channel, "q")  # watched from now on
+    burst = (
+        'pid=$(cat /tmp/.ide-watch.pid) && kill -STOP "$pid" && '
+        'for i in $(seq 1 7000); do echo $i > q/$i; done; kill -CONT "$pid"'
+    )
+    assert run(api, ref, burst, timeout=600)["exitCode"] == 0
+    assert channel.wait_for(type="files", reason="queue", timeout=60)["overflow"] is True
+    # It walked the workspace again and goes on: a change after it is reported as usual.
+    run(api, ref, "echo after > q/after.txt")
+    assert {"path": "q/after.txt", "kind": "created"}.items() <= _changes(channel, "q/after.txt")[-1].items()
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Server]:
     """A server whose watchers watch at most 3 folders and carry at most 50 paths per batch."""
