@@ -1,4 +1,5 @@
-"""a, d: one API call at a time (exec, status) next to its smallest raw-Docker equivalent."""
+"""a, b, d: one API call at a time (exec, /start of a running workspace, status) next to its smallest raw-Docker
+equivalent."""
 
 from __future__ import annotations
 
@@ -56,3 +57,26 @@ async def case_status(bench: Bench) -> None:
 
     ours_stats, raw_stats = await bench.paired(bench.plan.fast, ours, raw)
     bench.rows.append(Row("status", "d. POST /status", ours_stats, raw_stats, "aiodocker container inspect"))
+
+
+async def case_start_running(bench: Bench) -> None:
+    """b. POST /start of a workspace that is already running vs a raw aiodocker container inspect."""
+    info = await bench.start_workspace("bench", "exec")
+    container = bench.docker.containers.container(str(info["id"]))
+
+    async def ours() -> None:
+        await bench.start_workspace("bench", "exec")
+
+    async def raw() -> None:
+        await container.show()
+
+    ours_stats, raw_stats = await bench.paired(bench.plan.fast, ours, raw)
+    bench.rows.append(
+        Row(
+            "start_running",
+            "b. POST /start, already running",
+            ours_stats,
+            raw_stats,
+            "aiodocker container inspect (all Docker has to do for a running container)",
+        )
+    )

@@ -93,7 +93,7 @@ async def start_new_rows(
 async def case_start(bench: Bench) -> None:
     """b. POST /start of a new workspace of each template vs the raw volume(s) + container create + start of that
     template's config: claimed from the warm pool (the bench's server keeps one of 2 for base, python and node; a
-    second server one for vscode), then created cold by a server with the pool off. Then /start of a running one."""
+    second server one for vscode), then created cold by a server with the pool off."""
     templates = [t for t in bench.plan.templates if t in bench.templates]
     skipped = [t for t in bench.plan.templates if t not in templates]
     if skipped:
@@ -116,26 +116,6 @@ async def case_start(bench: Bench) -> None:
             await start_new_rows(bench, http, ["vscode"], True, made, ids)
     async with bench.side_server("cold", IDE_POOL_SIZE="0") as http:
         await start_new_rows(bench, http, templates, False, made, ids)
-
-    info = await bench.start_workspace("bench", "exec")
-    container = bench.docker.containers.container(str(info["id"]))
-
-    async def ours_running() -> None:
-        await bench.start_workspace("bench", "exec")
-
-    async def raw_running() -> None:
-        await container.show()
-
-    ours_stats, raw_stats = await bench.paired(bench.plan.fast, ours_running, raw_running)
-    bench.rows.append(
-        Row(
-            "start_running",
-            "b. POST /start, already running",
-            ours_stats,
-            raw_stats,
-            "aiodocker container inspect (all Docker has to do for a running container)",
-        )
-    )
 
 
 async def case_delete(bench: Bench) -> None:
