@@ -32,6 +32,7 @@ class Plan:
             "exec": 300,
             "status": 120,
             "start": 900,
+            "start_running": 120,
             "delete": 300,
             "fork": 900,
             "sync": 1200,
