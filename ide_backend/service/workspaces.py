@@ -9,6 +9,7 @@ only this; it owns the components below it and the order of their steps.
      +-- StatusEvents    the engine's event stream and the API's steps, published on the EventBus (status.py)
      +-- ProcessManager  websocket processes and their replay buffers; listens to the bus (processes.py)
      +-- Webhooks        lifecycle events to the operator's URL; listens to the bus (webhooks.py)
+     +-- Watches         live file watchers, one per watched workspace; listens to the bus (watch.py)
      +-- PortWatcher     the ports listening in subscribed workspaces, published on the bus (ports.py)
 
 One container per workspace: a per-workspace lock here, a deterministic container name in the engine so other
@@ -27,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from .. import request_id
 from ..errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
 from ..runtime import ContainerState, Runtime
 from ..settings import Settings
@@ -56,6 +58,7 @@ from .relay import EventRelay
 from .status import StatusEvents
 from .templates import Templates
 from .vscode import SETTINGS_PATH, set_theme
+from .watch import Deliver, Watch, Watches, folder_path
 from .webhooks import Webhooks
 from .workspace_files import Entry, FileContent, WorkspaceFiles
 
@@ -101,6 +104,15 @@ class WorkspaceService:
             finished_ttl=settings.process_finished_ttl,
         )
         self.files = WorkspaceFiles(runtime, settings)
+        self.watches = Watches(
+            runtime,
+            self.bus,
+            user=f"{settings.workspace_uid}:{settings.workspace_gid}",
+            root=settings.workspace_dir,
+            max_folders=settings.watch_max_folders,
+            batch_ms=settings.watch_batch_ms,
+            max_batch=settings.watch_max_batch,
+        )
         self._idle_timeouts: dict[WorkspaceRef, float] = {}  # per workspace, from its template
         self.idle = IdleMonitor(
             self._idle_timeout,
@@ -132,6 +144,7 @@ class WorkspaceService:
             log.warning("cannot look for workspaces a fork left paused: %s", exc.message)
         await self.processes.start()
         await self.relay.start()
+        await self.watches.start()
         await self.webhooks.start()
         await self.status_events.start()
         await self.members.start()
@@ -150,6 +163,7 @@ class WorkspaceService:
         await self.members.close()
         await self.status_events.close()
         await self.webhooks.close()
+        await self.watches.close()
         await self.relay.close()
         await self.processes.close()
 
@@ -176,6 +190,7 @@ class WorkspaceService:
             "subscriptions": self.bus.subscriber_count(),
             "pool": self.pool.stats(),
             "writes": dict(self.files.writes),
+            "watchers": self.watches.count(),
             **({"webhooks": webhooks} if (webhooks := self.webhooks.stats()) is not None else {}),
         }
 
@@ -260,7 +275,8 @@ class WorkspaceService:
             if created and record.theme:
                 await self.files.write(state, self.settings.workspace_home, _settings_file(None, record.theme))
             if fileset is not None:
-                await self.files.write(state, self.settings.workspace_dir, fileset)
+                with self._writing(ref, fileset, clean=False):
+                    await self.files.write(state, self.settings.workspace_dir, fileset)
             after = await self.runtime.inspect(state.id)
         self.status_events.publish_state(ref, after)
         return Outcome(self.containers.info(ref, record, after), changed)
@@ -383,6 +399,14 @@ class WorkspaceService:
         """Where the workspace's code-server answers (for the /ide/ proxy and the readiness probe)."""
         return self.containers.ide_address(ref, await self.containers.running(ref, "open the IDE"))
 
+    async def ide_target(self, ref: WorkspaceRef) -> IDETarget:
+        """The workspace's code-server with the password it runs with (the container's own PASSWORD, which is what
+        code-server read) and the container's start, for the proxy's sign-in and an open tab's reload."""
+        state = await self.containers.running(ref, "open the IDE")
+        host, port = self.containers.ide_address(ref, state)
+        password = state.env.get("PASSWORD") or (await self.containers.require(ref)).password
+        return IDETarget(host, port, password, f"{state.id[:12]}@{state.started_at or ''}")
+
     # -- listening ports and their previews -------------------------------------------------------------------
 
     async def _read_listening(self, state: ContainerState) -> list[ListeningPort]:
@@ -422,14 +446,6 @@ class WorkspaceService:
             # code-server's own port: VS Code opens at /ide/, signed in by the backend, not around it.
             raise Conflict(f"Port {port} of workspace {ref} is VS Code's: open it at /ide/{ref}/")
         return state.address, port
-
-    async def ide_target(self, ref: WorkspaceRef) -> IDETarget:
-        """The workspace's code-server with the password it runs with (the container's own PASSWORD, which is what
-        code-server read) and the container's start, for the proxy's sign-in and an open tab's reload."""
-        state = await self.containers.running(ref, "open the IDE")
-        host, port = self.containers.ide_address(ref, state)
-        password = state.env.get("PASSWORD") or (await self.containers.require(ref)).password
-        return IDETarget(host, port, password, f"{state.id[:12]}@{state.started_at or ''}")
 
     # -- commands ---------------------------------------------------------------------------------------------
 
@@ -537,11 +553,31 @@ class WorkspaceService:
             state, _, record = await self._ensure_container(ref, record)
             self.status_events.publish(ref, "syncing")
             if clean or fileset.files or fileset.dirs:
-                await self.files.write(state, self.settings.workspace_dir, fileset, clean=clean)
+                with self._writing(ref, fileset, clean=clean):
+                    await self.files.write(state, self.settings.workspace_dir, fileset, clean=clean)
             after = await self.runtime.inspect(state.id)
         self.status_events.publish_state(ref, after)
         versions = {entry.path: version_of(entry.data) for entry in fileset.files}
         return Outcome(self.containers.info(ref, record, after), bool(fileset.files or fileset.dirs), versions)
+
+    def _writing(self, ref: WorkspaceRef, fileset: FileSet, *, clean: bool) -> contextlib.AbstractContextManager[None]:
+        """Mark what this write changes as its own, for the workspace's watchers (`origin: "sync"`)."""
+        paths = [entry.path for entry in fileset.files] + fileset.ancestors()
+        return self.watches.writing(ref, paths, clean=clean, request_id=request_id.current())
+
+    async def watch(self, ref: WorkspaceRef, path: str, deliver: Deliver) -> tuple[Watch, int]:
+        """Deliver the changes below `path` ("" = everything) in the running workspace, as they happen; returns the
+        watch (to end it with unwatch) and how many folders the workspace's watcher watches. Watching is no use
+        of the workspace: it does not keep it from its idle stop."""
+        path = folder_path(path)
+        state = await self.containers.running(ref, "watch its files")
+        if path:
+            await self.files.require_folder(state.id, path)
+        watch = Watch(ref, path, deliver)
+        return watch, await self.watches.add(watch, state.id)
+
+    async def unwatch(self, watch: Watch) -> None:
+        await self.watches.remove(watch)
 
     async def set_theme(self, ref: WorkspaceRef, theme: str) -> None:
         """Set workbench.colorTheme in the user's VS Code settings, keeping the rest; remember it for re-creation."""
