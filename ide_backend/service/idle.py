@@ -48,6 +48,7 @@ class IdleMonitor:
         *,
         sweeping: bool,
         store: Store | None = None,
+        process_id: str = "",
     ) -> None:
         self.timeout = timeout  # seconds for a workspace (its template's); 0 turns its idle stop off
         self.sweep = sweep
@@ -58,7 +59,7 @@ class IdleMonitor:
         self._task: asyncio.Task[None] | None = None
         self._store = store if store is not None and store.shared else None
         self._others: dict[WorkspaceRef, tuple[float, float]] = {}  # (last used, busy until) through the others
-        self._process_id = uuid.uuid4().hex  # this process, among those sharing the store
+        self._process_id = process_id or uuid.uuid4().hex  # this process, among those sharing the store
 
     def touch(self, ref: WorkspaceRef) -> None:
         """The workspace was used just now (an API call, a message about one of its processes)."""

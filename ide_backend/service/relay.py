@@ -30,11 +30,11 @@ CHANNEL = "ide_backend_status"
 
 
 class EventRelay:
-    def __init__(self, store: Store, bus: EventBus, instance: str) -> None:
+    def __init__(self, store: Store, bus: EventBus, instance: str, process_id: str = "") -> None:
         self.store = store
         self.bus = bus
         self.instance = instance
-        self.process_id = uuid.uuid4().hex
+        self.process_id = process_id or uuid.uuid4().hex
         self.relayed = 0  # events sent to other processes
         self.received = 0  # events other processes sent here
         self._tasks: list[asyncio.Task[None]] = []

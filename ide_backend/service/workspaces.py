@@ -120,10 +120,11 @@ class WorkspaceService:
             self.processes.of_workspace,
             sweeping=any(t.idle_timeout > 0 for t in self.templates.all()),
             store=store,
+            process_id=self.members.process_id,
         )
         self.ports = PortWatcher(self._listening_now, self.bus, PORTS_POLL)
         self._locks = WorkspaceLocks(store)
-        self.relay = EventRelay(store, self.bus, settings.instance)
+        self.relay = EventRelay(store, self.bus, settings.instance, self.members.process_id)
         self._settling: asyncio.Task[None] | None = None
         self.webhooks = Webhooks(
             self.bus,
