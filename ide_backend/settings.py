@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # permessage-deflate on websockets (the API's and the /ide/ proxy's): less traffic for slow links, at a CPU cost
     # that halves the output stream's throughput on a local network.
     ws_compression: bool = False
+    # Tests only (0, no pause, in production): seconds the container's writer (ide-write) pauses after each file it
+    # stages and each one it moves into place, so a crash test can kill the backend or the container in the middle.
+    writer_pause: float = Field(default=0.0, ge=0, le=5)
 
     # Signs scoped tokens and IDE session cookies; empty: generated once and kept in data_dir/token-secret.
     token_secret: str = ""

@@ -1,11 +1,14 @@
-"""All or nothing, even through a crash: a file set that goes through the engine's archive upload (large sets, stopped
-workspaces, `clean`) is first extracted into a staging folder beside the files, then committed by a small program
-run in the workspace, with a record in the folder's own name that a later call uses to finish or undo it.
+"""All or nothing, even through a crash: every file set is first written into a staging folder beside the files,
+then committed, with a record in the folder's own name that a later call uses to finish or undo it. A set that
+goes through the engine's archive upload (large sets, stopped workspaces, `clean`) is extracted there and committed
+by the small program below, run in the workspace; a small set into a running workspace is staged, committed and
+moved into place by the container's own writer (images/workspace/ide-write), which leaves the same records, so the
+program below finishes or undoes an interrupted writer's set exactly like an archive one.
 
 Under BASE (the folder written to: the workspace folder, or the home folder for VS Code's settings), on the same
 filesystem, so every move is a rename:
 
-    BASE/.ide-staging/TX.part/...   being uploaded: not decided. Undone (removed) by whoever finds it.
+    BASE/.ide-staging/TX.part/...   being written: not decided. Undone (removed) by whoever finds it.
     BASE/.ide-staging/TX.clean/...  decided, and BASE is being emptied into TX.old/ first (`clean`).
     BASE/.ide-staging/TX/...        decided: its entries are being moved into place. Finished by whoever finds it.
 
@@ -14,6 +17,9 @@ it before it does anything else, so once the call that found it returns the set 
 whole set first, as the container's own writer does (every folder on the way a real folder, reached without
 following a link, and no file put over a folder), so a commit that starts rarely fails; if it cannot finish as the
 workspace user (a folder the user may not write to), it is finished as root in a helper container.
+
+Both hold an exclusive flock of BASE itself for their whole run: a writer that a killed backend left running in
+the workspace is waited for (up to 60 s), never undone or finished while it still works.
 
 Exit codes: 0 done; 10 refused before the commit (one line: reason TAB path; the staged set is removed); 11 the
 workspace user may not finish it (run it again as root); 1 failed (message on stderr).
@@ -35,13 +41,19 @@ def new_transaction() -> str:
 COMMIT_SCRIPT = r"""
 use strict;
 use warnings;
-use Fcntl qw(S_ISDIR S_ISLNK);
+use Fcntl qw(O_RDONLY O_DIRECTORY S_ISDIR S_ISLNK LOCK_EX LOCK_NB);
 use File::Path qw(remove_tree);
 BEGIN { $SIG{__DIE__} = sub { print STDERR @_; exit 1 }; }
 umask(022);
 my ($base, $tx, $mode) = @ARGV;
 die "BASE must be absolute\n" unless defined $base && $base =~ m{^/};
 my $stage = "$base/.ide-staging";
+# One write of BASE at a time (ide-write takes the same lock): a writer a killed backend left running ends first.
+sysopen(my $lock, $base, O_RDONLY | O_DIRECTORY) or ($!{EACCES} ? exit 11 : die "$base: $!\n");
+for (my $waited = 0; !flock($lock, LOCK_EX | LOCK_NB); $waited++) {
+    die "another write of $base has been running for 60 s\n" if $waited > 1200;
+    select(undef, undef, undef, 0.05);
+}
 my @st = lstat($stage);
 exit 0 unless @st;
 refuse("symlink", ".ide-staging") unless S_ISDIR($st[2]) && !S_ISLNK($st[2]);

@@ -36,7 +36,8 @@ _LIST = (
     'find "$1" -mindepth 1 -maxdepth "$2" -printf "E\\t%y\\t%s\\t%m\\t%T@\\t%P\\0"; '
     'find "$1" -mindepth 1 -maxdepth "$2" -type f -size -"$3"c -exec sha256sum -z -- {} +'
 )
-_WRITER_REFUSED, _WRITER_CANNOT = 10, 11  # ide-write's exit codes (Perl's own failures exit with 1 or 2)
+# ide-write's exit codes (Perl's own failures exit with 1 or 2 before its commit, 12 after it)
+_WRITER_REFUSED, _WRITER_CANNOT, _WRITER_COMMITTED = 10, 11, 12
 _COMMIT_AS_ROOT = 11  # the staging program's: the workspace user may not finish it
 EntryType = Literal["file", "dir", "symlink", "other"]
 _FIND_TYPES: dict[str, EntryType] = {"f": "file", "d": "dir", "l": "symlink"}
@@ -74,32 +75,38 @@ class WorkspaceFiles:
         self, container: ContainerState, base: str, fileset: FileSet, *, checked: bool = False, clean: bool = False
     ) -> None:
         """Write the set below `base` (after emptying `base` when `clean`), all or nothing, never through a link or
-        over a folder: a small set through the container's own writer when its agent answers, else (or when the
-        writer cannot serve it, or for `clean`) staged and committed (staging.py), so even a crash leaves the old
-        set or the new one. Files given with `ifMatch` are checked first: when one is not at its version, nothing is
-        written (409 naming each such file with its version now) unless the caller has `checked` them. The caller
-        holds the workspace's lock, so two writers from the same base version cannot both pass."""
+        over a folder, staged and committed (staging.py) so even a crash leaves the old set or the new one: a small
+        set by the container's own writer when its agent answers, else (or when the writer cannot serve it, or for
+        `clean`) through the engine's archive upload and the staging program. Files given with `ifMatch` are
+        checked first: when one is not at its version, nothing is written (409 naming each such file with its
+        version now) unless the caller has `checked` them. The caller holds the workspace's lock, so two writers
+        from the same base version cannot both pass."""
         await self.finish_staged(container, base)
         if fileset.guarded and not checked:
             await self.check_versions(container, base, fileset.guarded)
+        try:
+            await self._write(container, base, fileset, clean)
+        except BaseException:
+            # Something may be left staged (a killed writer, a container stopped under the call): the next call
+            # looks again, finishes or undoes it.
+            self._settled.discard((container.id, base))
+            raise
+
+    async def _write(self, container: ContainerState, base: str, fileset: FileSet, clean: bool) -> None:
         small = fileset.total_bytes <= WRITER_MAX_BYTES and len(fileset.files) + len(fileset.dirs) <= WRITER_MAX_ENTRIES
         if (
             not clean
             and small
             and container.running
             and await self.runtime.agent_ready(container.id)
-            and await self._write_in_container(container.id, base, fileset)
+            and await self._write_in_container(container, base, fileset)
         ):
             self.writes["writer"] += 1
             return
         s = self.settings
         tx = new_transaction()
         archive = tar_staged(fileset, prefix=f"{STAGING}/{tx}.part", uid=s.workspace_uid, gid=s.workspace_gid)
-        try:
-            await self.runtime.put_archive(container.id, base, archive)
-        except BaseException:
-            self._settled.discard((container.id, base))  # a part may be there: the next call undoes it
-            raise
+        await self.runtime.put_archive(container.id, base, archive)
         await self._commit(container, base, [tx, "clean" if clean else "keep"])
         self.writes["archive"] += 1
 
@@ -183,13 +190,18 @@ class WorkspaceFiles:
         stats = await self.runtime.stat_paths(container_id, [f"{base}/{p}" for p in missing])
         return {**found, **{p: None for p in missing if stats[f"{base}/{p}"] is None}}
 
-    async def _write_in_container(self, container_id: str, base: str, fileset: FileSet) -> bool:
-        """Run images/workspace/ide-write as the workspace user with the set on stdin. True when it wrote the set;
-        False when it cannot serve it (a folder the user may not write to, an image without it, a failure), so the
-        archive path writes it instead; raises when the set goes through a link or puts a file over a folder."""
+    async def _write_in_container(self, container: ContainerState, base: str, fileset: FileSet) -> bool:
+        """Run images/workspace/ide-write as the workspace user with the set on stdin: it stages the set and commits
+        it with the staging program's record (staging.py), so a crash anywhere leaves something the next call
+        finishes or undoes. True when it wrote the set; False when it cannot serve it (a folder the user may not
+        write to, an image without it, a failure before its commit), so the archive path writes it instead (whose
+        commit first finishes or undoes anything it left); raises when the set goes through a link or puts a file
+        over a folder."""
+        pause = self.settings.writer_pause  # tests only: 0 in production, and then no variable is passed
+        env = {"IDE_WRITE_PAUSE": str(pause)} if pause else {}
         try:
             session = await self.runtime.open_exec(
-                container_id, ["ide-write", base], user=self._user, workdir="/", env={}, stdin=True
+                container.id, ["ide-write", base, new_transaction()], user=self._user, workdir="/", env=env, stdin=True
             )
         except IDEError:
             return False
@@ -211,6 +223,11 @@ class WorkspaceFiles:
         finally:
             await session.close()
         if code == 0:
+            return True
+        if code == _WRITER_COMMITTED:
+            # The set is decided but not all in place (a folder it may not write to after all, say): finish it.
+            log.warning("the in-container writer committed but did not finish (%s); finishing it", bytes(err[:300]))
+            await self._commit(container, base, [])
             return True
         reason, _, path = out.decode("utf-8", "replace").rstrip("\n").partition("\t")
         if code == _WRITER_REFUSED and reason in ("symlink", "notdir", "isdir") and path:
