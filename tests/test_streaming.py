@@ -2,7 +2,8 @@
 
 Output that is already waiting when the server gets to it goes out in fewer, larger messages (up to 128 KiB of
 output each), never mixing stdout and stderr and never reordering them; UTF-8 stays whole across every split; and a
-connection that stops reading is detached (`slow_consumer`) rather than buffered without end.
+connection that stops reading makes the command wait (flow control) rather than being buffered, until it holds back
+another connection and is detached (`slow_consumer`). tests/test_flow_control.py has a slow, steady reader.
 
 To make output pile up for certain, some tests stop the server process (SIGSTOP) while the command writes, as a
 busy event loop would, then let it go on: it finds everything waiting at once.
@@ -114,35 +115,50 @@ def test_a_burst_is_split_at_the_cap_without_breaking_characters(
     assert messages[-1]["exitCode"] == 0
 
 
-def test_a_connection_that_does_not_read_is_detached_and_attaches_again(
+def test_a_connection_that_does_not_read_holds_the_command_until_another_is_held_back(
     server: Server, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    size = 64 * 1024 * 1024  # past the 32 MiB a connection may fall behind on test servers, and all socket buffers
+    """Flow control: alone, a connection that reads nothing makes the command wait (it is never detached for that);
+    once it holds back a second, reading connection for STALL_SECONDS (10 s) it is detached (`slow_consumer`), the
+    command runs to its end for the other, and the detached one attaches again from the last seq it saw."""
+    size = 64 * 1024 * 1024  # far past the flow-control window, the outbox's pace and all socket buffers
     pid = new_process_id()
     done = f"/tmp/done-{pid}"
     reader = Channel(server)
+    follower = Channel(server)
     try:
         reader.send(type="exec", id=pid, command=f"head -c {size} /dev/zero | tr '\\0' a; touch {done}", **ref)
-        wait_for_file(started["id"], done)  # reading nothing meanwhile
+        reader.wait_for(id=pid, type="started")
+        time.sleep(5)  # reading nothing meanwhile: the command must be waiting, not done
+        assert docker("exec", started["id"], "test", "-f", done, check=False).returncode != 0
+        follower.send(type="list", **ref)
+        item = next(i for i in follower.wait_for(type="processes")["items"] if i["id"] == pid)
+        assert item["running"] and (item["nextSeq"] - 1) * MAX_CHUNK < 32 * 1024 * 1024, item
+
+        follower.send(type="attach", id=pid, since=0)
+        follower.wait_for(id=pid, type="attached")
+        rest = follower.process(pid, timeout=120)
+        assert rest[-1]["type"] == "exit" and rest[-1]["exitCode"] == 0
+
         last_seq, received = 0, 0
         while (message := reader.recv(timeout=60))["type"] != "error":
-            assert message["id"] == pid and message["type"] in ("started", "stdout"), message
-            if message["type"] == "stdout":
-                assert message["seq"] == last_seq + 1
-                last_seq, received = message["seq"], received + len(message["data"])
+            assert message["id"] == pid and message["type"] in ("stdout",), message
+            assert message["seq"] == last_seq + 1
+            last_seq, received = message["seq"], received + len(message["data"])
         assert message["id"] == pid and message["code"] == "slow_consumer"
         assert received < size
 
         reader.send(type="attach", id=pid, since=last_seq)
         attached = reader.wait_for(id=pid, type="attached")
         assert attached["firstSeq"] > last_seq + 1  # the replay buffer (1 MiB) no longer holds what was missed
-        rest = reader.process(pid, timeout=60)
-        output = [m for m in rest if m["type"] == "stdout"]
+        again = reader.process(pid, timeout=60)
+        output = [m for m in again if m["type"] == "stdout"]
         assert [m["seq"] for m in output] == list(range(attached["firstSeq"], attached["firstSeq"] + len(output)))
         assert set("".join(m["data"] for m in output)) == {"a"}
-        assert rest[-1]["type"] == "exit" and rest[-1]["exitCode"] == 0
+        assert again[-1]["type"] == "exit" and again[-1]["exitCode"] == 0
     finally:
         reader.close()
+        follower.close()
 
 
 @pytest.mark.parametrize("setting", ["default", "true"])

@@ -154,19 +154,23 @@ class ProcessManager:
             output_cap=self.output_cap,
         )
         process.listeners.add(outbox)
+        outbox.wakes.add(process.moved)
         outbox.put_nowait({"type": "started", "id": process_id})  # ahead of any output
         self._processes[process_id] = process
         process.task = asyncio.create_task(self._pump(process), name=f"process-{process_id}")
         return ProcessHandle(self, process)
 
     async def _pump(self, process: Process) -> None:
-        """Read the exec to its end, decoding UTF-8 incrementally per stream so no character is split."""
+        """Read the exec to its end, decoding UTF-8 incrementally per stream so no character is split. Each chunk
+        waits for room at every attached connection first (flow control): meanwhile nothing more is read, so the
+        command itself waits."""
         decoders = {stream: codecs.getincrementaldecoder("utf-8")("replace") for stream in (STDOUT, STDERR)}
         timed_out = False
         try:
             async with asyncio.timeout(process.timeout):
                 while (chunk := await process.session.read()) is not None:
                     stream, data = chunk
+                    await process.room()
                     room = process.output_cap - process.sent_bytes
                     if room <= 0:
                         process.truncated = True
@@ -220,6 +224,7 @@ class ProcessManager:
         if not process.running:
             return
         process.ending_reason = reason
+        process.moved.set()  # a pump waiting for a slow connection stops waiting
         with contextlib.suppress(Exception):
             await process.session.signal("KILL")
         await process.session.close()
@@ -249,6 +254,7 @@ class ProcessManager:
         for process in list(self._processes.values()):
             if process.running and process.ref == ref:
                 process.ending_reason = reason
+                process.moved.set()
                 asyncio.get_running_loop().call_later(1.0, self._close_if_open, process)
 
     def _close_if_open(self, process: Process) -> None:

@@ -3,6 +3,11 @@ many commands at once. A command costs one frame each way instead of a Docker ex
 
 Frames are `type (1 byte) | id (u32) | length (u32) | payload`; towards the agent each goes hex-encoded on its own
 line, since Docker scans attach input for a detach key sequence and hex never contains one.
+
+Flow control (agent version 2, asked for in the ping): the agent sends at most its window (4 MiB) of a command's
+output beyond what this side acknowledged, then stops reading that command's pipes, so the command blocks on write.
+A session acknowledges what its reader has taken (read()), every ACK_EVERY bytes: a reader that stops reading (the
+process pump pacing a slow websocket) makes the command wait, with at most the window held here.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ AGENT_LABEL = "ide-backend.agent"  # on images whose main process is the agent
 HEADER = struct.Struct(">cII")
 PING_TIMEOUT = 2.0
 RETRY_AFTER = 60.0  # seconds before a container whose agent did not answer is tried again
+ACK_EVERY = 1024 * 1024  # bytes read between acknowledgements; well under the agent's 4 MiB window, so it never waits
+RELEASE = 2**62  # an acknowledgement meaning "no longer read": the agent lets the command run free
 
 
 class AgentSession:
@@ -47,6 +54,8 @@ class AgentSession:
         self._wakeup = asyncio.Event()
         self.exit: int | None = None
         self.start_error: str | None = None
+        self._consumed = 0  # output bytes handed to the reader
+        self._acked = 0  # ... of which the agent was told
 
     async def read(self) -> tuple[int, bytes] | None:
         """Whatever output has arrived (waiting only when there is none yet): one stream's bytes, up to
@@ -62,7 +71,16 @@ class AgentSession:
             self._wakeup.clear()
             await self._wakeup.wait()
         stream, data = self._pending.popleft()
+        self._consumed += len(data)
+        if self._channel.flow and self._consumed - self._acked >= ACK_EVERY:
+            await self._ack(self._consumed)
         return stream, bytes(data)
+
+    async def _ack(self, count: int) -> None:
+        """Tell the agent how much output was consumed (flow control); a channel that broke has nobody to tell."""
+        self._acked = count
+        with contextlib.suppress(IDEError):
+            await self._channel.send(b"A", self.id, str(count).encode())
 
     async def write(self, data: bytes) -> None:
         await self._channel.send(b"I", self.id, data)
@@ -78,6 +96,8 @@ class AgentSession:
 
     async def exit_code(self, *, killed: bool = False) -> int | None:
         """The exit code; waits briefly for the agent's report when the output was not read to its end."""
+        if not self._ended and self._acked < RELEASE:
+            await self._ack(RELEASE)  # the rest is not read: a command held back by flow control must run on
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
                 while self.exit is None and self._channel.alive and not self._ended:
@@ -87,6 +107,8 @@ class AgentSession:
         return self.exit
 
     async def close(self) -> None:
+        if not self._ended and self._acked < RELEASE and self._channel.alive:
+            await self._ack(RELEASE)  # closed while running (killed): let the agent drain its pipes to the exit
         self._channel.forget(self.id)
 
     def deliver(self, kind: bytes, payload: memoryview) -> None:
@@ -132,6 +154,7 @@ class AgentChannel:
         self._send_lock = asyncio.Lock()
         self._reader = asyncio.create_task(self._read_forever(), name=f"agent-{container_id[:12]}")
         self.alive = True
+        self.flow = False  # the agent paces each command's output by our acknowledgements (agent version >= 2)
 
     @classmethod
     async def connect(cls, client: DockerClient, container_id: str) -> AgentChannel | None:
@@ -143,8 +166,9 @@ class AgentChannel:
                 stream = await DockerStream.open(stack, attach)
             channel = cls(container_id, stream, stack.pop_all(), client.host)
         try:
-            await channel.send(b"P", 0)
+            await channel.send(b"P", 0, b"flow")
             version = await asyncio.wait_for(asyncio.shield(channel._pong), PING_TIMEOUT)
+            channel.flow = version.isdigit() and int(version) >= 2
         except (TimeoutError, OSError, IDEError):  # OSError: the pong future fails when the channel closes
             await channel.close()
             return None
