@@ -331,7 +331,7 @@ async def health(request: Request) -> JSONResponse:
 
 async def stats(request: Request) -> JSONResponse:
     """Counts that show leaks: live processes, status subscriptions, open websockets, asyncio tasks (and the
-    webhooks' outbox when they are on)."""
+    webhooks' outbox when they are on), and the container view /status answers from (entries, hits, misses)."""
     credential(request).require_admin("read the server's statistics")
     counts = _service(request).stats()
     return JSONResponse(
@@ -344,6 +344,7 @@ async def stats(request: Request) -> JSONResponse:
             pool=counts["pool"],
             writes=counts["writes"],
             watchers=counts["watchers"],
+            states=counts["states"],
             **({"webhooks": counts["webhooks"]} if "webhooks" in counts else {}),
         )
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -160,7 +160,9 @@ class Runtime(Protocol):
         stdin: bool = False,
     ) -> Awaitable[ExecSession]: ...
 
-    def events(self, labels: Mapping[str, str], since: float | None = None) -> AsyncIterator[RuntimeEvent]: ...
+    def events(
+        self, labels: Mapping[str, str], since: float | None = None, opened: Callable[[], None] | None = None
+    ) -> AsyncIterator[RuntimeEvent]: ...
 
     async def exec(
         self,

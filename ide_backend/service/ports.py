@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 DOCKER_DNS = "127.0.0.11"  # the engine's own resolver in a container on a user-defined network: not the user's
 FDS_MARK = "#fds"
+STATUS_STALE = 5.0  # seconds a /status reading of the ports is answered for, while it is read again behind it
 # Reads /proc/net/tcp{,6}, then prints "inode pid name" for every socket descriptor it may look at.
 SCRIPT = r"""
 for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
@@ -141,6 +142,9 @@ class PortWatcher:
         self._watchers: dict[WorkspaceRef, int] = {}
         self._tasks: dict[WorkspaceRef, asyncio.Task[None]] = {}
         self._last: dict[WorkspaceRef, tuple[float, list[ListeningPort]]] = {}
+        # /status's readings, by workspace: (the container's run they were read in, when, what)
+        self._status: dict[WorkspaceRef, tuple[str, float, list[ListeningPort]]] = {}
+        self._refreshing: dict[WorkspaceRef, asyncio.Task[None]] = {}
 
     @contextlib.contextmanager
     def watch(self, ref: WorkspaceRef) -> Iterator[None]:
@@ -173,9 +177,45 @@ class PortWatcher:
             return None
         return found[1]
 
+    async def for_status(
+        self, ref: WorkspaceRef, run: str, read: Callable[[], Awaitable[list[ListeningPort]]]
+    ) -> list[ListeningPort]:
+        """What /status says listens in the running workspace (`run`: its container's id and start): a reading of
+        the last second (the watcher's, or an earlier /status's) as it is; one of the same run no older than
+        STATUS_STALE seconds as it is too, read again in the background (one reading at a time per workspace);
+        else one read now."""
+        recent = self.last(ref, max_age=self._interval)
+        if recent is not None:
+            return recent
+        known = self._status.get(ref)
+        if known is not None and known[0] == run and time.monotonic() - known[1] <= STATUS_STALE:
+            if ref not in self._refreshing:
+                self._refreshing[ref] = asyncio.create_task(self._refresh(ref, run, read), name=f"status-ports-{ref}")
+            return known[2]
+        found = await read()
+        self._keep(ref, run, found)
+        return found
+
+    async def _refresh(self, ref: WorkspaceRef, run: str, read: Callable[[], Awaitable[list[ListeningPort]]]) -> None:
+        try:
+            self._keep(ref, run, await read())
+        except IDEError as exc:  # stopped meanwhile: the next /status says so, and reads again if it runs
+            log.debug("cannot read the listening ports of %s: %s", ref, exc.message)
+            self._status.pop(ref, None)
+        finally:
+            self._refreshing.pop(ref, None)
+
+    def _keep(self, ref: WorkspaceRef, run: str, found: list[ListeningPort]) -> None:
+        now = time.monotonic()
+        self._status[ref] = (run, now, found)
+        self.remember(ref, found)
+        if len(self._status) > 4096:
+            self._status = {k: v for k, v in self._status.items() if now - v[1] <= STATUS_STALE}
+
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._refreshing.values()]
         self._tasks.clear()
+        self._refreshing.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from ..errors import IDEError
@@ -21,6 +21,7 @@ from .bus import EventBus
 from .containers import INSTANCE_LABEL, ContainerOwners
 from .domain import WorkspaceRef
 from .messages import Status, StatusMessage
+from .states import ContainerStates
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,14 @@ class StatusEvents:
     """Publishes status events on the bus, from API steps (`source: api`) and engine events (`source: docker`)."""
 
     def __init__(
-        self, runtime: Runtime, bus: EventBus, owners: ContainerOwners, store: Store, *, instance: str
+        self,
+        runtime: Runtime,
+        bus: EventBus,
+        owners: ContainerOwners,
+        store: Store,
+        *,
+        instance: str,
+        states: ContainerStates | None = None,
     ) -> None:
         self.runtime = runtime
         self.bus = bus
@@ -56,6 +64,7 @@ class StatusEvents:
         self._destroyed: dict[WorkspaceRef, asyncio.Event] = {}
         self._oom: set[WorkspaceRef] = set()  # the engine reported an out-of-memory kill; its death says so
         self._watcher: asyncio.Task[None] | None = None
+        self._states = states  # the view /status answers from: told of the stream's every event and break
 
     async def start(self) -> None:
         """Record why workspaces stop, then follow the engine's events for this instance's containers."""
@@ -133,17 +142,28 @@ class StatusEvents:
 
     async def _watch_engine(self) -> None:
         """Follow the engine's container events for this instance. After a break, subscribe again from the last
-        event seen, so what happened in between is reported too."""
-        since: float | None = None
-        broke_at: float | None = None  # when the stream last broke, until the engine answers again
+        event seen, so what happened in between is reported too. The first subscription too asks for the events
+        since just before it was made: the engine answers the request before it subscribes (states.py)."""
+        since: float | None = time.time()
+        opened = self._states.opened if self._states is not None else None
         backoff = 0.5
+        try:
+            await self._follow(since, opened, backoff)
+        finally:  # cancelled, or a bug: the view may no longer be trusted
+            if self._states is not None:
+                self._states.broke()
+
+    async def _follow(self, since: float | None, opened: Callable[[], None] | None, backoff: float) -> None:
+        broke_at: float | None = None  # when the stream last broke, until the engine answers again
         while True:
             try:
                 if broke_at is not None:
                     await self.runtime.ping()
                     await self._after_outage(broke_at)
                     broke_at = None
-                async for event in self.runtime.events(self._labels, since):
+                async for event in self.runtime.events(self._labels, since, opened):
+                    if self._states is not None:
+                        self._states.saw(event)
                     backoff = 0.5
                     since = event.time or since
                     if event.project_id and event.workspace_id:
@@ -151,6 +171,8 @@ class StatusEvents:
                     elif event.action in _REPORTED and (ref := await self._owners.claimed_by(event.name)) is not None:
                         await self._on_engine_event(ref, event)  # a container claimed from the warm pool
             except IDEError as exc:
+                if self._states is not None:
+                    self._states.broke()
                 log.info("engine events interrupted (%s); following again in %.1f s", exc.message, backoff)
                 engine_stream_reconnected()
                 broke_at = broke_at or time.time()

@@ -34,7 +34,7 @@ from ..runtime import ContainerState, Runtime
 from ..settings import Settings
 from ..store import Store, WorkspaceRecord
 from .bus import EventBus, Subscription
-from .containers import IDE_LABEL, ContainerOwners, Containers, container_spec
+from .containers import IDE_LABEL, INSTANCE_LABEL, ContainerOwners, Containers, container_spec
 from .domain import (
     ExecResult,
     ExecSpec,
@@ -55,6 +55,7 @@ from .ports import SCRIPT as PORTS_SCRIPT
 from .ports import ListeningPort, PortWatcher, listening_items, parse_listening
 from .processes import Outbox, ProcessHandle, ProcessManager
 from .relay import EventRelay
+from .states import ContainerStates
 from .status import StatusEvents
 from .templates import Templates
 from .vscode import SETTINGS_PATH, set_theme
@@ -93,7 +94,10 @@ class WorkspaceService:
         self.pool = WarmPools(runtime, settings.instance, pools, self.members.live)
         owners = ContainerOwners(store, self.pool)
         self.containers = Containers(settings, store, runtime, self.templates, self.pool, owners)
-        self.status_events = StatusEvents(runtime, self.bus, owners, store, instance=settings.instance)
+        self.states = ContainerStates(runtime, (INSTANCE_LABEL, settings.instance))  # what /status answers from
+        self.status_events = StatusEvents(
+            runtime, self.bus, owners, store, instance=settings.instance, states=self.states
+        )
         self.processes = ProcessManager(
             runtime,
             self.bus,
@@ -192,6 +196,7 @@ class WorkspaceService:
             "pool": self.pool.stats(),
             "writes": dict(self.files.writes),
             "watchers": self.watches.count(),
+            "states": self.states.stats(),
             **({"webhooks": webhooks} if (webhooks := self.webhooks.stats()) is not None else {}),
         }
 
@@ -232,7 +237,7 @@ class WorkspaceService:
         """The workspace's container, made when the engine has none (claimed from the warm pool only when
         `claim`), with the workspace's theme written into a new one unless not `theme` (the caller does it once the
         container runs). Returns (state, created, the record as now stored). Call with the workspace's lock held."""
-        state = await self.runtime.inspect(record.container_name)
+        state = await self.states.inspect(record.container_name)
         created = state is None
         if state is None:
             self.status_events.publish(ref, "creating")
@@ -257,7 +262,7 @@ class WorkspaceService:
             record = await self.containers.record(ref, chosen)
             if template is not None and self.containers.template_of(record).name != chosen.name:
                 # The old container's end is a step of this start, not a removal behind our back.
-                with self.status_events.stopping(ref, "requested"):
+                with self.status_events.stopping(ref, "requested"), self.states.changing(record.container_name):
                     record, removed = await self.containers.switch_template(ref, record, chosen)
                     if removed:
                         await self.status_events.settled(ref)
@@ -269,7 +274,8 @@ class WorkspaceService:
                 if record.stop_reason is not None:  # a reason is the last stop's; this start ends it
                     await self.store.update(ref.project_id, ref.workspace_id, stop_reason=None)
                     record = dataclasses.replace(record, stop_reason=None)
-                await self.runtime.start(state.id)
+                with self.states.changing(record.container_name):
+                    await self.runtime.start(state.id)
                 state = dataclasses.replace(state, running=True)
                 changed = True
                 log.info("started %s", ref)
@@ -278,7 +284,8 @@ class WorkspaceService:
             if fileset is not None:
                 with self._writing(ref, fileset, clean=False):
                     await self.files.write(state, self.settings.workspace_dir, fileset)
-            after = await self.runtime.inspect(state.id)
+            # Already running and nothing written: the state read above (the view's, states.py) is the answer.
+            after = await self.runtime.inspect(state.id) if changed or fileset is not None else state
         self.status_events.publish_state(ref, after)
         return Outcome(self.containers.info(ref, record, after), changed)
 
@@ -293,7 +300,7 @@ class WorkspaceService:
                 # Recorded first: whoever sees the container stopped also sees why (it shows only while stopped).
                 await self.store.update(ref.project_id, ref.workspace_id, stop_reason=reason)
                 record = dataclasses.replace(record, stop_reason=reason)
-                with self.status_events.stopping(ref, reason):
+                with self.status_events.stopping(ref, reason), self.states.changing(record.container_name):
                     await self.runtime.stop(state.id, self.settings.stop_timeout)
                 state = await self.runtime.inspect(state.id)
                 log.info("stopped %s", ref)
@@ -310,7 +317,7 @@ class WorkspaceService:
             state = await self.runtime.inspect(record.container_name)
             # Recorded first, as for a stop: another process seeing the container go tells it as deleted too.
             await self.store.update(ref.project_id, ref.workspace_id, stop_reason="deleted")
-            with self.status_events.stopping(ref, "deleted"):
+            with self.status_events.stopping(ref, "deleted"), self.states.changing(record.container_name):
                 if state is not None and state.running:
                     self.status_events.publish(ref, "stopping")
                     await self.runtime.stop(state.id, self.settings.stop_timeout)
@@ -339,7 +346,8 @@ class WorkspaceService:
         record = await self.containers.require(source)
         first, second = sorted((source, target), key=lambda ref: (ref.project_id, ref.workspace_id))
         async with self._lock(first), self._lock(second):
-            fork, copied = await self.containers.copy(source, record, target)
+            with self.states.changing(record.container_name):  # a running source is paused for the copy
+                fork, copied = await self.containers.copy(source, record, target)
         log.info(
             "forked %s to %s in %.2f s (source paused %.2f s)", source, target, copied.seconds, copied.paused_seconds
         )
@@ -369,24 +377,23 @@ class WorkspaceService:
         return infos, following
 
     async def status(self, ref: WorkspaceRef) -> WorkspaceStatus:
+        """The workspace's record and its container's state: the view's, kept exact by the engine's events
+        (states.py), so a running workspace's status asks the engine nothing."""
         record = await self.containers.require(ref)
-        state = await self.runtime.inspect(record.container_name)
+        state = await self.states.inspect(record.container_name)
         info = self.containers.info(ref, record, state)
         address = None
         if state is not None and state.running and info.ide_url:
             with contextlib.suppress(Conflict):  # no network to reach it on: not an error of `status`
                 address = self.containers.ide_address(ref, state)
         listening: list[ListeningPort] = []
-        if state is not None and state.running:
-            # A reading of the last second (the watcher's, or an earlier /status's): a dashboard polling /status
-            # costs one exec a second, not one per call.
-            known = self.ports.last(ref, max_age=PORTS_POLL)
-            if known is not None:
-                listening = known
-            else:
-                with contextlib.suppress(IDEError):  # it stopped meanwhile: `running` says so
-                    listening = await self._read_listening(state)
-                    self.ports.remember(ref, listening)
+        if state is not None and state.running and state.status != "paused":
+            # A recent reading, refreshed in the background (ports.py PortWatcher.for_status): a dashboard polling
+            # /status costs one exec a second, not one per call, and does not wait for it.
+            with contextlib.suppress(IDEError):  # it stopped meanwhile: `running` says so
+                listening = await self.ports.for_status(
+                    ref, f"{state.id}@{state.started_at}", functools.partial(self._read_listening, state)
+                )
         return WorkspaceStatus(
             info,
             record.password,

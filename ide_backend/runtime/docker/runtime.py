@@ -269,9 +269,12 @@ class DockerRuntime:
             raise RuntimeFailure("The engine lost track of the command; run it again")
         return result
 
-    async def events(self, labels: Mapping[str, str], since: float | None = None) -> AsyncIterator[RuntimeEvent]:
+    async def events(
+        self, labels: Mapping[str, str], since: float | None = None, opened: Callable[[], None] | None = None
+    ) -> AsyncIterator[RuntimeEvent]:
         """Container events for containers carrying `labels`, as they happen (and those since `since`, a Unix
-        time, so a re-subscription misses nothing). Ends (raising RuntimeUnavailable) when the engine goes away."""
+        time, so a re-subscription misses nothing). `opened` is called once the engine has answered the request,
+        before its first event. Ends (raising RuntimeUnavailable) when the engine goes away."""
         filters = {"type": ["container"], "label": [f"{k}={v}" for k, v in labels.items()]}
         params = {"filters": json.dumps(filters)}
         if since is not None:
@@ -282,6 +285,8 @@ class DockerRuntime:
                 params=params,
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=self._timeout),
             ) as response:
+                if opened is not None:
+                    opened()
                 async for line in response.content:
                     if line.strip():
                         yield runtime_event(json.loads(line))
