@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +44,37 @@ def test_a_second_process_on_one_sqlite_file_is_refused_naming_postgresql(tmp_pa
     again.stop()
 
 
+StartReplica = Callable[..., Server]
+
+
 @pytest.fixture
-def replicas(tmp_path: Path, docker_engine: None) -> Iterator[list[Server]]:
-    """Three backend processes on one PostgreSQL database and one engine, sharing an instance."""
+def start_replica(tmp_path: Path, docker_engine: None) -> Iterator[StartReplica]:
+    """Starts backend processes on one PostgreSQL database and one engine, sharing an instance and a token secret
+    (start_replica(name, **settings)); stops them and clears the instance after."""
     if not PG_URL:
         pytest.skip("IDE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it up when run as root)")
     secret = "replica-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
-    env = {"IDE_DATABASE_URL": PG_URL, "IDE_TOKEN_SECRET": secret, "IDE_POOL_SIZE": "0"}
     servers: list[Server] = []
+
+    def start(name: str, **settings: str) -> Server:
+        env = {"IDE_DATABASE_URL": PG_URL, "IDE_TOKEN_SECRET": secret, "IDE_POOL_SIZE": "0", **settings}
+        instance = servers[0].instance if servers else None
+        servers.append(start_server(tmp_path / name, instance=instance, **env))
+        return servers[-1]
+
     try:
-        for name in ("a", "b", "c"):
-            instance = servers[0].instance if servers else None
-            servers.append(start_server(tmp_path / name, instance=instance, **env))
-        yield servers
+        yield start
     finally:
         for server in servers:
             server.stop()
         if servers:
             remove_instance(servers[0].instance)
+
+
+@pytest.fixture
+def replicas(start_replica: StartReplica) -> list[Server]:
+    """Three backend processes, as behind a load balancer."""
+    return [start_replica(name) for name in ("a", "b", "c")]
 
 
 def _all_at_once(calls: list[tuple[Server, str, dict[str, Any]]]) -> list[httpx.Response]:
@@ -120,29 +133,9 @@ IDLE = 5.0
 
 
 @pytest.fixture
-def idle_pair(tmp_path: Path, docker_engine: None) -> Iterator[list[Server]]:
-    """Two backend processes on one PostgreSQL database with a short idle timeout."""
-    if not PG_URL:
-        pytest.skip("IDE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it up when run as root)")
-    secret = "replica-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
-    env = {
-        "IDE_DATABASE_URL": PG_URL,
-        "IDE_TOKEN_SECRET": secret,
-        "IDE_POOL_SIZE": "0",
-        "IDE_IDLE_TIMEOUT": str(IDLE),
-        "IDE_IDLE_SWEEP": "0.3",
-    }
-    servers: list[Server] = []
-    try:
-        for name in ("a", "b"):
-            instance = servers[0].instance if servers else None
-            servers.append(start_server(tmp_path / name, instance=instance, **env))
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
-        if servers:
-            remove_instance(servers[0].instance)
+def idle_pair(start_replica: StartReplica) -> list[Server]:
+    """Two backend processes with a short idle timeout."""
+    return [start_replica(name, IDE_IDLE_TIMEOUT=str(IDLE), IDE_IDLE_SWEEP="0.3") for name in ("a", "b")]
 
 
 def _status(server: Server, ref: dict[str, Any]) -> dict[str, Any]:
@@ -227,48 +220,30 @@ def _pool_containers(instance: str) -> dict[str, str]:
 
 @pytest.mark.postgres
 @pytest.mark.docker
-def test_processes_keep_their_own_warm_pools_and_clear_a_dead_ones(tmp_path: Path, docker_engine: None) -> None:
-    if not PG_URL:
-        pytest.skip("IDE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it up when run as root)")
-    secret = "replica-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
-    env = {
-        "IDE_DATABASE_URL": PG_URL,
-        "IDE_TOKEN_SECRET": secret,
-        "IDE_POOL_SIZE": "1",
-        "IDE_TEMPLATES": base_only(tmp_path),
-    }
-    servers: list[Server] = []
-    try:
-        first = start_server(tmp_path / "a", **env)
-        servers.append(first)
-        wait_for_pool(first)
-        (mine,) = _pool_containers(first.instance)
-        second = start_server(tmp_path / "b", instance=first.instance, **env)
-        servers.append(second)
-        wait_for_pool(second)
-        pools = _pool_containers(first.instance)
-        assert mine in pools and len(pools) == 2, pools  # the second process left the first one's alone
-        assert len(set(pools.values())) == 2, pools  # each marked with its maker
-        ref = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
-        assert post(first, "start", ref).status_code == 200
-        with first.client() as client:
-            assert client.get("/api/v1/stats").json()["pool"]["hits"] == 1  # its own ready container, claimed
+def test_processes_keep_their_own_warm_pools_and_clear_a_dead_ones(start_replica: StartReplica, tmp_path: Path) -> None:
+    pooled = {"IDE_POOL_SIZE": "1", "IDE_TEMPLATES": base_only(tmp_path)}
+    first = start_replica("a", **pooled)
+    wait_for_pool(first)
+    (mine,) = _pool_containers(first.instance)
+    second = start_replica("b", **pooled)
+    wait_for_pool(second)
+    pools = _pool_containers(first.instance)
+    assert mine in pools and len(pools) == 2, pools  # the second process left the first one's alone
+    assert len(set(pools.values())) == 2, pools  # each marked with its maker
+    ref = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(first, "start", ref).status_code == 200
+    with first.client() as client:
+        assert client.get("/api/v1/stats").json()["pool"]["hits"] == 1  # its own ready container, claimed
 
-        firsts = {name for name, owner in _pool_containers(first.instance).items() if owner == pools[mine]}
-        second.process.send_signal(signal.SIGKILL)
-        second.process.wait()
-        left = {name for name, owner in _pool_containers(first.instance).items() if owner != pools[mine]}
-        assert left, "the killed process's ready container should still be there"
-        time.sleep(GONE_AFTER + 2)  # it stopped saying it is alive
-        third = start_server(tmp_path / "c", instance=first.instance, **env)
-        servers.append(third)
-        wait_for_pool(third)
-        now = _pool_containers(first.instance)
-        assert not left & set(now), now  # the dead process's were removed at the third one's start
-        assert firsts <= set(now), now  # the first process's stayed
-        assert post(first, "start", {**ref, "workspaceId": "w2"}).status_code == 200
-    finally:
-        for server in servers:
-            server.stop()
-        if servers:
-            remove_instance(servers[0].instance)
+    firsts = {name for name, owner in _pool_containers(first.instance).items() if owner == pools[mine]}
+    second.process.send_signal(signal.SIGKILL)
+    second.process.wait()
+    left = {name for name, owner in _pool_containers(first.instance).items() if owner != pools[mine]}
+    assert left, "the killed process's ready container should still be there"
+    time.sleep(GONE_AFTER + 2)  # it stopped saying it is alive
+    third = start_replica("c", **pooled)
+    wait_for_pool(third)
+    now = _pool_containers(first.instance)
+    assert not left & set(now), now  # the dead process's were removed at the third one's start
+    assert firsts <= set(now), now  # the first process's stayed
+    assert post(first, "start", {**ref, "workspaceId": "w2"}).status_code == 200
