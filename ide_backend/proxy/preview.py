@@ -35,7 +35,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from ..api.answers import deny, error_page
 from ..api.auth import PREVIEW_COOKIE_NAME, Authenticator, Credential
@@ -43,7 +43,7 @@ from ..api.models import ID_PATTERN
 from ..errors import BadRequest, IDEError, IDETimeout, NotFound, PreviewUnavailable
 from ..service.domain import WorkspaceRef
 from ..service.ports import ListeningPort
-from .proxy import connect_websocket, forward_http, is_navigation, new_session, open_session, pump
+from .proxy import OpenSockets, connect_websocket, forward_http, is_navigation, new_session, open_session
 
 PREFIX = "/preview"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -90,7 +90,7 @@ class PreviewProxy:
         self._max_message = max_message_bytes
         self._resolve_ttl = resolve_ttl
         self._resolved: dict[tuple[WorkspaceRef, int], tuple[float, tuple[str, int]]] = {}
-        self._open_sockets: dict[WebSocket, Credential] = {}
+        self._sockets = OpenSockets()
         self._session: aiohttp.ClientSession | None = None
 
     def routes(self) -> list[BaseRoute]:
@@ -275,23 +275,11 @@ class PreviewProxy:
         except (aiohttp.ClientError, TimeoutError) as exc:
             await deny(websocket.scope, websocket.receive, websocket.send, await self._unreachable(ref, port, exc))
             return
-        self._open_sockets[websocket] = credential
-        try:
-            await websocket.accept(subprotocol=upstream.protocol)
-            with self._activity(ref, "preview open"):
-                await pump(websocket, upstream)
-        finally:
-            self._open_sockets.pop(websocket, None)
-            await upstream.close()
+        await self._sockets.relay(websocket, credential, upstream, self._activity(ref, "preview open"))
 
     async def close_sockets(self, keep: Callable[[Credential], bool], code: int, reason: str) -> int:
         """Close the open preview websockets whose credential `keep` refuses (revoked or expired); returns how many."""
-        closing = [ws for ws, credential in list(self._open_sockets.items()) if not keep(credential)]
-        for websocket in closing:
-            self._open_sockets.pop(websocket, None)
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-                await websocket.close(code=code, reason=reason)
-        return len(closing)
+        return await self._sockets.close(keep, code, reason)
 
 
 class PreviewOriginGuard:

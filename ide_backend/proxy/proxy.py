@@ -87,7 +87,7 @@ class IDEProxy:
         self._max_message = max_message_bytes
         self._resolve_ttl = resolve_ttl
         self._resolved: dict[WorkspaceRef, tuple[float, tuple[str, int]]] = {}
-        self._open_sockets: dict[WebSocket, Credential] = {}
+        self._sockets = OpenSockets()
         self._session: aiohttp.ClientSession | None = None
         # With `sign_in`, the proxy signs in to code-server itself (signin.py) and an open workbench reloads after
         # a restart (reload.py); without it, requests pass as the browser sent them.
@@ -250,26 +250,47 @@ class IDEProxy:
             silent = IDEUnavailable(f"code-server in {ref} does not answer ({exc})")
             await deny(websocket.scope, websocket.receive, websocket.send, silent)
             return
-        self._open_sockets[websocket] = credential
-        try:
-            await websocket.accept(subprotocol=upstream.protocol)
-            with self._activity(ref, "VS Code open"):
-                await pump(websocket, upstream)
-        finally:
-            self._open_sockets.pop(websocket, None)
-            await upstream.close()
+        await self._sockets.relay(websocket, credential, upstream, self._activity(ref, "VS Code open"))
 
     async def close_sockets(self, keep: Callable[[Credential], bool], code: int, reason: str) -> int:
         """Close the open IDE websockets whose credential `keep` refuses (revoked or expired); returns how many."""
-        closing = [ws for ws, credential in list(self._open_sockets.items()) if not keep(credential)]
-        for websocket in closing:
-            self._open_sockets.pop(websocket, None)
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-                await websocket.close(code=code, reason=reason)
-        return len(closing)
+        return await self._sockets.close(keep, code, reason)
 
 
 # -- the machinery both proxies share (/ide/ here, /preview/ in preview.py) ---------------------------------------
+
+
+class OpenSockets:
+    """A proxy's open websockets and the credential each was opened with, so revoked ones can be closed."""
+
+    def __init__(self) -> None:
+        self._open: dict[WebSocket, Credential] = {}
+
+    async def relay(
+        self,
+        websocket: WebSocket,
+        credential: Credential,
+        upstream: aiohttp.ClientWebSocketResponse,
+        in_use: AbstractContextManager[None],
+    ) -> None:
+        """Accept the browser's websocket and pass frames both ways until either side closes, `in_use` held."""
+        self._open[websocket] = credential
+        try:
+            await websocket.accept(subprotocol=upstream.protocol)
+            with in_use:
+                await pump(websocket, upstream)
+        finally:
+            self._open.pop(websocket, None)
+            await upstream.close()
+
+    async def close(self, keep: Callable[[Credential], bool], code: int, reason: str) -> int:
+        """Close the open websockets whose credential `keep` refuses (revoked or expired); returns how many."""
+        closing = [ws for ws, credential in list(self._open.items()) if not keep(credential)]
+        for websocket in closing:
+            self._open.pop(websocket, None)
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await websocket.close(code=code, reason=reason)
+        return len(closing)
 
 
 def new_session(connect_timeout: float) -> aiohttp.ClientSession:
