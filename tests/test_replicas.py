@@ -21,8 +21,9 @@ import pytest
 
 from ide_backend.service.members import GONE_AFTER
 
-from .harness import Server, docker, remove_instance
+from .harness import Server, docker, free_port, remove_instance
 from .helpers import Channel, base_only, new_process_id, post, start_server, wait_for_pool
+from .test_webhooks import Receiver
 
 PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
 
@@ -247,3 +248,28 @@ def test_processes_keep_their_own_warm_pools_and_clear_a_dead_ones(start_replica
     assert not left & set(now), now  # the dead process's were removed at the third one's start
     assert firsts <= set(now), now  # the first process's stayed
     assert post(first, "start", {**ref, "workspaceId": "w2"}).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_webhooks_are_sent_once_by_one_process(start_replica: StartReplica) -> None:
+    receiver = Receiver(free_port())
+    receiver.start()
+    try:
+        hooks = {"IDE_WEBHOOK_URL": receiver.url, "IDE_WEBHOOK_SECRET": "replica-webhook-secret"}
+        first, second = start_replica("a", **hooks), start_replica("b", **hooks)
+        ref: dict[str, Any] = {"projectId": "replicas" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+        workspace = ref["workspaceId"]
+        assert post(first, "start", ref).status_code == 200
+        receiver.wait_for("workspace.started", workspace)
+        assert post(second, "stop", ref).status_code == 200
+        stopped = receiver.wait_for("workspace.stopped", workspace)
+        assert stopped["reason"] == "requested"  # stopped through the other process: still told why
+        assert post(second, "start", ref).status_code == 200
+        assert post(first, "delete", ref).status_code == 200
+        receiver.wait_for("workspace.deleted", workspace)
+        time.sleep(2.0)  # anything sent twice would have arrived by now
+        kinds = [e["type"] for e in receiver.events if e["projectId"] == ref["projectId"]]
+        assert kinds == ["workspace.started", "workspace.stopped", "workspace.started", "workspace.deleted"], kinds
+    finally:
+        receiver.stop()

@@ -34,6 +34,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,9 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 
 ProjectLookup = Callable[[str], Awaitable[tuple[str, bytes] | None]]
 """A project id -> its own (url, secret), or None."""
+Leadership = Callable[[], AbstractAsyncContextManager[bool]]
+"""Whether this process is the one that sends (held while the block runs); see Webhooks."""
+LEADER_RETRY = 5.0  # how often a process that does not send tries to become the one that does
 
 
 def event_type(message: StatusMessage) -> str | None:
@@ -152,16 +156,31 @@ class Receiver:
 
 
 class Webhooks:
-    """Follows the bus and delivers lifecycle events to the operator's URL (if set) and to each project's own."""
+    """Follows the bus and delivers lifecycle events to the operator's URL (if set) and to each project's own.
+
+    With several backend processes on one database (`leadership` given), every process sees the engine's events,
+    so one process at a time sends: the one holding the store's `webhooks` lock (the others try every 5 s, so a
+    sender that dies is replaced within seconds; events in between are not sent). The reasons of stops and
+    deletions other processes made reach it through the engine's events and the reasons those processes recorded
+    first (service/status.py), so nothing else is needed; a deletion through another process of a workspace that
+    had no container (no engine event) is the one event it does not hear of."""
 
     def __init__(
-        self, bus: EventBus, url: str, secret: bytes, *, max_age: float, project_lookup: ProjectLookup
+        self,
+        bus: EventBus,
+        url: str,
+        secret: bytes,
+        *,
+        max_age: float,
+        project_lookup: ProjectLookup,
+        leadership: Leadership | None = None,
     ) -> None:
         self.bus = bus
         self.url = url
         self.secret = secret
         self.max_age = max_age
         self._lookup = project_lookup
+        self._leadership = leadership
         self._receivers: dict[tuple[str, bytes], Receiver] = {}
         self._last: dict[tuple[str, str], str] = {}  # the last event type told per workspace (a start is told once)
         self._gone = {"delivered": 0, "dropped": 0}  # counts of receivers let go
@@ -198,10 +217,23 @@ class Webhooks:
         }
 
     async def _follow(self, following: asyncio.Event) -> None:
-        async with self.bus.subscribe_all() as events:
-            following.set()
-            while True:
-                await self._take(await events.get())
+        if self._leadership is None:
+            async with self.bus.subscribe_all() as events:
+                following.set()
+                while True:
+                    await self._take(await events.get())
+        following.set()
+        while True:
+            try:
+                async with self._leadership() as sending:
+                    if sending:
+                        log.info("webhooks: this process sends them")
+                        async with self.bus.subscribe_all() as events:
+                            while True:
+                                await self._take(await events.get())
+            except IDEError as exc:
+                log.warning("webhooks: the shared database failed (%s); trying again", exc.message)
+            await asyncio.sleep(LEADER_RETRY)
 
     async def _take(self, message: StatusMessage) -> None:
         kind = event_type(message)

@@ -136,6 +136,7 @@ class WorkspaceService:
             (settings.webhook_secret or settings.api_token).encode(),
             max_age=settings.webhook_max_age,
             project_lookup=self._project_webhook,
+            leadership=(lambda: store.exclusive("webhooks")) if store.shared else None,
         )
 
     async def startup(self) -> None:
