@@ -203,3 +203,34 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
             await store.connect()
 
     asyncio.run(scenario())
+
+
+def test_sqlite_records_are_kept_in_memory_and_every_write_shows(tmp_path: Path) -> None:
+    """On SQLite (one process) a record read once is answered from memory; each update, a delete and a read that
+    overlaps a write still show at once."""
+
+    async def main() -> None:
+        path = tmp_path / "kept.db"
+        store = Store(f"sqlite:///{path}")
+        await store.connect()
+        await store.migrate()
+        try:
+            await store.create(_record("p", "w"))
+            first = await store.get("p", "w")
+            assert first is not None and await store.get("p", "w") is first  # the same object: from memory
+            await store.update("p", "w", theme="Dark+")
+            updated = await store.get("p", "w")
+            assert updated is not None and updated.theme == "Dark+"
+            # A read racing a write is not kept: the write lands while the read waits on the database.
+            reading = asyncio.create_task(store.get("p", "w"))
+            await asyncio.sleep(0)
+            await store.update("p", "w", theme="Light+")
+            await reading
+            again = await store.get("p", "w")
+            assert again is not None and again.theme == "Light+"
+            assert await store.delete("p", "w") is True
+            assert await store.get("p", "w") is None
+        finally:
+            await store.disconnect()
+
+    asyncio.run(main())

@@ -88,6 +88,11 @@ class Store:
         self.backend = urlsplit(url).scheme.split("+")[0]
         self._db = Database(url)
         self._file_lock: int | None = None  # SQLite: the descriptor holding <file>.lock while connected
+        # SQLite only: workspace records as last read. This process is the file's only user (_lock_file) and every
+        # change to a record goes through create/update/delete here, which drop it before and after they write; a
+        # read that overlaps any write is not kept. PostgreSQL is shared with other processes: read every time.
+        self._records: dict[tuple[str, str], WorkspaceRecord] = {}
+        self._writes = 0
 
     @property
     def shared(self) -> bool:
@@ -200,12 +205,30 @@ class Store:
         return int(value or 0)
 
     async def get(self, project_id: str, workspace_id: str) -> WorkspaceRecord | None:
+        key = (project_id, workspace_id)
+        if (known := self._records.get(key)) is not None:
+            return known
+        writes = self._writes
         query = workspaces.select().where(
             workspaces.c.project_id == project_id, workspaces.c.workspace_id == workspace_id
         )
         with self._errors("reading a workspace"):
             row = await self._db.fetch_one(query)
-        return WorkspaceRecord._from_row(row._mapping) if row else None
+        record = WorkspaceRecord._from_row(row._mapping) if row else None
+        if record is not None and not self.shared and writes == self._writes:
+            self._records[key] = record
+        return record
+
+    @contextlib.contextmanager
+    def _writing(self, project_id: str, workspace_id: str) -> Iterator[None]:
+        """A write of a workspace's record: forget it before and after (see _records)."""
+        self._writes += 1
+        self._records.pop((project_id, workspace_id), None)
+        try:
+            yield
+        finally:
+            self._writes += 1
+            self._records.pop((project_id, workspace_id), None)
 
     async def by_container_name(self, container_name: str) -> WorkspaceRecord | None:
         query = workspaces.select().where(workspaces.c.container_name == container_name)
@@ -217,7 +240,7 @@ class Store:
         """Insert the record unless one exists; either way return the stored one (first writer wins)."""
         values = {name: getattr(record, name) for name in WorkspaceRecord.__dataclass_fields__}
         try:
-            with self._errors("saving a workspace"):
+            with self._writing(record.project_id, record.workspace_id), self._errors("saving a workspace"):
                 await self._db.execute(workspaces.insert().values(**values))
         except StoreUnavailable:
             existing = await self.get(record.project_id, record.workspace_id)
@@ -232,7 +255,7 @@ class Store:
             .where(workspaces.c.project_id == project_id, workspaces.c.workspace_id == workspace_id)
             .values(**values, updated_at=_now())
         )
-        with self._errors("updating a workspace"):
+        with self._writing(project_id, workspace_id), self._errors("updating a workspace"):
             await self._db.execute(query)
 
     async def delete(self, project_id: str, workspace_id: str) -> bool:
@@ -243,7 +266,7 @@ class Store:
         activity = workspace_activity.delete().where(
             workspace_activity.c.project_id == project_id, workspace_activity.c.workspace_id == workspace_id
         )
-        with self._errors("deleting a workspace"):
+        with self._writing(project_id, workspace_id), self._errors("deleting a workspace"):
             existed = await self.get(project_id, workspace_id) is not None
             await self._db.execute(query)
             await self._db.execute(activity)
