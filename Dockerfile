@@ -44,16 +44,18 @@ RUN apt-get update \
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
 WORKDIR /app
-# Dependencies first, from pyproject.toml alone (an empty package stands in), so a code change rebuilds in seconds.
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone (an empty package and README stand in), so a code or README change
+# rebuilds in seconds.
+COPY pyproject.toml ./
 RUN python3 -m venv /opt/ide-backend \
-    && mkdir ide_backend && touch ide_backend/__init__.py \
+    && mkdir ide_backend && touch ide_backend/__init__.py README.md \
     && { /opt/ide-backend/bin/pip install --no-cache-dir --disable-pip-version-check . || { \
         echo "ide-backend: pip could not install the Python packages. Behind a TLS-intercepting proxy, put its CA" \
             "certificates (*.crt) in build/ca/ (scripts/build-images.sh --backend puts this host's there)." >&2; \
         exit 1; }; } \
-    && rm -rf ide_backend build \
+    && rm -rf ide_backend build README.md \
     && useradd --system --create-home ide
+COPY README.md ./
 COPY ide_backend ./ide_backend
 RUN /opt/ide-backend/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --force-reinstall . \
     && rm -rf build
