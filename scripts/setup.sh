@@ -37,6 +37,12 @@ if [ "$WITH_TEST" = 1 ]; then
     # The backend's own image (root Dockerfile), run by tests/test_backend_image.py; seconds when cached.
     scripts/build-images.sh --backend
     scripts/postgres.sh
+    # Debian's docker-compose, for tests/test_deploy.py (deploy/docker-compose.yml).
+    if [ ! -x /usr/bin/docker-compose ] && [ "$(id -u)" = 0 ]; then
+        log "installing docker-compose (for the deployment test)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+    fi
     if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
         log "installing chromium (for the page tests)"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
