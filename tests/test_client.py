@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 
+from ide_backend.api.protocol import FilesMessage
 from ide_backend.client import (
     AsyncClient,
     BadRequestError,
     Client,
     ConflictError,
+    FileWatch,
     ForbiddenError,
     IDEClientError,
     IDEConnectionError,
@@ -708,5 +710,47 @@ def test_a_channel_that_cannot_come_back_says_so(server: Server, workspace: Work
             with pytest.raises(IDEConnectionError):
                 await live.exec(p, w, "true")
             assert not live.connected and process.error is not None
+
+    run_async(scenario())
+
+
+@docker
+def test_live_watch_follows_changes_says_when_some_were_lost_and_ends_with_the_workspace(
+    server: Server, client: Client, workspace: Workspace
+) -> None:
+    p, w = workspace.project_id, workspace.workspace_id
+
+    async def changed(watch: FileWatch, path: str) -> FilesMessage:
+        async for message in watch:
+            if any(change.path == path for change in message.changes) or message.overflow:
+                return message
+        raise AssertionError(f"the watch ended before {path} changed ({watch.reason})")
+
+    async def scenario() -> None:
+        async with Relay(server) as relay, LiveChannel(relay.url, server.token) as live:
+            with pytest.raises(InvalidRequestError):
+                await live.watch(p, w, "../etc")
+            with pytest.raises(NotFoundError):
+                await live.watch(p, w, "src")  # not there yet
+            await asyncio.to_thread(workspace.exec, "mkdir src")
+            watch = await live.watch(p, w, "./src/")  # named as the server names it: "src"
+            assert watch.path == "src" and (watch.folders or 0) >= 2  # the workspace's watcher: /workspace and src
+            assert await live.watch(p, w, "src") is watch
+            await asyncio.to_thread(workspace.exec, "echo hi > src/a.txt && echo no > b.txt")
+            seen = await changed(watch, "src/a.txt")
+            assert not seen.overflow
+            created = next(c for c in seen.changes if c.path == "src/a.txt")
+            assert created.kind in ("created", "modified") and all(c.path.startswith("src") for c in seen.changes)
+
+            relay.cut()  # changes while the connection is down are lost: the watch says so, then goes on
+            lost = await changed(watch, "(none)")
+            assert lost.overflow and lost.changes == []
+            await asyncio.to_thread(workspace.exec, "echo again > src/c.txt")
+            assert not (await changed(watch, "src/c.txt")).overflow
+
+            await asyncio.to_thread(workspace.stop)
+            async for _ in watch:  # ends when the server ends it
+                pass
+            assert watch.reason == "container_stopped" and watch.error is None
 
     run_async(scenario())

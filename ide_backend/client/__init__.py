@@ -11,7 +11,7 @@ ide_backend.api.protocol); failures are one exception tree (errors.py).
         print(ws.exec("python3 hello.py").output)
 
 Modules: client.py (Client, Workspace), aio.py (AsyncClient, AsyncWorkspace), live.py (LiveChannel), streams.py
-(LiveProcess, StatusSubscription), calls.py (the endpoints as data, shared by both clients), syncdir.py and
+(LiveProcess, StatusSubscription, FileWatch), calls.py (the endpoints as data, shared by both clients), syncdir.py and
 ignore.py (sync_dir), errors.py. Importing this package starts nothing.
 """
 
@@ -34,7 +34,7 @@ from .errors import (
 )
 from .ignore import IgnoreRules
 from .live import LiveChannel
-from .streams import LiveProcess, StatusSubscription
+from .streams import FileWatch, LiveProcess, StatusSubscription
 from .syncdir import SyncDirResult
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "ConflictError",
+    "FileWatch",
     "ForbiddenError",
     "IDEClientError",
     "IDEConnectionError",

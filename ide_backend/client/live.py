@@ -44,6 +44,7 @@ from ..api.protocol import (
     ErrorMessage,
     ExecMessage,
     ExitMessage,
+    FilesMessage,
     OutputMessage,
     PongMessage,
     ProcessesMessage,
@@ -53,19 +54,23 @@ from ..api.protocol import (
     StartedMessage,
     StatusMessage,
     SubscribedMessage,
+    WatchingMessage,
     server_message,
 )
+from ..errors import IDEError
+from ..service.filesets import normalize_path
 from . import calls
 from .errors import (
     ConflictError,
     IDEClientError,
     IDEConnectionError,
+    InvalidRequestError,
     ServerError,
     error_class,
     from_answer,
     from_message,
 )
-from .streams import LiveProcess, StatusSubscription
+from .streams import FileWatch, LiveProcess, StatusSubscription
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +125,7 @@ class LiveChannel:
         self._reader: asyncio.Task[None] | None = None
         self._processes: dict[str, LiveProcess] = {}
         self._subscriptions: dict[tuple[str, str], StatusSubscription] = {}
+        self._watches: dict[tuple[str, str, str], FileWatch] = {}
         self._failure: IDEClientError | None = None
         self._closing = False
 
@@ -237,6 +243,34 @@ class LiveChannel:
         if self._failure is None:
             await self._request({"type": "unsubscribe", "projectId": key[0], "workspaceId": key[1]})
 
+    async def watch(self, project_id: str, workspace_id: str, path: str = "") -> FileWatch:
+        """The file changes below `path` ("" = the whole workspace) of a running workspace, as they happen (the same
+        object for a second call on the same folder)."""
+        path = _folder(path)
+        key = (project_id, workspace_id, path)
+        if key in self._watches:
+            return self._watches[key]
+        watch = FileWatch(self, project_id, workspace_id, path)
+        self._watches[key] = watch  # before asking: changes may follow the answer at once
+        try:
+            answer = await self._request(_watch_message("watch", watch))
+        except IDEClientError:
+            self._watches.pop(key, None)
+            raise
+        assert isinstance(answer, WatchingMessage)
+        watch.folders = answer.folders
+        watch.active = True
+        return watch
+
+    async def unwatch(self, watch: FileWatch) -> None:
+        key = (watch.project_id, watch.workspace_id, watch.path)
+        if self._watches.get(key) is not watch:
+            return
+        del self._watches[key]
+        watch.end()
+        if self._failure is None:
+            await self._request(_watch_message("unwatch", watch))
+
     async def processes(self, project_id: str, workspace_id: str) -> list[ProcessItemModel]:
         """The workspace's processes the server knows, running or recently finished (to attach to them)."""
         answer = await self._request({"type": "list", "projectId": project_id, "workspaceId": workspace_id})
@@ -286,6 +320,16 @@ class LiveChannel:
             if self._failure is None and conn is not None and not conn.lost.is_set():
                 return conn
             await asyncio.sleep(0)
+
+    def _rewatched(self, watch: FileWatch, done: Answer) -> None:
+        """A watch asked for again on a new connection: from now on changes are seen again, and those made while
+        the connection was down are lost, which the watch says (an overflow: list again)."""
+        result = done.result()
+        if isinstance(result, ErrorMessage):  # the workspace stopped while the connection was down, say
+            self._watches.pop((watch.project_id, watch.workspace_id, watch.path), None)
+            watch.end(from_message(result.code, result.message))
+        elif result is not None:
+            watch.lost_changes()
 
     def forget(self, process: LiveProcess) -> None:
         """A process ended (or was detached): its messages are no longer routed."""
@@ -371,6 +415,12 @@ class LiveChannel:
             if subscription.ports:
                 message["ports"] = True
             await conn.ws.send(json.dumps({**message, "workspaceId": subscription.workspace_id}))
+        for watch in list(self._watches.values()):
+            if watch.active:
+                answer = asyncio.get_running_loop().create_future()
+                answer.add_done_callback(functools.partial(self._rewatched, watch))
+                conn.pending.append(answer)
+                await conn.ws.send(json.dumps(_watch_message("watch", watch)))
         for process in list(self._processes.values()):
             if process.sent:
                 await conn.ws.send(json.dumps(process.resume()))
@@ -385,7 +435,16 @@ class LiveChannel:
             subscription = self._subscriptions.get((message.project_id, message.workspace_id))
             if subscription is not None:
                 subscription.push(message)
-        elif isinstance(message, SubscribedMessage | ProcessesMessage | PongMessage) or (
+        elif isinstance(message, FilesMessage):
+            watch = self._watches.get((message.project_id, message.workspace_id, message.path))
+            if watch is not None:
+                watch.push(message)
+        elif isinstance(message, WatchingMessage) and message.reason is not None:  # the server ended a watch
+            ended = self._watches.pop((message.project_id, message.workspace_id, message.path), None)
+            if ended is not None:
+                ended.reason = message.reason
+                ended.end()
+        elif isinstance(message, SubscribedMessage | ProcessesMessage | PongMessage | WatchingMessage) or (
             isinstance(message, ErrorMessage) and message.id is None
         ):
             conn.answer(message)
@@ -407,6 +466,9 @@ class LiveChannel:
         for subscription in list(self._subscriptions.values()):
             subscription.end(error)
         self._subscriptions.clear()
+        for watch in list(self._watches.values()):
+            watch.end(error)
+        self._watches.clear()
         if self._conn is not None:
             self._conn.drop()
         self._ready.set()
@@ -416,3 +478,15 @@ def _resubscribed(subscription: StatusSubscription, done: Answer) -> None:
     result = done.result()
     if isinstance(result, ErrorMessage):
         subscription.end(from_message(result.code, result.message))
+
+
+def _watch_message(kind: str, watch: FileWatch) -> dict[str, object]:
+    return {"type": kind, "projectId": watch.project_id, "workspaceId": watch.workspace_id, "path": watch.path}
+
+
+def _folder(raw: str) -> str:
+    """A watched folder as the server names it in its messages ("" for the whole workspace)."""
+    try:
+        return "" if raw.strip("/.") == "" else normalize_path(raw, where="path")
+    except IDEError as exc:
+        raise InvalidRequestError(exc.message, code=exc.code) from None

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from ..api.protocol import (
     AttachedMessage,
     ErrorMessage,
     ExitMessage,
+    FilesMessage,
     OutputMessage,
     ServerMessage,
     StartedMessage,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .live import LiveChannel
 
 log = logging.getLogger(__name__)
+E = TypeVar("E")
 
 Signal = Literal["SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"]
 STDIN_PIECE = 256 * 1024  # characters per stdin message (the server takes up to 1 MiB of JSON-escaped text)
@@ -184,24 +186,23 @@ def attach(process_id: str, since: int) -> dict[str, object]:
     return {"type": "attach", "id": process_id, "since": since}
 
 
-class StatusSubscription:
-    """A workspace's status events (`StatusMessage`), the first a snapshot; after a reconnect, a new snapshot
-    (events while the connection was down are not replayed). `close()` unsubscribes."""
+class _Events(Generic[E]):
+    """Messages of one kind from the live channel, iterated as they come, until the stream ends (with an error, or
+    None for a normal end)."""
 
-    def __init__(self, channel: LiveChannel, project_id: str, workspace_id: str, *, ports: bool = False) -> None:
+    def __init__(self, channel: LiveChannel, project_id: str, workspace_id: str) -> None:
         self.channel = channel
         self.project_id = project_id
         self.workspace_id = workspace_id
-        self.ports = ports  # listening ports' events too (subscribe with ports)
-        self.active = False  # the server has confirmed it (a reconnect subscribes again only to these)
+        self.active = False  # the server has confirmed it (a reconnect asks again only for these)
         self.error: IDEClientError | None = None
-        self._items: asyncio.Queue[StatusMessage | None] = asyncio.Queue()
+        self._items: asyncio.Queue[E | None] = asyncio.Queue()
         self._ended = False
 
-    def __aiter__(self) -> StatusSubscription:
+    def __aiter__(self) -> _Events[E]:
         return self
 
-    async def __anext__(self) -> StatusMessage:
+    async def __anext__(self) -> E:
         if not self._ended:
             item = await self._items.get()
             if item is not None:
@@ -210,6 +211,23 @@ class StatusSubscription:
         if self.error is not None:
             raise self.error
         raise StopAsyncIteration
+
+    def push(self, message: E) -> None:
+        self._items.put_nowait(message)
+
+    def end(self, error: IDEClientError | None = None) -> None:
+        if self.error is None:
+            self.error = error
+        self._items.put_nowait(None)
+
+
+class StatusSubscription(_Events[StatusMessage]):
+    """A workspace's status events (`StatusMessage`), the first a snapshot; after a reconnect, a new snapshot
+    (events while the connection was down are not replayed). `close()` unsubscribes."""
+
+    def __init__(self, channel: LiveChannel, project_id: str, workspace_id: str, *, ports: bool = False) -> None:
+        super().__init__(channel, project_id, workspace_id)
+        self.ports = ports  # listening ports' events too (subscribe with ports)
 
     async def __aenter__(self) -> StatusSubscription:
         return self
@@ -220,10 +238,37 @@ class StatusSubscription:
     async def close(self) -> None:
         await self.channel.unsubscribe(self)
 
-    def push(self, message: StatusMessage) -> None:
-        self._items.put_nowait(message)
 
-    def end(self, error: IDEClientError | None = None) -> None:
-        if self.error is None:
-            self.error = error
-        self._items.put_nowait(None)
+class FileWatch(_Events[FilesMessage]):
+    """The file changes below `path` of a running workspace (`FilesMessage`s, batched by the server). A message
+    with `overflow` means changes were lost: list the folder again. That is also what follows a reconnect (changes
+    while the connection was down are not replayed). Iteration ends when the server ends the watch (the workspace
+    stopped: `reason` says so) or on `close()`."""
+
+    def __init__(self, channel: LiveChannel, project_id: str, workspace_id: str, path: str) -> None:
+        super().__init__(channel, project_id, workspace_id)
+        self.path = path
+        self.folders: int | None = None  # how many folders the workspace's watcher watches
+        self.reason: str | None = None  # why the server ended it (container_stopped, watcher_ended)
+
+    async def __aenter__(self) -> FileWatch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.unwatch(self)
+
+    def lost_changes(self) -> None:
+        """The connection came back: say so as an overflow (the client lists again)."""
+        self.push(
+            FilesMessage(
+                type="files",
+                project_id=self.project_id,
+                workspace_id=self.workspace_id,
+                path=self.path,
+                changes=[],
+                overflow=True,
+            )
+        )
