@@ -151,3 +151,32 @@ def test_a_slow_reader_makes_the_command_wait(server: Server, ref: dict[str, str
     assert len(echo.round_trips) >= 20
     assert statistics.median(echo.round_trips) < 0.1, sorted(echo.round_trips)
     assert max(echo.round_trips) < 2.0, sorted(echo.round_trips)
+
+
+def test_a_terminal_that_is_not_read_pauses_its_program(
+    server: Server, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    """Terminals go through Docker exec: the server stops reading the exec's stream, the engine stops reading the
+        terminal, and the program blocks. Read nothing for a while: the program is still running, the server's RSS grew
+    by far less than what it would have read meanwhile, and what comes then starts at the first line."""
+    reader = Channel(server)
+    pid = new_process_id()
+    try:
+        reader.send(type="exec", id=pid, command="seq 1 1000000000", tty=True, cols=80, rows=24, **ref)
+        reader.wait_for(id=pid, type="started")
+        baseline = rss(server.process.pid)
+        time.sleep(8)  # seq writes hundreds of MB in that time when nothing holds it back
+        growth = rss(server.process.pid) - baseline
+        assert growth < RSS_GROWTH_LIMIT, f"RSS grew by {growth / 2**20:.1f} MiB"
+        lister = Channel(server)
+        try:
+            lister.send(type="list", **ref)
+            items = {item["id"]: item for item in lister.wait_for(type="processes")["items"]}
+        finally:
+            lister.close()
+        assert items[pid]["running"], items[pid]
+        first = reader.wait_for(id=pid, type="stdout")
+        assert first["seq"] == 1 and first["data"].startswith("1\r\n2\r\n")  # from the start: nothing was dropped
+    finally:
+        reader.send(type="signal", id=pid, signal="KILL")
+        reader.close()
