@@ -11,7 +11,8 @@ What "exact" means, and how it is kept:
 - Entries are filled only while the event stream is open, and only by an inspect that began after it opened: the
   subscription asks for the events since a moment before the request (`since`), so nothing that happened between
   the engine's answer and its subscription is missed. Any break of the stream (a closed connection, an engine
-  restart) empties the view and nothing is filled until the stream is open again.
+  restart) empties the view and nothing is filled until the stream is open again. (`since` is this host's clock:
+  the engine's is taken to be the same, as status.py's re-subscription after a break already does.)
 - An inspect that overlaps an event (any state-changing event of any container, counted by one number) or a change
   this process makes itself is not kept: its answer may predate the change while the event has already passed.
 - Changes this process makes (start, stop, removal, a fork's pause) drop the entry before and after they happen and
@@ -21,20 +22,19 @@ What "exact" means, and how it is kept:
 
 What remains is the stream's own delay: a change made by someone else (`docker kill`, `docker rm -f`, `docker pause`,
 another backend process) shows once its event reaches this process, normally within a millisecond or two of the
-engine acting; between the engine acting and the event arriving the view still answers what was true just before
-(as an inspect sent a moment earlier would have). Network changes (`docker network disconnect`) are network events,
-not container events, and are not followed: a container's address is re-read at its next start.
+engine acting (events are handled one after another, so one waits while the one before it is handled, which on
+PostgreSQL may read the database); between the engine acting and the event arriving the view still answers what
+was true just before (as an inspect sent a moment earlier would have). Network changes (`docker network
+disconnect`) are network events, not container events, and are not followed: a container's address is re-read at
+its next start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 
 from ..runtime import ContainerState, Runtime, RuntimeEvent
-
-log = logging.getLogger(__name__)
 
 # Container events that change nothing an inspect answers (the rest, and any new one, drop the entry).
 _UNCHANGING = frozenset(
