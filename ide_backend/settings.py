@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=1800.0, ge=0)
     idle_sweep: float = Field(default=15.0, gt=0)
 
+    # Addresses of reverse proxies (comma-separated, or "*") whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed: the client's address then comes from there (per-address limits, logs). Empty: none, the peer is the
+    # client.
+    forwarded_allow_ips: str = ""
+
     # The server's log: "text" for people, "json" (one object per line, with the request id) for log collectors.
     log_format: Literal["text", "json"] = "text"
 

@@ -129,3 +129,26 @@ def test_the_text_log_tags_lines_with_the_id(tmp_path: Path) -> None:
             json.loads(tagged[0])
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_behind_a_trusted_proxy_the_forwarded_client_is_the_one_limited(tmp_path: Path, trusted: bool) -> None:
+    settings = {"IDE_AUTH_FAILURE_LIMIT": "3", "IDE_LOG_FORMAT": "json"}
+    if trusted:
+        settings["IDE_FORWARDED_ALLOW_IPS"] = "127.0.0.1"
+    server = _serve(tmp_path, **settings)
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            guesser = {"Authorization": "Bearer wrong", "X-Forwarded-For": "10.0.0.1"}
+            answers = [client.get("/api/v1/stats", headers=guesser).status_code for _ in range(4)]
+            assert answers == [401, 401, 401, 429]
+            other = {"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "10.0.0.2", "X-Request-Id": "other-1"}
+            answer = client.get("/api/v1/stats", headers=other)
+        if trusted:  # another client behind the same proxy is not held up by the guesser
+            assert answer.status_code == 200, answer.text
+            (access,) = [line for line in _lines_of(server, "other-1") if line["logger"] == "uvicorn.access"]
+            assert str(access["client"]).startswith("10.0.0.2")
+        else:  # no proxy is believed: everyone behind it is one client (the header is anyone's to send)
+            assert answer.status_code == 429, answer.text
+    finally:
+        server.stop()

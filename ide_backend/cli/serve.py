@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level,
         log_config=None,  # logs.configure routes uvicorn's loggers through the server's own handler
-        proxy_headers=False,
+        # Behind a load balancer, the client is who it says in X-Forwarded-For, when the peer is one we trust.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         ws_max_size=settings.max_body_bytes,
