@@ -180,3 +180,22 @@ def test_a_terminal_that_is_not_read_pauses_its_program(
     finally:
         reader.send(type="signal", id=pid, signal="KILL")
         reader.close()
+
+
+def test_a_command_held_back_by_a_reader_still_times_out(
+    server: Server, ref: dict[str, str], started: dict[str, Any]
+) -> None:
+    """The timeout counts while the command waits for a slow reader; killed then, the command is released by the
+    agent (which had stopped reading its pipes) and its exit code arrives; through Docker exec, whose engine may
+    not finish the signal's exec while the output waits, the stream is closed after 10 s (docs/protocol.md)."""
+    reader = Channel(server)
+    pid = new_process_id()
+    try:
+        reader.send(type="exec", id=pid, command="seq 1 1000000000", timeout=3, **ref)
+        reader.wait_for(id=pid, type="started")
+        time.sleep(6)  # reading nothing until well past the timeout
+        messages = reader.process(pid, timeout=60)
+        assert [m["type"] for m in messages[:-1]] == ["stdout"] * (len(messages) - 1)
+        assert messages[-1]["timedOut"] is True and messages[-1]["exitCode"] == 137, messages[-1]
+    finally:
+        reader.close()

@@ -181,8 +181,7 @@ class ProcessManager:
                     process.record(stream, decoders[stream].decode(data))
         except TimeoutError:
             timed_out = True
-            with contextlib.suppress(Exception):
-                await process.session.signal("KILL")
+            await _kill_now(process.session)
         except asyncio.CancelledError:
             raise
         except IDEError as exc:  # e.g. the command could not be started: tell whoever watches, on stderr
@@ -225,8 +224,7 @@ class ProcessManager:
             return
         process.ending_reason = reason
         process.moved.set()  # a pump waiting for a slow connection stops waiting
-        with contextlib.suppress(Exception):
-            await process.session.signal("KILL")
+        await _kill_now(process.session)
         await process.session.close()
         if process.task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -273,6 +271,16 @@ class ProcessManager:
                     await self._kill(process, "detached_timeout")
                 elif not process.running and process.finished_at and now - process.finished_at > self.finished_ttl:
                     del self._processes[process.id]
+
+
+async def _kill_now(session: ExecSession) -> None:
+    """SIGKILL the command. Through Docker exec the signal's own exec does not finish while this command's output
+    waits unread (flow control): after a while, close the stream, which lets the engine finish both."""
+    with contextlib.suppress(Exception):
+        try:
+            await asyncio.wait_for(session.signal("KILL"), 10)
+        except TimeoutError:
+            await session.close()
 
 
 def unknown_process(process_id: str) -> NotFound:
