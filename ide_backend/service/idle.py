@@ -8,11 +8,11 @@ is kept, and `/status` says by what (`keptAliveBy`); once none does, `/status` s
 (`idleStopAt`), and the stop's events carry `reason: "idle"`.
 
 With several backend processes on one PostgreSQL database, each one knows only the use that went through it. So
-every sweep each process records what it saw (when each workspace was last used, and a lease of three sweeps while
-something there keeps it in use) in the store, reads what the others recorded, and counts both; one process at a
-time (whichever holds the store's `idle-sweep` lock) stops the idle ones. What another process saw is therefore
-known here up to one sweep late (IDE_IDLE_SWEEP, 15 s by default): a workspace is never stopped while any process
-holds it, and its idle clock counts from its last use through any of them.
+every sweep each process records what it saw (when each workspace was last used, and a lease of three sweeps, at
+least 10 s, while something there keeps it in use) in the store, reads what the others recorded, and counts both;
+one process at a time (whichever holds the store's `idle-sweep` lock) stops the idle ones. What another process
+saw is therefore known here up to one sweep late (IDE_IDLE_SWEEP, 15 s by default): a workspace is never stopped
+while any process holds it, and its idle clock counts from its last use through any of them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .messages import ProcessItem
 
 log = logging.getLogger(__name__)
 
+LEASE_MIN = 10.0  # seconds: what holds a workspace here stays known to the others through a slow sweep or two
 ProcessLister = Callable[[WorkspaceRef], list[ProcessItem]]
 Stopper = Callable[[WorkspaceRef], Awaitable[None]]
 
@@ -141,7 +142,7 @@ class IdleMonitor:
             try:
                 await self._share(refs)
                 async with self._store.exclusive("idle-sweep") as mine:
-                    if mine:  # another process sweeps this time
+                    if mine:  # else another process sweeps this time
                         await self._stop_due(refs, stop)
             except IDEError as exc:
                 log.warning("idle stop: the shared database failed: %s", exc.message)
@@ -150,7 +151,7 @@ class IdleMonitor:
         """Record what this process saw of each workspace's use; read what every process recorded."""
         assert self._store is not None
         now = time.time()
-        lease = now + 3 * self.sweep
+        lease = now + max(3 * self.sweep, LEASE_MIN)
         rows = []
         for ref in dict.fromkeys([*refs, *self._last_used, *self._holders]):
             busy = lease if self._here(ref) else 0.0

@@ -322,11 +322,11 @@ class Store:
 
     async def remove_project_webhook(self, project_id: str) -> bool:
         """Remove the project's webhook; whether it had one."""
-        table = project_webhooks
+        # One statement: a read then a write in one SQLite transaction can deadlock with another writer (both
+        # holding a shared lock, each waiting for the other), which SQLite answers at once with "locked".
+        query = "DELETE FROM project_webhooks WHERE project_id = :project RETURNING project_id"
         with self._errors("removing a project's webhook"):
-            async with self._db.transaction():
-                row = await self._db.fetch_one(table.select().where(table.c.project_id == project_id))
-                await self._db.execute(table.delete().where(table.c.project_id == project_id))
+            row = await self._db.fetch_one(query, {"project": project_id})
         return row is not None
 
     async def project_webhook(self, project_id: str) -> ProjectWebhook | None:
