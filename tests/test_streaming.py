@@ -133,7 +133,9 @@ def test_a_connection_that_does_not_read_holds_the_command_until_another_is_held
         assert docker("exec", started["id"], "test", "-f", done, check=False).returncode != 0
         follower.send(type="list", **ref)
         item = next(i for i in follower.wait_for(type="processes")["items"] if i["id"] == pid)
-        assert item["running"] and (item["nextSeq"] - 1) * MAX_CHUNK < 32 * 1024 * 1024, item
+        # At most this much was taken from it (messages are up to MAX_CHUNK; what waits in the engine's and the
+        # kernel's buffers varies by path): well short of the whole, which an unpaced command writes in a second.
+        assert item["running"] and (item["nextSeq"] - 1) * MAX_CHUNK < size * 3 // 4, item
 
         follower.send(type="attach", id=pid, since=0)
         follower.wait_for(id=pid, type="attached")
