@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 DATABASE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
+def _advisory_id(key: str) -> int:
+    """The PostgreSQL advisory lock number of a name (64 bits of its hash)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -150,7 +155,7 @@ class Store:
         if not self.shared:
             yield
             return
-        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        lock_id = _advisory_id(key)
         deadline = time.monotonic() + timeout
         pause = 0.01
         while True:
@@ -347,7 +352,7 @@ class Store:
         if not self.shared:
             yield True
             return
-        lock_id = int.from_bytes(hashlib.sha256(f"job:{name}".encode()).digest()[:8], "big", signed=True)
+        lock_id = _advisory_id(f"job:{name}")
         async with self._db.connection() as connection:
             with self._errors(f"taking the {name} lock"):
                 got = bool(await connection.fetch_val("SELECT pg_try_advisory_lock(:id)", {"id": lock_id}))
