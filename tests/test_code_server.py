@@ -249,15 +249,23 @@ def test_terminal_in_the_workbench_runs_in_the_workspace(api: httpx.Client, ref:
     page.keyboard.press("Control+Backquote")
     terminal = page.locator(".terminal-wrapper .xterm").first
     terminal.wait_for(timeout=60_000)
-    terminal.click()
     # The terminal draws on a canvas, so what it ran is checked by its effect (and seen in the screenshot).
-    page.keyboard.type("echo from-$(whoami)-in-$(pwd) | tee typed.txt")
-    page.keyboard.press("Enter")
-    deadline = time.monotonic() + 30
-    while (out := _post(api, "exec", ref, command="cat typed.txt 2>/dev/null")["output"]) == "":
-        assert time.monotonic() < deadline, "the command typed into the terminal did not run"
-        time.sleep(0.5)
-    assert out == "from-coder-in-/workspace\n"
+    # Keys typed before the workbench has connected the terminal to its shell are dropped (seen once in CI on a
+    # loaded machine): the line is typed again, into a focused terminal, until one of the attempts has run.
+    out = ""
+    for _attempt in range(4):
+        terminal.click()
+        expect(page.locator(".terminal-wrapper textarea.xterm-helper-textarea").first).to_be_focused()
+        page.keyboard.type("echo from-$(whoami)-in-$(pwd) | tee typed.txt")
+        page.keyboard.press("Enter")
+        deadline = time.monotonic() + 15
+        while (out := _post(api, "exec", ref, command="cat typed.txt 2>/dev/null")["output"]) == "":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if out:
+            break
+    assert out == "from-coder-in-/workspace\n", "the command typed into the terminal did not run"
     shot(page, "05-terminal")
 
 
