@@ -2,9 +2,9 @@
 the load balancer (HAProxy) under a compose project of its own; everything below goes through the balancer's port.
 The demo page and its packages are served, a workspace starts and runs commands, a websocket sees status events,
 and the replica holding the websocket is stopped: the balancer keeps serving through the other one, the client
-reconnects there, the workspace and its files are intact and a new terminal opens. The old terminal is not found
-there (a websocket's processes live in the process that started them; docs/deploy.md), and this test says so when
-that changes. Then the stopped replica starts again and serves. Screenshots go to artifacts/deploy/."""
+reconnects there, the workspace and its files are intact, and the old terminal (held in the workspace, not in the
+replica) is found there with what it wrote meanwhile and types on in the same shell, while a new one opens too.
+Then the stopped replica starts again and serves. Screenshots go to artifacts/deploy/."""
 
 from __future__ import annotations
 
@@ -155,8 +155,10 @@ def test_a_replica_stops_and_the_other_serves_the_workspace(deployment: Deployme
         _until(ws, type="subscribed")
         assert _until(ws, type="status")["status"] == "running"
         ws.send(json.dumps({"type": "exec", "id": "term-1", **ref, "command": "bash", "tty": True}))
-        ws.send(json.dumps({"type": "stdin", "id": "term-1", "data": "echo marker-$((6*7))\r"}))
+        ws.send(json.dumps({"type": "stdin", "id": "term-1", "data": "X=kept; echo marker-$((6*7))\r"}))
         _terminal_says(ws, "term-1", "marker-42")
+        # Output written while its replica is gone and nobody relays it: replayed through the other one.
+        ws.send(json.dumps({"type": "stdin", "id": "term-1", "data": "sleep 3; echo missed-$X\r"}))
 
         # The replica this websocket reached (the other has none open), stopped the way `docker-compose stop` does.
         counts = {service: deployment.websockets_of(service) for service in ("backend-a", "backend-b")}
@@ -179,12 +181,14 @@ def test_a_replica_stops_and_the_other_serves_the_workspace(deployment: Deployme
         ws.send(json.dumps({"type": "subscribe", **ref}))
         _until(ws, type="subscribed")
         assert _until(ws, type="status")["status"] == "running"
-        # The old terminal lived in the stopped replica: not found here (docs/deploy.md, "What it does not do yet").
+        # The old terminal is held in the workspace, not in the stopped replica: found here, the same shell, with
+        # what it wrote meanwhile.
         ws.send(json.dumps({"type": "attach", "id": "term-1", "since": 0}))
         answer = _until(ws, id="term-1")
-        assert answer["type"] == "error", (
-            f"the old terminal was found on the other replica ({answer}): the gap is closed, update docs/deploy.md, README"
-        )
+        assert answer["type"] == "attached" and answer["running"] is True, answer
+        _terminal_says(ws, "term-1", "missed-kept")
+        ws.send(json.dumps({"type": "stdin", "id": "term-1", "data": "echo still-$X\r"}))
+        _terminal_says(ws, "term-1", "still-kept")
         ws.send(json.dumps({"type": "exec", "id": "term-2", **ref, "command": "bash", "tty": True}))
         ws.send(json.dumps({"type": "stdin", "id": "term-2", "data": "cat notes.txt; echo; echo again-$((6*7))\r"}))
         _terminal_says(ws, "term-2", "again-42")

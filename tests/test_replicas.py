@@ -23,6 +23,7 @@ from ide_backend.service.members import GONE_AFTER
 
 from .harness import Server, docker, free_port, remove_instance
 from .helpers import Channel, base_only, new_process_id, post, start_server, wait_for_pool
+from .test_held_terminals import attach_after_loss, new_ref, open_terminal, output_until
 from .test_webhooks import Receiver
 
 PG_URL = os.environ.get("IDE_TEST_POSTGRES_URL", "")
@@ -273,3 +274,39 @@ def test_webhooks_are_sent_once_by_one_process(start_replica: StartReplica) -> N
         assert kinds == ["workspace.started", "workspace.stopped", "workspace.started", "workspace.deleted"], kinds
     finally:
         receiver.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_a_terminal_outlives_the_replica_relaying_it(start_replica: StartReplica) -> None:
+    first, second = start_replica("a"), start_replica("b")
+    ref = new_ref()
+    assert post(first, "start", ref).status_code == 200
+    pid = "term-" + uuid.uuid4().hex[:6]
+    channel, seen = open_terminal(first, ref, pid)
+    # Output the client will miss: written while nobody relays the terminal.
+    channel.send(type="stdin", id=pid, data="sleep 2; echo missed-$X\n")
+    time.sleep(0.3)
+    os.kill(first.pid, signal.SIGKILL)
+    channel.close()
+    time.sleep(3)
+
+    other, chunks = attach_after_loss(second, pid, seen, "missed-kept-42")
+    # A second client attaching from the start sees the same seqs for the same text (numbered by the holder).
+    viewer = Channel(second)
+    viewer.send(type="attach", id=pid, since=0)
+    viewer.wait_for(type="attached", id=pid)
+    replay = {c["seq"]: c["data"] for c in output_until(viewer, pid, "missed-kept-42")}
+    assert all(replay[c["seq"]] == c["data"] for c in chunks)
+    # The same shell: its variable is still set, and it answers through the other backend.
+    other.send(type="stdin", id=pid, data="echo again-$X\n")
+    output_until(other, pid, "again-kept-42")
+    other.send(type="list", **ref)
+    items = other.wait_for(type="processes")["items"]
+    assert [(i["id"], i["running"], i["tty"]) for i in items] == [(pid, True, True)], items
+    other.send(type="stdin", id=pid, data="exit 7\n")
+    ended = other.wait_for(type="exit", id=pid)
+    assert ended["exitCode"] == 7, ended
+    viewer.wait_for(type="exit", id=pid)
+    other.close()
+    viewer.close()

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..errors import IDEError
 from ..service.domain import ExecSpec, WorkspaceRef
 from ..service.messages import ProcessesMessage, error_message
-from ..service.processes import LISTENER_QUEUE, Outbox, ProcessHandle, unknown_process
+from ..service.processes import LISTENER_QUEUE, Outbox, ProcessHandle
 from ..service.watch import Watch, folder_path
 from ..service.workspaces import WorkspaceService
 from .answers import channel_error
@@ -142,35 +142,32 @@ class Connection:
         self.credential.require(ref, "write")
         self.following[message.id] = await self.service.open_process(ref, message.id, spec, self.outbox)
 
-    def _process(self, process_id: str, action: Action) -> ProcessHandle:
+    async def _process(self, process_id: str, action: Action) -> ProcessHandle:
         """A process this connection's credential may touch; any other is as good as unknown."""
-        handle = self.service.process(process_id)
-        if not self.credential.may(handle.ref, action):
-            raise unknown_process(process_id)
-        return handle
+        return await self.service.process(process_id, lambda ref: self.credential.may(ref, action))
 
     async def _handle(self, message: ClientMessage) -> None:
         if isinstance(message, PingMessage):
             self.send(Pong(type="pong"))
         elif isinstance(message, StdinMessage):
-            await self._process(message.id, "write").write(message.data.encode("utf-8"))
+            await (await self._process(message.id, "write")).write(message.data.encode("utf-8"))
         elif isinstance(message, ResizeMessage):
-            await self._process(message.id, "write").resize(message.cols, message.rows)
+            await (await self._process(message.id, "write")).resize(message.cols, message.rows)
         elif isinstance(message, SignalMessage):
-            await self._process(message.id, "write").signal(message.signal)
+            await (await self._process(message.id, "write")).signal(message.signal)
         elif isinstance(message, CloseStdinMessage):
-            await self._process(message.id, "write").close_stdin()
+            await (await self._process(message.id, "write")).close_stdin()
         elif isinstance(message, AttachMessage):
-            handle = self._process(message.id, "read")
+            handle = await self._process(message.id, "read")
             handle.attach(self.outbox, message.since, message.screen)
             self.following[message.id] = handle
         elif isinstance(message, DetachMessage):
-            self._process(message.id, "read").detach(self.outbox)
+            (await self._process(message.id, "read")).detach(self.outbox)
             self.following.pop(message.id, None)
         elif isinstance(message, ListMessage):
             ref = WorkspaceRef(message.project_id, message.workspace_id)
             self.credential.require(ref, "read")
-            items = self.service.processes_of(ref)
+            items = await self.service.processes_of(ref)
             self.send(
                 ProcessesMessage(type="processes", projectId=ref.project_id, workspaceId=ref.workspace_id, items=items)
             )

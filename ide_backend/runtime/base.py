@@ -115,6 +115,29 @@ class ExecSession(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class HeldTerminal:
+    """A terminal held in its workspace (it outlives the backend relaying it): how to start one."""
+
+    key: str  # [0-9a-f]{32}: names the holder in the container
+    argv: Sequence[str]
+    cols: int
+    rows: int
+    detached_ttl: float  # seconds with no backend attached before the holder kills the program
+    finished_ttl: float  # seconds an ended one is kept for late attaches
+
+
+class HeldSession(ExecSession, Protocol):
+    """A relay to a held terminal. Each chunk read() returns has the holder's seq (`seq`, set by read()), the same
+    for every backend; `first_seq`/`next_seq`/`size` are what the holder held when this relay attached."""
+
+    seq: int
+    first_seq: int
+    next_seq: int
+    size: tuple[int, int]
+    reason: str | None  # why the holder ended the program (detached_timeout), once it has
+
+
 class Runtime(Protocol):
     """A container engine as the workspace service uses it. Errors are ide_backend.errors types."""
 
@@ -159,6 +182,12 @@ class Runtime(Protocol):
         tty: bool = False,
         stdin: bool = False,
     ) -> Awaitable[ExecSession]: ...
+
+    async def open_held(
+        self, container_id: str, terminal: HeldTerminal, *, user: str, workdir: str, env: Mapping[str, str]
+    ) -> HeldSession | None: ...
+
+    async def attach_held(self, container_id: str, key: str, *, user: str, since: int) -> HeldSession: ...
 
     def events(
         self, labels: Mapping[str, str], since: float | None = None, opened: Callable[[], None] | None = None

@@ -5,6 +5,12 @@ A process outlives the websocket that started it. A process with nobody attached
 seconds; a finished one is kept `finished_ttl` seconds for late attaches. When the engine reports its container
 stopped or removed (heard from the status bus), its processes' streams are ended.
 
+A terminal held in its workspace (runtime HeldSession) outlives this backend too: its program, its replay buffer and
+its seqs live in the container's holder, which counts its own detached time. Here it is one relay among others:
+adopted when a client attaches to it through this backend, released (the relay closed, the terminal left running)
+when nobody here has attached to it for HELD_RELEASE seconds (at most `detached_ttl`) or this backend shuts down;
+so a terminal nobody attaches to anywhere is killed by its holder within twice `detached_ttl`.
+
 Callers get a ProcessHandle: stdin, resize, signals, attach and detach, and which workspace the process runs in
 (so the edge can ask whether a credential may touch it); never the runtime's session itself.
 """
@@ -16,10 +22,12 @@ import codecs
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 from ..errors import Conflict, IDEError, NotFound
-from ..runtime import STDERR, STDOUT, ExecSession, Runtime
+from ..runtime import STDERR, STDOUT, ExecSession, HeldSession, Runtime
+from ..store import HeldTerminalRecord, Store
 from .bus import EventBus
 from .domain import ExecSpec, WorkspaceRef
 from .messages import AttachedMessage, ProcessItem
@@ -29,6 +37,9 @@ from .terminal import TerminalScreen
 __all__ = ["LISTENER_QUEUE", "Outbox", "ProcessHandle", "ProcessManager", "unknown_process"]
 
 log = logging.getLogger(__name__)
+
+HELD_RELEASE = 10.0  # seconds a held terminal stays adopted here with nobody here attached
+ADOPT_CATCH_UP = 10.0  # seconds to wait for an adopted terminal's replay before answering the attach
 
 
 class ProcessHandle:
@@ -45,6 +56,10 @@ class ProcessHandle:
     @property
     def ref(self) -> WorkspaceRef:
         return self._process.ref
+
+    @property
+    def running(self) -> bool:
+        return self._process.running
 
     async def write(self, data: bytes) -> None:
         await self._process.session.write(data)
@@ -76,6 +91,7 @@ class ProcessManager:
         self,
         runtime: Runtime,
         bus: EventBus,
+        store: Store,
         *,
         buffer_limit: int,
         lag_limit: int,
@@ -85,6 +101,7 @@ class ProcessManager:
     ) -> None:
         self.runtime = runtime
         self.bus = bus
+        self.store = store
         self.buffer_limit = buffer_limit
         self.lag_limit = lag_limit
         self.output_cap = output_cap
@@ -93,6 +110,7 @@ class ProcessManager:
         self._processes: dict[str, Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
+        self._adopting: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._reap_forever(), name="process-reaper"))
@@ -107,7 +125,10 @@ class ProcessManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await asyncio.gather(*(self._kill(p, "backend_shutdown") for p in list(self._processes.values())))
+        # Held terminals run on in their workspace for another backend (or this one, restarted) to attach to.
+        processes = list(self._processes.values())
+        await asyncio.gather(*(self._release(p) for p in processes if p.held and p.running))
+        await asyncio.gather(*(self._kill(p, "backend_shutdown") for p in processes if not p.held))
 
     def get(self, process_id: str) -> ProcessHandle:
         process = self._processes.get(process_id)
@@ -138,8 +159,10 @@ class ProcessManager:
         session: ExecSession,
         spec: ExecSpec,
         outbox: Outbox,
+        held: HeldTerminalRecord | None = None,
     ) -> ProcessHandle:
-        """Register a started exec with its first listener, then start pumping its output."""
+        """Register a started exec with its first listener, then start pumping its output. `held`: the session
+        is a relay to a terminal held in the workspace, recorded so."""
         self.check_free(process_id)
         process = Process(
             id=process_id,
@@ -152,13 +175,64 @@ class ProcessManager:
             buffer_limit=self.buffer_limit,
             lag_limit=self.lag_limit,
             output_cap=self.output_cap,
+            held=held is not None,
         )
+        if held is not None:
+            process.started_at = held.started_at
         process.listeners.add(outbox)
         outbox.wakes.add(process.moved)
         outbox.put_nowait({"type": "started", "id": process_id})  # ahead of any output
         self._processes[process_id] = process
         process.task = asyncio.create_task(self._pump(process), name=f"process-{process_id}")
         return ProcessHandle(self, process)
+
+    async def adopt(self, record: HeldTerminalRecord, attach: Callable[[], Awaitable[HeldSession]]) -> ProcessHandle:
+        """A terminal held in its workspace that this backend does not relay yet: attach to its holder (which
+        replays all it holds, so the screen is whole) and follow it, nobody attached here yet. Returns once the
+        replay is in, so an attach with any seq gets exactly what came after it."""
+        async with self._adopting.setdefault(record.process_id, asyncio.Lock()):
+            known = self._processes.get(record.process_id)
+            if known is not None and (known.running or known.started_at == record.started_at):
+                return ProcessHandle(self, known)
+            session = await attach()
+            cols, rows = session.size
+            process = Process(
+                id=record.process_id,
+                ref=WorkspaceRef(record.project_id, record.workspace_id),
+                session=session,
+                timeout=None,
+                command=record.command,
+                tty=True,
+                screen=TerminalScreen(cols, rows),
+                buffer_limit=self.buffer_limit,
+                lag_limit=self.lag_limit,
+                output_cap=self.output_cap,
+                held=True,
+                next_seq=session.first_seq,
+                started_at=record.started_at,
+            )
+            process.detached_since = time.monotonic()
+            self._processes[process.id] = process
+            process.task = asyncio.create_task(self._pump(process), name=f"process-{process.id}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ADOPT_CATCH_UP):
+                    while process.running and process.next_seq < session.next_seq:
+                        process.grew.clear()
+                        await process.grew.wait()
+            log.info("attached to terminal %s held in %s", process.id, process.ref)
+            return ProcessHandle(self, process)
+
+    async def _release(self, process: Process) -> None:
+        """Stop relaying a held terminal here; it runs on in its workspace."""
+        if self._processes.get(process.id) is process:
+            del self._processes[process.id]
+        if process.task is not None:
+            process.task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await process.task
+        await process.session.close()
+        for outbox in list(process.listeners):
+            process.detach(outbox)
 
     async def _pump(self, process: Process) -> None:
         """Read the exec to its end, decoding UTF-8 incrementally per stream so no character is split. Each chunk
@@ -178,7 +252,8 @@ class ProcessManager:
                     if len(data) > room:
                         data, process.truncated = data[:room], True
                     process.sent_bytes += len(data)
-                    process.record(stream, decoders[stream].decode(data))
+                    seq = cast("HeldSession", process.session).seq if process.held else None
+                    process.record(stream, decoders[stream].decode(data), seq)
         except TimeoutError:
             timed_out = True
             await _kill_now(process.session)
@@ -192,10 +267,15 @@ class ProcessManager:
             process.record(stream, decoder.decode(b"", final=True))
         exit_code = await process.session.exit_code(killed=timed_out or process.ending_reason is not None)
         reason = process.ending_reason
+        if reason is None and process.held:
+            reason = cast("HeldSession", process.session).reason  # the holder ended it (detached_timeout)
         if reason is None and not timed_out and not process.signalled:
             reason = await self._end_reason(process.session.container_id, exit_code, lambda: process.ending_reason)
         await process.session.close()
         process.finish(exit_code, timed_out=timed_out, reason=reason)
+        if process.held:  # it ended (or its container did): no backend will find it again
+            with contextlib.suppress(IDEError):
+                await self.store.forget_terminal(process.id, process.started_at)
 
     async def _end_reason(
         self, container_id: str, exit_code: int | None, known: Callable[[], str | None]
@@ -225,13 +305,15 @@ class ProcessManager:
         process.ending_reason = reason
         process.moved.set()  # a pump waiting for a slow connection stops waiting
         await _kill_now(process.session)
-        await process.session.close()
+        if not process.held:  # a holder reports the exit once the program is gone: the relay stays open for it
+            await process.session.close()
         if process.task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(process.task), 5)
             if process.running:
                 process.task.cancel()
                 process.finish(None, timed_out=False, reason=reason)
+        await process.session.close()
 
     async def _follow_containers(self, ready: asyncio.Event) -> None:
         """End the streams of processes whose container the engine reports stopped or removed."""
@@ -266,7 +348,12 @@ class ProcessManager:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for process in list(self._processes.values()):
-                if process.running and process.detached_since and now - process.detached_since > self.detached_ttl:
+                if process.held and process.running:
+                    # Its holder counts its detached time; here the relay goes once nobody here follows it.
+                    release = min(HELD_RELEASE, self.detached_ttl)
+                    if process.detached_since and now - process.detached_since > release:
+                        await self._release(process)
+                elif process.running and process.detached_since and now - process.detached_since > self.detached_ttl:
                     log.info("killing process %s: nobody attached for %.0f s", process.id, self.detached_ttl)
                     await self._kill(process, "detached_timeout")
                 elif not process.running and process.finished_at and now - process.finished_at > self.finished_ttl:

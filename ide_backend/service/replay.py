@@ -99,7 +99,9 @@ class Process:
     signalled: bool = False  # a client sent it a signal: a death by signal is then no news about the container
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
     screen: TerminalScreen | None = None  # a PTY's screen, kept for attaches that ask for it
+    held: bool = False  # a terminal held in its workspace: seqs are its holder's, the same on every backend
     moved: asyncio.Event = field(default_factory=asyncio.Event)  # a listener took output, left, or the end came
+    grew: asyncio.Event = field(default_factory=asyncio.Event)  # output was recorded, or the end came
 
     @property
     def running(self) -> bool:
@@ -155,17 +157,19 @@ class Process:
                 continue
             outbox.put_nowait(message)
 
-    def record(self, stream: int, text: str) -> None:
-        """Buffer one decoded chunk (dropping the oldest past the limit) and send it to every listener."""
+    def record(self, stream: int, text: str, seq: int | None = None) -> None:
+        """Buffer one decoded chunk (dropping the oldest past the limit) and send it to every listener. `seq` is
+        the chunk's number when someone else numbers them (a held terminal's holder); by default the next one."""
         if not text:
             return
         chunk: OutputMessage = {
             "type": "stdout" if stream == STDOUT else "stderr",
             "id": self.id,
-            "seq": self.next_seq,
+            "seq": self.next_seq if seq is None else seq,
             "data": text,
         }
-        self.next_seq += 1
+        self.next_seq = chunk["seq"] + 1
+        self.grew.set()
         if self.screen is not None:
             self.screen.feed(text)
         self.chunks.append(chunk)
@@ -185,6 +189,7 @@ class Process:
         if reason:
             self.exit["reason"] = reason
         self.finished_at = time.monotonic()
+        self.grew.set()
         self._emit(self.exit)
         for outbox in self.listeners:
             outbox.wakes.discard(self.moved)

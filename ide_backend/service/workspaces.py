@@ -25,14 +25,15 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import request_id
 from ..errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
-from ..runtime import ContainerState, Runtime
+from ..runtime import ContainerState, HeldTerminal, Runtime
 from ..settings import Settings
-from ..store import Store, WorkspaceRecord
+from ..store import HeldTerminalRecord, Store, WorkspaceRecord
 from .bus import EventBus, Subscription
 from .containers import IDE_LABEL, INSTANCE_LABEL, ContainerOwners, Containers, container_spec
 from .domain import (
@@ -53,7 +54,7 @@ from .messages import ProcessItem, StatusMessage
 from .pool import WarmPool, WarmPools
 from .ports import SCRIPT as PORTS_SCRIPT
 from .ports import ListeningPort, PortWatcher, listening_items, parse_listening
-from .processes import Outbox, ProcessHandle, ProcessManager
+from .processes import Outbox, ProcessHandle, ProcessManager, unknown_process
 from .relay import EventRelay
 from .states import ContainerStates
 from .status import StatusEvents
@@ -101,6 +102,7 @@ class WorkspaceService:
         self.processes = ProcessManager(
             runtime,
             self.bus,
+            store,
             buffer_limit=settings.process_buffer_bytes,
             lag_limit=settings.process_lag_chars,
             output_cap=settings.process_output_cap,
@@ -513,6 +515,9 @@ class WorkspaceService:
         env = dict(spec.env)
         if spec.tty:
             env.setdefault("TERM", "xterm-256color")
+            held = await self._open_held(ref, process_id, spec, state, workdir, env, outbox)
+            if held is not None:
+                return held
         session = await self.runtime.open_exec(
             state.id, ["sh", "-c", spec.command], user=self._user, workdir=workdir, env=env, tty=spec.tty, stdin=True
         )
@@ -521,12 +526,80 @@ class WorkspaceService:
             await session.resize(spec.cols, spec.rows)
         return handle
 
-    def process(self, process_id: str) -> ProcessHandle:
-        """A process started here (404 when there is none by that id)."""
-        return self.processes.get(process_id)
+    async def _open_held(
+        self,
+        ref: WorkspaceRef,
+        process_id: str,
+        spec: ExecSpec,
+        state: ContainerState,
+        workdir: str,
+        env: Mapping[str, str],
+        outbox: Outbox,
+    ) -> ProcessHandle | None:
+        """A terminal held in the workspace, which outlives this backend (None when the image cannot hold one).
+        Its id must not be running anywhere: another backend's terminal of that id is looked up first."""
+        if await self.store.held_terminal(process_id) is not None:
+            with contextlib.suppress(NotFound):
+                if (await self.process(process_id, lambda _: True)).running:
+                    raise Conflict(f"Process id {process_id!r} is already running; choose a unique id per exec")
+        terminal = HeldTerminal(
+            key=secrets.token_hex(16),
+            argv=["sh", "-c", spec.command],
+            cols=spec.cols,
+            rows=spec.rows,
+            detached_ttl=self.settings.process_detached_ttl,
+            finished_ttl=self.settings.process_finished_ttl,
+        )
+        session = await self.runtime.open_held(state.id, terminal, user=self._user, workdir=workdir, env=env)
+        if session is None:
+            return None
+        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        record = HeldTerminalRecord(
+            process_id, ref.project_id, ref.workspace_id, terminal.key, spec.command, started_at
+        )
+        try:
+            await self.store.hold_terminal(record)
+        except IDEError:
+            await session.signal("KILL")
+            await session.close()
+            raise
+        return self.processes.add(process_id, ref, session, spec, outbox, held=record)
 
-    def processes_of(self, ref: WorkspaceRef) -> list[ProcessItem]:
-        """The workspace's processes on this server, running and recently finished."""
+    async def process(self, process_id: str, allowed: Callable[[WorkspaceRef], bool]) -> ProcessHandle:
+        """A process started here, or a terminal held in its workspace that another backend (or this one before a
+        restart) started. `allowed` says whether the caller may touch a workspace; any other is as good as
+        unknown (404), and is not attached to."""
+        with contextlib.suppress(NotFound):
+            handle = self.processes.get(process_id)
+            if not allowed(handle.ref):
+                raise unknown_process(process_id)
+            return handle
+        record = await self.store.held_terminal(process_id)
+        if record is None or not allowed(WorkspaceRef(record.project_id, record.workspace_id)):
+            raise unknown_process(process_id)
+        return await self._adopt(record)
+
+    async def _adopt(self, record: HeldTerminalRecord) -> ProcessHandle:
+        ref = WorkspaceRef(record.project_id, record.workspace_id)
+
+        async def attach() -> Any:
+            state = await self.containers.running(ref, "attach to its terminals")
+            return await self.runtime.attach_held(state.id, record.hold_key, user=self._user, since=0)
+
+        try:
+            return await self.processes.adopt(record, attach)
+        except (NotFound, NotRunning):  # its workspace stopped, or its holder ended long ago
+            await self.store.forget_terminal(record.process_id, record.started_at)
+            raise unknown_process(record.process_id) from None
+
+    async def processes_of(self, ref: WorkspaceRef) -> list[ProcessItem]:
+        """The workspace's processes, running and recently finished: this server's, and its terminals held in the
+        workspace that other backends started."""
+        known = {item["id"] for item in self.processes.of_workspace(ref)}
+        for record in await self.store.held_terminals(ref.project_id, ref.workspace_id):
+            if record.process_id not in known:
+                with contextlib.suppress(NotFound):
+                    await self._adopt(record)
         return self.processes.of_workspace(ref)
 
     # -- status events ----------------------------------------------------------------------------------------

@@ -93,6 +93,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    # Terminals held in their workspace (they outlive the backend that started them): which workspace each process
+    # id is in, so any backend can attach to it.
+    (
+        9,
+        [
+            """
+            CREATE TABLE held_terminals (
+                process_id TEXT PRIMARY KEY,
+                project_id TEXT NOT NULL,
+                workspace_id TEXT NOT NULL,
+                hold_key TEXT NOT NULL,
+                command TEXT NOT NULL,
+                started_at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX held_terminals_workspace ON held_terminals (project_id, workspace_id)",
+        ],
+    ),
 ]
 
 CREATE_VERSION_TABLE = """

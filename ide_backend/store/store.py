@@ -26,6 +26,7 @@ from ..metrics import db_call
 from .migrations import CREATE_VERSION_TABLE, MIGRATIONS
 from .tables import (
     backend_processes,
+    held_terminals,
     project_webhooks,
     schema_migrations,
     token_revocations,
@@ -83,6 +84,18 @@ class ProjectWebhook:
     url: str
     secret: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class HeldTerminalRecord:
+    """A terminal held in its workspace: the process id a client attaches with, and where it runs."""
+
+    process_id: str
+    project_id: str
+    workspace_id: str
+    hold_key: str
+    command: str
+    started_at: str
 
 
 class Store:
@@ -449,3 +462,57 @@ class Store:
         """This process stops (what it made may be taken over at once)."""
         with self._errors("recording that this process stops"):
             await self._db.execute(backend_processes.delete().where(backend_processes.c.process_id == process_id))
+
+    # -- terminals held in their workspaces -------------------------------------------------------------------
+
+    async def hold_terminal(self, record: HeldTerminalRecord) -> None:
+        """Record a held terminal (replacing an ended one of the same id)."""
+        query = """
+            INSERT INTO held_terminals (process_id, project_id, workspace_id, hold_key, command, started_at)
+            VALUES (:process, :project, :workspace, :key, :command, :started)
+            ON CONFLICT (process_id) DO UPDATE SET project_id = excluded.project_id,
+                workspace_id = excluded.workspace_id, hold_key = excluded.hold_key, command = excluded.command,
+                started_at = excluded.started_at
+        """
+        values = {
+            "process": record.process_id,
+            "project": record.project_id,
+            "workspace": record.workspace_id,
+            "key": record.hold_key,
+            "command": record.command,
+            "started": record.started_at,
+        }
+        with self._errors("recording a terminal"):
+            await self._db.execute(query, values)
+
+    async def held_terminal(self, process_id: str) -> HeldTerminalRecord | None:
+        table = held_terminals
+        with self._errors("looking up a terminal"):
+            row = await self._db.fetch_one(table.select().where(table.c.process_id == process_id))
+        return None if row is None else _held(row._mapping)
+
+    async def held_terminals(self, project_id: str, workspace_id: str) -> list[HeldTerminalRecord]:
+        """The workspace's held terminals, oldest first."""
+        table = held_terminals
+        query = (
+            table.select()
+            .where(table.c.project_id == project_id, table.c.workspace_id == workspace_id)
+            .order_by(table.c.started_at)
+        )
+        with self._errors("listing terminals"):
+            rows = await self._db.fetch_all(query)
+        return [_held(row._mapping) for row in rows]
+
+    async def forget_terminal(self, process_id: str, started_at: str) -> None:
+        """The terminal ended: forget it (unless its id was taken again since by a newer one)."""
+        table = held_terminals
+        with self._errors("forgetting a terminal"):
+            await self._db.execute(
+                table.delete().where(table.c.process_id == process_id, table.c.started_at == started_at)
+            )
+
+
+def _held(row: Mapping[str, Any]) -> HeldTerminalRecord:
+    return HeldTerminalRecord(
+        row["process_id"], row["project_id"], row["workspace_id"], row["hold_key"], row["command"], row["started_at"]
+    )

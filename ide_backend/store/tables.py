@@ -66,3 +66,14 @@ token_revocations = sa.Table(
     sa.Column("workspace_id", sa.Text, primary_key=True),  # '' for the whole project
     sa.Column("revoked_at", sa.Float, nullable=False),  # Unix time
 )
+
+held_terminals = sa.Table(
+    "held_terminals",
+    metadata,
+    sa.Column("process_id", sa.Text, primary_key=True),  # the client's id, global on one database
+    sa.Column("project_id", sa.Text, nullable=False),
+    sa.Column("workspace_id", sa.Text, nullable=False),
+    sa.Column("hold_key", sa.Text, nullable=False),  # names its holder in the container (random hex)
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Text, nullable=False),  # ISO 8601 UTC
+)

@@ -20,6 +20,8 @@ from ..base import (
     CopyResult,
     ExecOutput,
     ExecSession,
+    HeldSession,
+    HeldTerminal,
     NetworkPolicy,
     PathStat,
     RuntimeEvent,
@@ -29,7 +31,8 @@ from .archive import ContainerFiles
 from .client import DockerClient
 from .disk import DISK_LABEL, DISK_ROOT, WorkspaceDisks
 from .errors import missing_image, translate_errors, unavailable
-from .exec import open_docker_exec, run_to_end
+from .exec import DockerExecSession, open_docker_exec, run_to_end
+from .held import HOLD, HOLD_LABEL, open_relay
 from .network import WorkspaceNetworks
 from .parsing import container_config, container_state, runtime_event
 from .volume_copy import copy_volumes, left_copies
@@ -243,6 +246,42 @@ class DockerRuntime:
             tty=tty,
             stdin=stdin,
             marker=marker,
+            connect_timeout=self._timeout,
+        )
+
+    async def open_held(
+        self, container_id: str, terminal: HeldTerminal, *, user: str, workdir: str, env: Mapping[str, str]
+    ) -> HeldSession | None:
+        """Start a terminal held in the workspace (held.py); None when the container's image cannot hold one."""
+        state = await self.inspect(container_id)
+        if state is None or HOLD_LABEL not in state.labels:
+            return None
+        ttls = (str(max(1, round(terminal.detached_ttl))), str(max(1, round(terminal.finished_ttl))))
+        argv = [HOLD, "open", terminal.key, *ttls, str(terminal.cols), str(terminal.rows), "--", *terminal.argv]
+        session = await self._relay_exec(container_id, argv, user=user, workdir=workdir, env=env)
+        return await open_relay(session, 0)
+
+    async def attach_held(self, container_id: str, key: str, *, user: str, since: int) -> HeldSession:
+        """A relay to a held terminal, replaying every frame after `since`; NotFound when it is not there."""
+        state = await self.inspect(container_id)
+        if state is None or not state.running or HOLD_LABEL not in state.labels:
+            raise NotFound("No terminal held there")
+        session = await self._relay_exec(container_id, [HOLD, "attach", key], user=user, workdir="/", env={})
+        return await open_relay(session, since)
+
+    async def _relay_exec(
+        self, container_id: str, argv: Sequence[str], *, user: str, workdir: str, env: Mapping[str, str]
+    ) -> DockerExecSession:
+        return await open_docker_exec(
+            self._client,
+            container_id,
+            argv,
+            user=user,
+            workdir=workdir,
+            env=env,
+            tty=False,
+            stdin=True,
+            marker=uuid.uuid4().hex,
             connect_timeout=self._timeout,
         )
 
