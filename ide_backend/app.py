@@ -30,6 +30,7 @@ from .metrics import Metrics
 from .proxy import IDEProxy
 from .proxy.preview import PreviewOriginGuard, PreviewProxy
 from .runtime import DockerRuntime
+from .runtime.swarm import SwarmRuntime
 from .service.domain import IDETarget, WorkspaceRef
 from .service.ports import ListeningPort
 from .service.workspaces import WorkspaceService
@@ -118,7 +119,13 @@ def create_app(settings: Settings) -> Starlette:
         except StoreInUse as exc:
             log.error("%s", exc.message)  # the one line an operator needs, above uvicorn's traceback
             raise
-        runtime = DockerRuntime(settings.docker_host, settings.docker_timeout, use_agent=settings.exec_agent)
+        runtime: DockerRuntime | SwarmRuntime
+        if settings.runtime == "swarm":
+            runtime = SwarmRuntime(
+                settings.docker_host, settings.docker_timeout, settings.swarm_node_port, use_agent=settings.exec_agent
+            )
+        else:
+            runtime = DockerRuntime(settings.docker_host, settings.docker_timeout, use_agent=settings.exec_agent)
         service = WorkspaceService(settings, store, runtime)
         app.state.service = service
         app.state.store = store

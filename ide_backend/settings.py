@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     api_token: str = ""
 
     docker_host: str = ""  # empty: DOCKER_HOST or the local socket
+    # Where workspaces run: one Docker engine, or the nodes of a Docker Swarm (docker_host is then a manager's
+    # engine; each node's engine must answer on swarm_node_port at its swarm address: runtime/swarm.py).
+    runtime: Literal["docker", "swarm"] = "docker"
+    swarm_node_port: int = Field(default=2375, ge=1, le=65535)
     docker_timeout: float = Field(default=30.0, gt=0)  # seconds for one Docker API call (exec streams aside)
     instance: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -149,6 +153,23 @@ class Settings(BaseSettings):
         if not value.startswith("/") or value.rstrip("/") == "":
             raise ValueError("must be an absolute path below /")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _swarm_limits(self) -> Settings:
+        """What the Swarm runtime does not do yet is refused at start-up, naming the setting (runtime/swarm.py)."""
+        if self.runtime == "swarm":
+            wrong = [
+                name
+                for name, ok in (
+                    ("IDE_NETWORK=shared", self.network == "shared"),
+                    ("IDE_DISK_LIMIT_MB=0", self.disk_limit_mb == 0),
+                    ("IDE_POOL_SIZE=0", self.pool_size == 0),
+                )
+                if not ok
+            ]
+            if wrong:
+                raise ValueError(f"IDE_RUNTIME=swarm needs {', '.join(wrong)} (not available on a swarm yet)")
+        return self
 
     def resolved_database_url(self) -> str:
         """The database URL in use: the configured one or the default SQLite file."""

@@ -109,31 +109,37 @@ build_backend() {
     log "built ide-backend/server:latest"
 }
 
-backend=0
-code_server=0
-for arg in "$@"; do
-    case $arg in
-        --backend) backend=1 ;;
-        --code-server) code_server=1 ;;
-        *)
-            log "unknown argument: $arg (known: --backend, --code-server)"
-            exit 2
-            ;;
-    esac
-done
-if [ "$code_server" = 1 ] && [ "$WORKSPACE_IMAGE" = "$CODE_SERVER_IMAGE" ]; then
-    # IDE_WORKSPACE_IMAGE names the image the server runs; here the plain workspace image is the base.
-    WORKSPACE_IMAGE=ide-backend/workspace:latest
-fi
+main() {
+    local backend=0 code_server=0
+    for arg in "$@"; do
+        case $arg in
+            --backend) backend=1 ;;
+            --code-server) code_server=1 ;;
+            *)
+                log "unknown argument: $arg (known: --backend, --code-server)"
+                exit 2
+                ;;
+        esac
+    done
+    if [ "$code_server" = 1 ] && [ "$WORKSPACE_IMAGE" = "$CODE_SERVER_IMAGE" ]; then
+        # IDE_WORKSPACE_IMAGE names the image the server runs; here the plain workspace image is the base.
+        WORKSPACE_IMAGE=ide-backend/workspace:latest
+    fi
 
-ensure_base
-build_image "$WORKSPACE_IMAGE" "$ROOT/images/workspace"
-for template in ${IDE_TEMPLATE_IMAGES-python node}; do
-    build_image "ide-backend/$template:latest" "$ROOT/images/$template" "$WORKSPACE_IMAGE"
-done
-if [ "$code_server" = 1 ]; then
-    build_image "$CODE_SERVER_IMAGE" "$ROOT/images/code-server" "$WORKSPACE_IMAGE"
-fi
-if [ "$backend" = 1 ]; then
-    build_backend
+    ensure_base
+    build_image "$WORKSPACE_IMAGE" "$ROOT/images/workspace"
+    for template in ${IDE_TEMPLATE_IMAGES-python node}; do
+        build_image "ide-backend/$template:latest" "$ROOT/images/$template" "$WORKSPACE_IMAGE"
+    done
+    if [ "$code_server" = 1 ]; then
+        build_image "$CODE_SERVER_IMAGE" "$ROOT/images/code-server" "$WORKSPACE_IMAGE"
+    fi
+    if [ "$backend" = 1 ]; then
+        build_backend
+    fi
+}
+
+# Sourced (scripts/swarm.sh builds its node image with build_image), only the functions are defined.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
 fi

@@ -110,7 +110,7 @@ class ProcessManager:
         self._processes: dict[str, Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
-        self._adopting: dict[str, asyncio.Lock] = {}
+        self._adopting = asyncio.Lock()  # one adoption at a time: two attaches to one terminal make one relay
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._reap_forever(), name="process-reaper"))
@@ -190,7 +190,7 @@ class ProcessManager:
         """A terminal held in its workspace that this backend does not relay yet: attach to its holder (which
         replays all it holds, so the screen is whole) and follow it, nobody attached here yet. Returns once the
         replay is in, so an attach with any seq gets exactly what came after it."""
-        async with self._adopting.setdefault(record.process_id, asyncio.Lock()):
+        async with self._adopting:
             known = self._processes.get(record.process_id)
             if known is not None and (known.running or known.started_at == record.started_at):
                 return ProcessHandle(self, known)

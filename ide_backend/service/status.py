@@ -235,6 +235,8 @@ class StatusEvents:
             reason = expected or ("oom_killed" if ref in self._oom else "died")
             self._oom.discard(ref)
             self.bus.publish(ref, status, "docker", exit_code=event.exit_code, reason=reason)
+        elif event.action in ("node_down", "node_drained"):  # a Swarm node left with its workspaces (swarm.py)
+            self.bus.publish(ref, "died", "docker", reason=event.action)
         elif event.action == "destroy":
             self.bus.publish(ref, "removed", "docker", reason=expected or "removed_outside")
             if (destroyed := self._destroyed.get(ref)) is not None:

@@ -155,5 +155,10 @@ def _resolve(name: str, raw: _TemplateFile, settings: Settings) -> Template:
         ports=tuple(raw.ports if raw.ports is not None else settings.publish_ports),
         env=dict(raw.env),
         idle_timeout=raw.idle_timeout if raw.idle_timeout is not None else settings.idle_timeout,
-        pool_size=raw.pool_size if raw.pool_size is not None else settings.pool_size,
+        # No warm pools on a swarm yet (runtime/swarm.py): a template's own pool size is not used there.
+        pool_size=0
+        if settings.runtime == "swarm"
+        else raw.pool_size
+        if raw.pool_size is not None
+        else settings.pool_size,
     )

@@ -9,6 +9,7 @@ instead of a workspace. pyproject.toml pins the aiodocker range this was written
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -57,6 +58,15 @@ class DockerClient:
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET an engine endpoint aiodocker has no method for, as parsed JSON. Error statuses raise DockerError."""
         return await self.api._query_json(path, params=dict(params) if params is not None else None)
+
+    async def send_json(self, path: str, method: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        """Call an engine endpoint aiodocker has no method for with a JSON body (or none); the answer as parsed JSON.
+        Error statuses raise DockerError."""
+        data = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        return await self.api._query_json(
+            path, method, params=dict(params) if params is not None else None, data=data, headers=headers
+        )
 
     @contextlib.asynccontextmanager
     async def request(

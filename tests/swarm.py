@@ -1,0 +1,85 @@
+"""A real Docker Swarm of three engines on this machine (scripts/swarm.sh), as a session fixture for the tests of the
+Swarm runtime.
+
+Each node is a container running its own dockerd, reachable from here at `tcp://ADDRESS:2375`; node 1 is the
+manager. The first `up` of a machine takes about a minute (the node image, three engines, the workspace image loaded
+into each), later ones a second or two. The cluster is removed at the end of the session unless IDE_KEEP_SWARM=1,
+which keeps it for the next run. Tests using it are marked `docker` and `swarm`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from .harness import ROOT
+
+SCRIPT = ROOT / "scripts" / "swarm.sh"
+SCRIPT_TIMEOUT = 600.0  # the first `up` builds an image and loads the workspace image into every node
+
+
+def swarm_script(*args: str) -> str:
+    """Run scripts/swarm.sh; its stdout. Its log ([swarm] lines on stderr) goes into the failure's message."""
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/swarm.sh {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class SwarmNode:
+    """One engine of the swarm: its container's name (also its hostname), address, swarm node id and engine URL."""
+
+    name: str
+    address: str
+    node_id: str
+    engine_url: str
+
+
+@dataclass(frozen=True)
+class SwarmCluster:
+    """The swarm: the manager's engine URL and the nodes, in order (nodes[0] is the manager)."""
+
+    manager: str
+    nodes: list[SwarmNode]
+
+    def node(self, name: str) -> SwarmNode:
+        """The node called `name` (ide-swarm-K)."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def stop_node(self, name: str) -> None:
+        """Stop the node's container: its engine shuts down as a machine's would, its state stays on its volume."""
+        swarm_script("stop-node", self.node(name).name)
+
+    def start_node(self, name: str) -> None:
+        """Start the node again; returns once its engine answers and the manager lists it Ready."""
+        swarm_script("start-node", self.node(name).name)
+
+
+def parse_nodes(listing: str) -> list[SwarmNode]:
+    """`scripts/swarm.sh nodes`' lines (NAME ADDRESS NODE_ID) as nodes."""
+    nodes = []
+    for line in listing.splitlines():
+        name, address, node_id = line.split()
+        nodes.append(SwarmNode(name, address, node_id, f"tcp://{address}:2375"))
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def swarm_cluster(docker_engine: None) -> Iterator[SwarmCluster]:
+    """The running swarm (started, or reused when it is up already); taken down at the end unless IDE_KEEP_SWARM=1."""
+    try:
+        manager = swarm_script("up").strip()
+        yield SwarmCluster(manager, parse_nodes(swarm_script("nodes")))
+    finally:
+        if os.environ.get("IDE_KEEP_SWARM") != "1":
+            swarm_script("down")
