@@ -11,6 +11,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,67 +59,86 @@ def attach_after_loss(server: Server, process_id: str, since: int, expect: str) 
     return channel, chunks
 
 
-@pytest.mark.docker
-def test_a_terminal_outlives_a_restart_of_the_one_backend(tmp_path: Path, docker_engine: None) -> None:
-    """The embedded default (SQLite, one process): a deploy restarts the backend, terminals run on."""
-    data = str(tmp_path / "data")
-    server = start_server(tmp_path / "one", IDE_DATA_DIR=data, IDE_POOL_SIZE="0")
-    instance = server.instance
+class OneBackend:
+    """One backend on a SQLite file, restarted on the same data (a deploy); everything it made is removed after."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp = tmp_path
+        self._data = str(tmp_path / "data")
+        self._starts = 0
+        self.server = self._start(None)
+
+    def _start(self, instance: str | None) -> Server:
+        self._starts += 1
+        tmp = self._tmp / f"run{self._starts}"
+        return start_server(tmp, instance=instance, IDE_DATA_DIR=self._data, IDE_POOL_SIZE="0")
+
+    def restart(self) -> Server:
+        self.server.stop()
+        self.server = self._start(self.server.instance)
+        return self.server
+
+    def close(self) -> None:
+        self.server.stop()
+        remove_instance(self.server.instance)
+
+
+@pytest.fixture
+def backend(tmp_path: Path, docker_engine: None) -> Iterator[OneBackend]:
+    one = OneBackend(tmp_path)
     try:
-        ref = new_ref()
-        assert post(server, "start", ref).status_code == 200
-        pid = "term-" + uuid.uuid4().hex[:6]
-        channel, seen = open_terminal(server, ref, pid)
-        channel.send(type="stdin", id=pid, data="sleep 2; echo missed-$X\n")
-        time.sleep(0.3)
-        channel.close()
-        server.stop()  # a graceful stop: held terminals are let go, not killed
-        server = start_server(tmp_path / "two", instance=instance, IDE_DATA_DIR=data, IDE_POOL_SIZE="0")
-        # A reloaded page finds its terminal by listing the workspace's processes.
-        finder = Channel(server)
-        finder.send(type="list", **ref)
-        items = finder.wait_for(type="processes")["items"]
-        assert [(i["id"], i["running"]) for i in items] == [(pid, True)], items
-        finder.close()
-        again, _ = attach_after_loss(server, pid, seen, "missed-kept-42")
-        again.send(type="stdin", id=pid, data="echo again-$X\n")
-        output_until(again, pid, "again-kept-42")
-        again.close()
+        yield one
     finally:
-        server.stop()
-        remove_instance(instance)
+        one.close()
+
+
+def _terminal_in_new_workspace(server: Server) -> tuple[dict[str, str], str, Channel, int]:
+    ref = new_ref()
+    assert post(server, "start", ref).status_code == 200
+    pid = "term-" + uuid.uuid4().hex[:6]
+    channel, seen = open_terminal(server, ref, pid)
+    return ref, pid, channel, seen
 
 
 @pytest.mark.docker
-def test_a_terminal_nobody_relays_is_ended_by_its_holder(tmp_path: Path, docker_engine: None) -> None:
+def test_a_terminal_outlives_a_restart_of_the_one_backend(backend: OneBackend) -> None:
+    """The embedded default (SQLite, one process): a deploy restarts the backend, terminals run on."""
+    ref, pid, channel, seen = _terminal_in_new_workspace(backend.server)
+    channel.send(type="stdin", id=pid, data="sleep 2; echo missed-$X\n")
+    time.sleep(0.3)
+    channel.close()
+    server = backend.restart()  # a graceful stop: held terminals are let go, not killed
+    # A reloaded page finds its terminal by listing the workspace's processes.
+    finder = Channel(server)
+    finder.send(type="list", **ref)
+    items = finder.wait_for(type="processes")["items"]
+    assert [(i["id"], i["running"]) for i in items] == [(pid, True)], items
+    finder.close()
+    again, _ = attach_after_loss(server, pid, seen, "missed-kept-42")
+    again.send(type="stdin", id=pid, data="echo again-$X\n")
+    output_until(again, pid, "again-kept-42")
+    again.close()
+
+
+@pytest.mark.docker
+def test_a_terminal_nobody_relays_is_ended_by_its_holder(backend: OneBackend) -> None:
     """The backend is killed and nobody attaches: the holder kills the program after IDE_PROCESS_DETACHED_TTL (3 s)
     and keeps its exit for a later attach."""
-    data = str(tmp_path / "data")
-    server = start_server(tmp_path / "one", IDE_DATA_DIR=data, IDE_POOL_SIZE="0")
-    instance = server.instance
-    try:
-        ref = new_ref()
-        assert post(server, "start", ref).status_code == 200
-        pid = "term-" + uuid.uuid4().hex[:6]
-        channel, _ = open_terminal(server, ref, pid)
-        os.kill(server.pid, signal.SIGKILL)
-        channel.close()
-        time.sleep(5)
-        server.stop()
-        server = start_server(tmp_path / "two", instance=instance, IDE_DATA_DIR=data, IDE_POOL_SIZE="0")
-        late = Channel(server)
-        late.send(type="attach", id=pid, since=0)
-        attached = late.wait_for(type="attached", id=pid)
-        assert attached["running"] is False, attached
-        ended = late.wait_for(type="exit", id=pid)
-        assert (ended["exitCode"], ended.get("reason")) == (137, "detached_timeout"), ended
-        late.close()
-        # Once its end was seen it is forgotten: the id is free for a new terminal.
-        fresh, _ = open_terminal(server, ref, pid)
-        fresh.close()
-    finally:
-        server.stop()
-        remove_instance(instance)
+    ref, pid, channel, _ = _terminal_in_new_workspace(backend.server)
+    os.kill(backend.server.pid, signal.SIGKILL)
+    channel.close()
+    time.sleep(5)
+    server = backend.restart()
+    late = Channel(server)
+    late.send(type="attach", id=pid, since=0)
+    attached = late.wait_for(type="attached", id=pid)
+    assert attached["running"] is False, attached
+    ended = late.wait_for(type="exit", id=pid)
+    assert (ended["exitCode"], ended.get("reason")) == (137, "detached_timeout"), ended
+    late.close()
+    # Once its end was seen it is forgotten: the id is free for a new terminal.
+    fresh, _ = open_terminal(server, ref, pid)
+    fresh.close()
 
 
 @pytest.mark.docker

@@ -236,17 +236,8 @@ class DockerRuntime:
             if channel is not None and channel.alive:
                 with self._errors("starting the command through the agent"):
                     return await channel.run(argv, workdir=workdir, env={**env, "IDE_EXEC_ID": marker})
-        return await open_docker_exec(
-            self._client,
-            container_id,
-            argv,
-            user=user,
-            workdir=workdir,
-            env=env,
-            tty=tty,
-            stdin=stdin,
-            marker=marker,
-            connect_timeout=self._timeout,
+        return await self._docker_exec(
+            container_id, argv, user=user, workdir=workdir, env=env, tty=tty, stdin=stdin, marker=marker
         )
 
     async def open_held(
@@ -258,7 +249,7 @@ class DockerRuntime:
             return None
         ttls = (str(max(1, round(terminal.detached_ttl))), str(max(1, round(terminal.finished_ttl))))
         argv = [HOLD, "open", terminal.key, *ttls, str(terminal.cols), str(terminal.rows), "--", *terminal.argv]
-        session = await self._relay_exec(container_id, argv, user=user, workdir=workdir, env=env)
+        session = await self._docker_exec(container_id, argv, user=user, workdir=workdir, env=env, stdin=True)
         return await open_relay(session, 0)
 
     async def attach_held(self, container_id: str, key: str, *, user: str, since: int) -> HeldSession:
@@ -266,11 +257,21 @@ class DockerRuntime:
         state = await self.inspect(container_id)
         if state is None or not state.running or HOLD_LABEL not in state.labels:
             raise NotFound("No terminal held there")
-        session = await self._relay_exec(container_id, [HOLD, "attach", key], user=user, workdir="/", env={})
+        argv = [HOLD, "attach", key]
+        session = await self._docker_exec(container_id, argv, user=user, workdir="/", env={}, stdin=True)
         return await open_relay(session, since)
 
-    async def _relay_exec(
-        self, container_id: str, argv: Sequence[str], *, user: str, workdir: str, env: Mapping[str, str]
+    async def _docker_exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        user: str,
+        workdir: str,
+        env: Mapping[str, str],
+        tty: bool = False,
+        stdin: bool = False,
+        marker: str | None = None,
     ) -> DockerExecSession:
         return await open_docker_exec(
             self._client,
@@ -279,9 +280,9 @@ class DockerRuntime:
             user=user,
             workdir=workdir,
             env=env,
-            tty=False,
-            stdin=True,
-            marker=uuid.uuid4().hex,
+            tty=tty,
+            stdin=stdin,
+            marker=marker or uuid.uuid4().hex,
             connect_timeout=self._timeout,
         )
 
