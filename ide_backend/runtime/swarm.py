@@ -374,6 +374,9 @@ class SwarmRuntime:
             service = await self._service_of(container_id)
             with self._errors("removing a workspace's service"):
                 await self._call(f"services/{service['ID']}", "DELETE")
+            for cid in [c for c, owner in self._owner.items() if owner == service["ID"]]:
+                del self._owner[cid]
+                self._where.pop(cid, None)
 
     # -- volumes: on the node where the workspace's task made them --------------------------------------------
 
