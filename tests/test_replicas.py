@@ -7,6 +7,7 @@ one IDE_INSTANCE, as replicas behind a load balancer do.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -310,3 +311,31 @@ def test_a_terminal_outlives_the_replica_relaying_it(start_replica: StartReplica
     viewer.wait_for(type="exit", id=pid)
     other.close()
     viewer.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_commands_fed_through_two_processes_at_once_each_get_their_own_input(start_replica: StartReplica) -> None:
+    """Two processes feed stdin to commands in one workspace at the same moment. Through the agent's channel (the
+    container's attach stream, whose input all attached processes share) their frames mixed: 10-18 of 20 hashes came
+    out wrong and a command hung. On a shared database each process runs commands with its own Docker exec."""
+    first, second = start_replica("a"), start_replica("b")
+    ref = {"projectId": "feed" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(first, "start", ref).status_code == 200
+    payloads = {f"h{i}": (f"{i:02d}" * 512).encode() * 128 for i in range(4)}  # 128 KiB each
+    channels = {pid: Channel(first if i % 2 == 0 else second) for i, pid in enumerate(payloads)}
+    try:
+        for pid, channel in channels.items():
+            channel.send(type="exec", id=pid, command="sha256sum", **ref)
+        for offset in range(0, 128 * 1024, 1024):  # interleaved, 1 KiB at a time, over both processes
+            for pid, channel in channels.items():
+                channel.send(type="stdin", id=pid, data=payloads[pid][offset : offset + 1024].decode())
+        for pid, channel in channels.items():
+            channel.send(type="close_stdin", id=pid)
+        for pid, channel in channels.items():
+            messages = channel.process(pid, timeout=60)
+            out = "".join(m.get("data", "") for m in messages if m["type"] == "stdout")
+            assert out.split()[0] == hashlib.sha256(payloads[pid]).hexdigest(), (pid, out)
+    finally:
+        for channel in channels.values():
+            channel.close()
