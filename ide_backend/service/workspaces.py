@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import request_id
 from ..errors import Conflict, IDEError, NotFound, NotRunning, ValidationFailed
-from ..runtime import ContainerState, HeldTerminal, Runtime
+from ..runtime import ContainerState, HeldSession, HeldTerminal, Runtime
 from ..settings import Settings
 from ..store import HeldTerminalRecord, Store, WorkspaceRecord
 from .bus import EventBus, Subscription
@@ -582,7 +582,7 @@ class WorkspaceService:
     async def _adopt(self, record: HeldTerminalRecord) -> ProcessHandle:
         ref = WorkspaceRef(record.project_id, record.workspace_id)
 
-        async def attach() -> Any:
+        async def attach() -> HeldSession:
             state = await self.containers.running(ref, "attach to its terminals")
             return await self.runtime.attach_held(state.id, record.hold_key, user=self._user, since=0)
 
