@@ -62,8 +62,9 @@ def attach_after_loss(server: Server, process_id: str, since: int, expect: str) 
 class OneBackend:
     """One backend on a SQLite file, restarted on the same data (a deploy); everything it made is removed after."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, detached_ttl: float) -> None:
         self._tmp = tmp_path
+        self._ttl = str(detached_ttl)
         self._data = str(tmp_path / "data")
         self._starts = 0
         self.server = self._start(None)
@@ -71,7 +72,8 @@ class OneBackend:
     def _start(self, instance: str | None) -> Server:
         self._starts += 1
         tmp = self._tmp / f"run{self._starts}"
-        return start_server(tmp, instance=instance, IDE_DATA_DIR=self._data, IDE_POOL_SIZE="0")
+        settings = {"IDE_DATA_DIR": self._data, "IDE_POOL_SIZE": "0", "IDE_PROCESS_DETACHED_TTL": self._ttl}
+        return start_server(tmp, instance=instance, **settings)
 
     def restart(self) -> Server:
         self.server.stop()
@@ -84,8 +86,9 @@ class OneBackend:
 
 
 @pytest.fixture
-def backend(tmp_path: Path, docker_engine: None) -> Iterator[OneBackend]:
-    one = OneBackend(tmp_path)
+def backend(request: pytest.FixtureRequest, tmp_path: Path, docker_engine: None) -> Iterator[OneBackend]:
+    """The detached TTL is the test's `ttl` parameter (indirect), else 60 s: longer than any restart here."""
+    one = OneBackend(tmp_path, getattr(request, "param", 60.0))
     try:
         yield one
     finally:
@@ -121,9 +124,10 @@ def test_a_terminal_outlives_a_restart_of_the_one_backend(backend: OneBackend) -
 
 
 @pytest.mark.docker
+@pytest.mark.parametrize("backend", [2.0], indirect=True)
 def test_a_terminal_nobody_relays_is_ended_by_its_holder(backend: OneBackend) -> None:
-    """The backend is killed and nobody attaches: the holder kills the program after IDE_PROCESS_DETACHED_TTL (3 s)
-    and keeps its exit for a later attach."""
+    """The backend is killed and nobody attaches: the holder kills the program after IDE_PROCESS_DETACHED_TTL (2 s
+    here) and keeps its exit for a later attach."""
     ref, pid, channel, _ = _terminal_in_new_workspace(backend.server)
     os.kill(backend.server.pid, signal.SIGKILL)
     channel.close()

@@ -280,7 +280,9 @@ def test_webhooks_are_sent_once_by_one_process(start_replica: StartReplica) -> N
 @pytest.mark.postgres
 @pytest.mark.docker
 def test_a_terminal_outlives_the_replica_relaying_it(start_replica: StartReplica) -> None:
-    first, second = start_replica("a"), start_replica("b")
+    # A terminal nobody relays is ended by its holder after the detached TTL (3 s in the tests' settings): longer
+    # here, so the seconds between the kill and the attach cannot end it.
+    first, second = (start_replica(name, IDE_PROCESS_DETACHED_TTL="60") for name in ("a", "b"))
     ref = new_ref()
     assert post(first, "start", ref).status_code == 200
     pid = "term-" + uuid.uuid4().hex[:6]
