@@ -54,8 +54,8 @@ from measure import BenchError, Plan, elapsed_ms, percentile, progress
 from report import fmt_ms
 from runner import HTTP_TIMEOUT, IMAGE, USER, Bench, start_server
 
-from tests.harness import DOCKER, INSTANCE_LABEL, Server, docker, remove_instance
-from tests.swarm import SwarmNode, parse_nodes, swarm_script
+from tests.harness import DOCKER, Server, docker, remove_instance
+from tests.swarm import SwarmNode, parse_nodes, remove_swarm_instance, swarm_script
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "multi-latest.json"
 READ_TIMEOUT = 60.0  # seconds for one terminal echo, or one websocket answer
@@ -470,32 +470,6 @@ class Run:
             for key, value in remove_swarm_instance(*swarm).items():
                 left[key] = left.get(key, 0) + value
         return left
-
-
-def remove_swarm_instance(manager: str, nodes: list[SwarmNode], instance: str) -> dict[str, int]:
-    """The instance's services on the manager, then on each node its volumes, once the tasks' containers are gone."""
-    label = f"label={INSTANCE_LABEL}={instance}"
-    services = docker("-H", manager, "service", "ls", "-q", "--filter", label, check=False).stdout.split()
-    if services:
-        docker("-H", manager, "service", "rm", *services, check=False)
-    left = {"services_left": 0, "node_containers_left": 0, "node_volumes_left": 0}
-    for node in nodes:
-        deadline = time.monotonic() + 120
-        while True:
-            containers = docker("-H", node.engine_url, "ps", "-aq", "--filter", label, check=False).stdout.split()
-            volumes = docker("-H", node.engine_url, "volume", "ls", "-q", "--filter", label, check=False).stdout.split()
-            if volumes and not containers:
-                docker("-H", node.engine_url, "volume", "rm", "-f", *volumes, check=False)
-                continue
-            if not containers or time.monotonic() > deadline:
-                left["node_containers_left"] += len(containers)
-                left["node_volumes_left"] += len(volumes)
-                break
-            time.sleep(0.5)
-    left["services_left"] = len(
-        docker("-H", manager, "service", "ls", "-q", "--filter", label, check=False).stdout.split()
-    )
-    return left
 
 
 Locate = Callable[[dict[str, Any]], Awaitable[tuple[aiodocker.Docker, str]]]

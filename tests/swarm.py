@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from .harness import ROOT
+from .harness import DOCKER, INSTANCE_LABEL, ROOT
 
 SCRIPT = ROOT / "scripts" / "swarm.sh"
+ENGINE_CLI_TIMEOUT = 60.0  # seconds for one docker CLI call to a node's engine
 SCRIPT_TIMEOUT = 600.0  # the first `up` builds an image and loads the workspace image into every node
 
 
@@ -83,3 +85,46 @@ def swarm_cluster(docker_engine: None) -> Iterator[SwarmCluster]:
     finally:
         if os.environ.get("IDE_KEEP_SWARM") != "1":
             swarm_script("down")
+
+
+def run_on(engine_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI against one engine of the swarm."""
+    return subprocess.run(
+        [DOCKER, "-H", engine_url, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=ENGINE_CLI_TIMEOUT,
+        check=False,
+    )
+
+
+def on(engine_url: str, *args: str, stdin: str | None = None) -> str:
+    """Run the docker CLI against one engine of the swarm; its stdout, which it must give."""
+    result = run_on(engine_url, *args, stdin=stdin)
+    assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def remove_swarm_instance(manager: str, nodes: list[SwarmNode], instance: str) -> dict[str, int]:
+    """The instance's services on the manager, then on each node its volumes, once the tasks' containers are gone."""
+    label = f"label={INSTANCE_LABEL}={instance}"
+    services = run_on(manager, "service", "ls", "-q", "--filter", label).stdout.split()
+    if services:
+        run_on(manager, "service", "rm", *services)
+    left = {"services_left": 0, "node_containers_left": 0, "node_volumes_left": 0}
+    for node in nodes:
+        deadline = time.monotonic() + 120
+        while True:
+            containers = run_on(node.engine_url, "ps", "-aq", "--filter", label).stdout.split()
+            volumes = run_on(node.engine_url, "volume", "ls", "-q", "--filter", label).stdout.split()
+            if volumes and not containers:
+                run_on(node.engine_url, "volume", "rm", "-f", *volumes)
+                continue
+            if not containers or time.monotonic() > deadline:
+                left["node_containers_left"] += len(containers)
+                left["node_volumes_left"] += len(volumes)
+                break
+            time.sleep(0.5)
+    left["services_left"] = len(run_on(manager, "service", "ls", "-q", "--filter", label).stdout.split())
+    return left

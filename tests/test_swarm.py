@@ -5,7 +5,6 @@ others keep working, and its workspaces start again with their files once it is 
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,32 +15,9 @@ import pytest
 
 from .harness import Server
 from .helpers import Channel, post, start_server
-from .swarm import SwarmCluster, swarm_cluster  # noqa: F401 - the fixture
+from .swarm import SwarmCluster, on, remove_swarm_instance, swarm_cluster  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
-DOCKER = "/usr/bin/docker"
-
-
-def _docker(host: str, *args: str, check: bool = True) -> str:
-    return subprocess.run([DOCKER, "-H", host, *args], capture_output=True, text=True, check=check).stdout
-
-
-def _remove_instance(cluster: SwarmCluster, instance: str) -> None:
-    """The instance's services, then its volumes on every node."""
-    label = f"label=ide-backend.instance={instance}"
-    services = _docker(cluster.manager, "service", "ls", "-q", "--filter", label).split()
-    if services:
-        _docker(cluster.manager, "service", "rm", *services)
-    for node in cluster.nodes:
-        deadline = time.monotonic() + 60  # the tasks' containers go first, then their volumes can
-        while time.monotonic() < deadline:
-            left = _docker(node.engine_url, "ps", "-aq", "--filter", label, check=False).split()
-            volumes = _docker(node.engine_url, "volume", "ls", "-q", "--filter", label, check=False).split()
-            if not left and not volumes:
-                break
-            if volumes and not left:
-                subprocess.run([DOCKER, "-H", node.engine_url, "volume", "rm", "-f", *volumes], capture_output=True)
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +36,7 @@ def swarm_server(tmp_path_factory: pytest.TempPathFactory, swarm_cluster: SwarmC
         yield server
     finally:
         server.stop()
-        _remove_instance(swarm_cluster, server.instance)
+        remove_swarm_instance(swarm_cluster.manager, swarm_cluster.nodes, server.instance)
 
 
 def _ok(server: Server, endpoint: str, body: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
@@ -74,7 +50,7 @@ def _node_of(cluster: SwarmCluster, server: Server, ref: dict[str, str]) -> str:
     """The node (its container name) whose engine runs the workspace's container."""
     name = _ok(server, "status", ref)["data"]["name"]
     for node in cluster.nodes:
-        if _docker(node.engine_url, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}").strip():
+        if on(node.engine_url, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}").strip():
             return node.name
     raise AssertionError(f"no node runs {name}")
 

@@ -4,7 +4,6 @@ named volume lives on that node's engine, and the volume keeps its files when th
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -12,8 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from .harness import DOCKER
-from .swarm import SwarmCluster, swarm_cluster
+from .swarm import SwarmCluster, on, run_on, swarm_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 __all__ = ["swarm_cluster"]  # the fixture, imported so pytest finds it here (until conftest.py imports it)
@@ -21,20 +19,6 @@ __all__ = ["swarm_cluster"]  # the fixture, imported so pytest finds it here (un
 IMAGE = "ide-backend/workspace:latest"
 TIMEOUT = 60.0
 T = TypeVar("T")
-
-
-def run_on(engine_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI against one engine of the swarm."""
-    return subprocess.run(
-        [DOCKER, "-H", engine_url, *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
-
-
-def on(engine_url: str, *args: str, stdin: str | None = None) -> str:
-    """Run the docker CLI against one engine of the swarm; its stdout, which it must give."""
-    result = run_on(engine_url, *args, stdin=stdin)
-    assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
-    return result.stdout
 
 
 def wait_for(what: str, probe: Callable[[], T | None]) -> T:

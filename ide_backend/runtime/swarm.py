@@ -59,6 +59,11 @@ NODE_POLL = 2.0  # seconds between two readings of the nodes' states
 RESERVE_FRACTION = 8  # a workspace reserves 1/8 of its limits: Swarm's scheduler spreads by reservations
 
 
+def _task_container(task: Mapping[str, Any]) -> str:
+    """The id of a task's container ('' while it has none)."""
+    return str(task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID") or "")
+
+
 def _service_name(container_name: str) -> str:
     """A task container's name (`service.slot.task`) as its service's."""
     return container_name.split(".", 1)[0]
@@ -136,19 +141,14 @@ class SwarmRuntime:
         service = await self._service(container_id)
         if service is not None:
             for task in await self._tasks(service["ID"]):
-                cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-                if cid and task.get("NodeID"):
+                if (cid := _task_container(task)) and task.get("NodeID"):
                     return await self.node(task["NodeID"]), cid
             raise Conflict(
                 f"Workspace {service['Spec']['Name']} has no container while it is stopped on the swarm: start it to "
                 "change or read its files"
             )
         with self._errors("looking up a container's task"):
-            tasks = await self._call("tasks")
-        for task in tasks:
-            cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-            if cid and task.get("NodeID"):
-                self._where[cid] = task["NodeID"]
+            self._learn(await self._call("tasks"))
         if container_id not in self._where:
             raise NotFound(f"No container {container_id[:12]} on any node of the swarm")
         return await self.node(self._where[container_id]), container_id
@@ -175,12 +175,15 @@ class SwarmRuntime:
         with self._errors("listing a workspace's tasks"):
             tasks: list[dict[str, Any]] = await self._call("tasks", params=params)
         tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0), reverse=True)
-        for task in tasks:
-            cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-            if cid and task.get("NodeID"):
-                self._where[cid] = task["NodeID"]
-                self._owner[cid] = service_id
+        self._learn(tasks)
         return tasks
+
+    def _learn(self, tasks: list[dict[str, Any]]) -> None:
+        """Remember the node and the service of each task's container."""
+        for task in tasks:
+            if (cid := _task_container(task)) and task.get("NodeID"):
+                self._where[cid] = task["NodeID"]
+                self._owner[cid] = task["ServiceID"]
 
     async def inspect(self, name_or_id: str) -> ContainerState | None:
         service = await self._service(self._owner.get(name_or_id, name_or_id))  # a task's container: its service
@@ -198,8 +201,7 @@ class SwarmRuntime:
         name = service["Spec"]["Name"]
         tasks = await self._tasks(service["ID"])
         for task in tasks:
-            cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-            if not cid:
+            if not (cid := _task_container(task)):
                 continue
             if await self._node_ready(task["NodeID"]):  # a node that is down is not asked (it would time out)
                 node = await self.node(task["NodeID"])
@@ -363,8 +365,7 @@ class SwarmRuntime:
         await self._update(service, 0, (await self._pin(service))[1])
         deadline = time.monotonic() + timeout + 30
         while time.monotonic() < deadline:
-            state = await self._state(await self._service_of(service["ID"]))
-            if not state.running:
+            if not (await self._state(service)).running:  # its tasks are read anew each time
                 return
             await asyncio.sleep(0.2)
         raise RuntimeFailure(f"Service {service['Spec']['Name']} did not stop")
@@ -587,7 +588,7 @@ class SwarmRuntime:
                     project_id=spec_labels.get("ide-backend.project", ""),
                     workspace_id=spec_labels.get("ide-backend.workspace", ""),
                     action=action,
-                    container_id=task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID", ""),
+                    container_id=_task_container(task),
                     name=service["Spec"]["Name"],
                     time=time.time(),
                 )

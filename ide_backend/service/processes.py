@@ -313,7 +313,8 @@ class ProcessManager:
             if process.running:
                 process.task.cancel()
                 process.finish(None, timed_out=False, reason=reason)
-        await process.session.close()
+        if process.held:
+            await process.session.close()
 
     async def _follow_containers(self, ready: asyncio.Event) -> None:
         """End the streams of processes whose container the engine reports stopped or removed."""
