@@ -158,12 +158,15 @@ class Settings(BaseSettings):
     def _swarm_limits(self) -> Settings:
         """What the Swarm runtime does not do yet is refused at start-up, naming the setting (runtime/swarm.py)."""
         if self.runtime == "swarm":
+            if "ide_upstream" not in self.model_fields_set:  # a node's published ports are not on this host
+                self.ide_upstream = "container"
             wrong = [
                 name
                 for name, ok in (
                     ("IDE_NETWORK=shared", self.network == "shared"),
                     ("IDE_DISK_LIMIT_MB=0", self.disk_limit_mb == 0),
                     ("IDE_POOL_SIZE=0", self.pool_size == 0),
+                    ("IDE_IDE_UPSTREAM=container", self.ide_upstream == "container"),
                 )
                 if not ok
             ]

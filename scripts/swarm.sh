@@ -10,7 +10,7 @@
 #   scripts/swarm.sh nodes         one line per node: NAME IP NODE_ID
 #
 # Options (environment):
-#   IDE_SWARM_IMAGES   images loaded into every node (default ide-backend/workspace:latest); each is skipped on a
+#   IDE_SWARM_IMAGES   images loaded into every node (default the workspace and code-server images); each is skipped on a
 #                      node that already has the same image id
 #   IDE_EXTRA_CA_DIR, IDE_FORCE_REBUILD  as for scripts/build-images.sh (the node image is built the same way)
 #
@@ -28,7 +28,7 @@ BASE_IMAGE=debian:bookworm-slim
 NODE_IMAGE=ide-backend/swarm-node:latest
 NETWORK=ide-swarm
 LABEL=ide-backend.swarm-node
-IMAGES=${IDE_SWARM_IMAGES:-ide-backend/workspace:latest}
+IMAGES=${IDE_SWARM_IMAGES:-ide-backend/workspace:latest ide-backend/code-server:latest}
 if [ -z "${IDE_EXTRA_CA_DIR+set}" ] && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     IDE_EXTRA_CA_DIR=/usr/local/share/ca-certificates
 fi

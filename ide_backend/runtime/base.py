@@ -215,6 +215,11 @@ class Runtime(Protocol):
         self, container: ContainerState, argv: Sequence[str], *, user: str, root: bool = False, timeout: float = 600
     ) -> ExecOutput: ...
 
+    async def reach(self, container: ContainerState, port: int) -> tuple[str, int]:
+        """An address this process can connect to that reaches `port` on the running container's network address
+        (the address itself where its network is reachable from here, else a forward into it)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RuntimeEvent:

@@ -18,6 +18,10 @@ is drained is reported for each workspace whose task was there, as an event `nod
 
 Not here (refused with a clear error where they would be asked for): warm pools (IDE_POOL_SIZE=0), workspace
 networks other than the engine's default (IDE_NETWORK=shared), bounded disks (IDE_DISK_LIMIT_MB=0) and forks.
+
+A node's bridge is not reachable from the backend's host, so the /ide/ and /preview/ proxies reach a workspace's
+ports through a forward on this host's loopback whose connections are relayed by an exec in the container
+(docker/tunnel.py, `reach`): the same path as exec, needing nothing more of the network than the nodes' engines.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from .docker import DockerRuntime
 from .docker.client import DockerClient
 from .docker.errors import translate_errors, unavailable
 from .docker.parsing import CAPS, docker_time
+from .docker.tunnel import PortForwards
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +90,10 @@ class SwarmRuntime:
         self._node_lock = asyncio.Lock()
         self._node_states: dict[str, tuple[str, str]] = {}  # node id -> (state, availability) last seen
         self._listed: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._forwards = PortForwards()
 
     async def close(self) -> None:
+        await self._forwards.close()
         for node in self._nodes.values():
             await node.close()
         await self._manager.close()
@@ -362,6 +369,7 @@ class SwarmRuntime:
     async def stop(self, container_id: str, timeout: int) -> None:
         """Scale to zero and wait until its container has stopped (kept as task history, files and all)."""
         service = await self._service_of(container_id)
+        await self._close_forwards(service["ID"], container_id)
         await self._update(service, 0, (await self._pin(service))[1])
         deadline = time.monotonic() + timeout + 30
         while time.monotonic() < deadline:
@@ -373,6 +381,7 @@ class SwarmRuntime:
     async def remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
             service = await self._service_of(container_id)
+            await self._close_forwards(service["ID"], container_id)
             with self._errors("removing a workspace's service"):
                 await self._call(f"services/{service['ID']}", "DELETE")
             for cid in [c for c, owner in self._owner.items() if owner == service["ID"]]:
@@ -515,6 +524,8 @@ class SwarmRuntime:
                 async for event in runtime.events(labels, since, lambda: one_opened(node_id)):
                     if event.container_id:
                         self._where[event.container_id] = node_id
+                        if event.action in ("die", "destroy"):  # a container that ended by itself
+                            await self._forwards.close_container(event.container_id)
                     queue.put_nowait(dataclasses.replace(event, name=_service_name(event.name)))
             except BaseException as exc:  # handed to the reader, who raises it
                 queue.put_nowait(exc)
@@ -594,3 +605,17 @@ class SwarmRuntime:
                 )
             )
         return found
+
+    # -- ports: forwarded through an exec, since a node's bridge is not reachable from here --------------------
+
+    async def reach(self, container: ContainerState, port: int) -> tuple[str, int]:
+        """A loopback forward whose connections reach the container's address and port from inside it."""
+        node, cid = await self._locate(container.id)
+        return await self._forwards.address(
+            cid, container.address, port, lambda: node.open_tunnel(cid, container.address, port)
+        )
+
+    async def _close_forwards(self, service_id: str, container_id: str) -> None:
+        """The forwards into a service's containers end as it stops (a started one has a new container)."""
+        for cid in [container_id, *(c for c, owner in self._owner.items() if owner == service_id)]:
+            await self._forwards.close_container(cid)

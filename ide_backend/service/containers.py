@@ -362,10 +362,10 @@ class Containers:
             template=record.template or self.templates.default,
         )
 
-    def ide_address(self, ref: WorkspaceRef, state: ContainerState) -> tuple[str, int]:
+    async def ide_address(self, ref: WorkspaceRef, state: ContainerState) -> tuple[str, int]:
         """Where the running workspace's code-server answers: its port published on this host's 127.0.0.1, or
-        (setting ide_upstream=container) the container's own address on its Docker network, which needs no
-        published port."""
+        (setting ide_upstream=container) the container's own address on its Docker network as the runtime reaches
+        it, which needs no published port."""
         s = self.settings
         if s.network == "none":
             raise Conflict(f"Workspace {ref} has no network (IDE_NETWORK=none), so its IDE cannot be reached")
@@ -377,7 +377,7 @@ class Containers:
         if s.ide_upstream == "container":
             if not state.address:
                 raise Conflict(f"Workspace {ref} has no address on a Docker network")
-            return state.address, s.code_server_port
+            return await self.runtime.reach(state, s.code_server_port)
         port = state.ports.get(str(s.code_server_port))
         if port is None:
             raise Conflict(

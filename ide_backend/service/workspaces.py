@@ -388,7 +388,7 @@ class WorkspaceService:
         address = None
         if state is not None and state.running and info.ide_url:
             with contextlib.suppress(Conflict):  # no network to reach it on: not an error of `status`
-                address = self.containers.ide_address(ref, state)
+                address = await self.containers.ide_address(ref, state)
         listening: list[ListeningPort] = []
         if state is not None and state.running and state.status != "paused":
             # A recent reading, refreshed in the background (ports.py PortWatcher.for_status): a dashboard polling
@@ -408,13 +408,13 @@ class WorkspaceService:
 
     async def ide_address(self, ref: WorkspaceRef) -> tuple[str, int]:
         """Where the workspace's code-server answers (for the /ide/ proxy and the readiness probe)."""
-        return self.containers.ide_address(ref, await self.containers.running(ref, "open the IDE"))
+        return await self.containers.ide_address(ref, await self.containers.running(ref, "open the IDE"))
 
     async def ide_target(self, ref: WorkspaceRef) -> IDETarget:
         """The workspace's code-server with the password it runs with (the container's own PASSWORD, which is what
         code-server read) and the container's start, for the proxy's sign-in and an open tab's reload."""
         state = await self.containers.running(ref, "open the IDE")
-        host, port = self.containers.ide_address(ref, state)
+        host, port = await self.containers.ide_address(ref, state)
         password = state.env.get("PASSWORD") or (await self.containers.require(ref)).password
         return IDETarget(host, port, password, f"{state.id[:12]}@{state.started_at or ''}")
 
@@ -448,7 +448,8 @@ class WorkspaceService:
 
     async def preview_address(self, ref: WorkspaceRef, port: int) -> tuple[str, int]:
         """Where `port` inside the running workspace is reached from the backend: the container's address on its
-        Docker network (no published port), which the isolated network's rules let the host's connections reach."""
+        Docker network (no published port), which the isolated network's rules let the host's connections reach,
+        or a forward into the container where its network is out of reach (runtime `reach`)."""
         await self.containers.require(ref)  # 404 for a workspace that was never started
         state = await self.containers.running(ref, "preview its ports")
         if self.settings.network == "none" or not state.address:
@@ -456,7 +457,7 @@ class WorkspaceService:
         if state.labels.get(IDE_LABEL) and port == self.settings.code_server_port:
             # code-server's own port: VS Code opens at /ide/, signed in by the backend, not around it.
             raise Conflict(f"Port {port} of workspace {ref} is VS Code's: open it at /ide/{ref}/")
-        return state.address, port
+        return await self.runtime.reach(state, port)
 
     # -- commands ---------------------------------------------------------------------------------------------
 

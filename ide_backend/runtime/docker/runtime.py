@@ -35,6 +35,7 @@ from .exec import DockerExecSession, open_docker_exec, run_to_end
 from .held import HOLD, HOLD_LABEL, open_relay
 from .network import WorkspaceNetworks
 from .parsing import container_config, container_state, runtime_event
+from .tunnel import TUNNEL_SCRIPT
 from .volume_copy import copy_volumes, left_copies
 
 log = logging.getLogger(__name__)
@@ -358,3 +359,13 @@ class DockerRuntime:
         its image with its volumes (when it is stopped, or `root`)."""
         await self._disks.attach_all()
         return await self._files.run_on_files(container, argv, user=user, root=root, timeout=timeout)
+
+    async def reach(self, container: ContainerState, port: int) -> tuple[str, int]:
+        """The container's own address: this host reaches its Docker networks (the isolated one's rules let it)."""
+        return container.address, port
+
+    async def open_tunnel(self, container_id: str, host: str, port: int) -> ExecSession:
+        """One connection to host:port made from inside the container, its bytes as the exec's stdin and stdout
+        (tunnel.py): for a process that cannot reach the container's network itself."""
+        argv = ["perl", "-e", TUNNEL_SCRIPT, host, str(port)]
+        return await self._docker_exec(container_id, argv, user="", workdir="/", env={}, stdin=True)
