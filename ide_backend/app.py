@@ -119,19 +119,23 @@ def create_app(settings: Settings) -> Starlette:
         except StoreInUse as exc:
             log.error("%s", exc.message)  # the one line an operator needs, above uvicorn's traceback
             raise
-        # The agent's channel is the container's attach stream, whose input every attached backend process shares:
-        # two processes writing frames at once would mix them. On a shared database (several processes) commands
-        # go through Docker exec, which gives each its own streams.
-        use_agent = settings.exec_agent and not store.shared
-        if settings.exec_agent and store.shared:
-            log.info("several processes may share this database: commands run through Docker exec, not the agent")
+        # The container's attach stream has one input for every attached backend process: two writing frames at
+        # once would mix them. On a shared database (several processes) each starts an agent of its own in a
+        # workspace, through a Docker exec with streams of its own (runtime/docker/agent.py).
+        use_agent, own_agents = settings.exec_agent, store.shared
         runtime: DockerRuntime | SwarmRuntime
         if settings.runtime == "swarm":
             runtime = SwarmRuntime(
-                settings.docker_host, settings.docker_timeout, settings.swarm_node_port, use_agent=use_agent
+                settings.docker_host,
+                settings.docker_timeout,
+                settings.swarm_node_port,
+                use_agent=use_agent,
+                own_agents=own_agents,
             )
         else:
-            runtime = DockerRuntime(settings.docker_host, settings.docker_timeout, use_agent=use_agent)
+            runtime = DockerRuntime(
+                settings.docker_host, settings.docker_timeout, use_agent=use_agent, own_agents=own_agents
+            )
         service = WorkspaceService(settings, store, runtime)
         app.state.service = service
         app.state.store = store

@@ -320,7 +320,7 @@ def test_a_terminal_outlives_the_replica_relaying_it(start_replica: StartReplica
 def test_commands_fed_through_two_processes_at_once_each_get_their_own_input(start_replica: StartReplica) -> None:
     """Two processes feed stdin to commands in one workspace at the same moment. Through the agent's channel (the
     container's attach stream, whose input all attached processes share) their frames mixed: 10-18 of 20 hashes came
-    out wrong and a command hung. On a shared database each process runs commands with its own Docker exec."""
+    out wrong and a command hung. On a shared database each process runs commands through an agent of its own."""
     first, second = start_replica("a"), start_replica("b")
     ref = {"projectId": "feed" + uuid.uuid4().hex[:6], "workspaceId": "w"}
     assert post(first, "start", ref).status_code == 200
@@ -341,3 +341,38 @@ def test_commands_fed_through_two_processes_at_once_each_get_their_own_input(sta
     finally:
         for channel in channels.values():
             channel.close()
+
+
+def _own_agents(server: Server, ref: dict[str, str]) -> int:
+    """How many agents started by a backend's exec (`ide-agent --exec`) run in the workspace."""
+    script = (
+        "for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null; echo; done | grep -c '[i]de-agent --exec'"
+    )
+    answer = post(server, "exec", {**ref, "command": script})
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["output"].strip() or 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_each_process_has_an_agent_of_its_own_that_ends_after_it(start_replica: StartReplica) -> None:
+    """Each process runs commands through an agent it started in the workspace (its own Docker exec, its own
+    streams). A process killed with a command running: the command runs to its end, then that agent ends."""
+    first, second = start_replica("a"), start_replica("b")
+    ref = {"projectId": "own" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(first, "start", ref).status_code == 200
+    assert post(second, "exec", {**ref, "command": "true"}).json()["exitCode"] == 0
+    assert _own_agents(first, ref) == 2  # the first's (running this) and the second's
+    channel = Channel(second)
+    pid = new_process_id()
+    channel.send(type="exec", id=pid, command="sleep 3; echo ran > /tmp/ran-to-its-end", **ref)
+    assert channel.wait_for(id=pid)["type"] == "started"
+    os.kill(second.pid, signal.SIGKILL)
+    channel.close()
+    assert _own_agents(first, ref) == 2  # the second's agent waits for its command
+    deadline = time.monotonic() + 30
+    while _own_agents(first, ref) != 1:
+        assert time.monotonic() < deadline, "the killed process's agent never ended"
+        time.sleep(0.5)
+    ran = post(first, "exec", {**ref, "command": "cat /tmp/ran-to-its-end"}).json()
+    assert ran["output"] == "ran\n", ran

@@ -78,10 +78,19 @@ class SwarmRuntime:
     """Implements ide_backend.runtime.base.Runtime on a Docker Swarm: lifecycle through the manager, everything
     inside a container through the engine of its node."""
 
-    def __init__(self, manager_host: str, timeout: float = 30.0, node_port: int = NODE_PORT, use_agent: bool = True):
+    def __init__(
+        self,
+        manager_host: str,
+        timeout: float = 30.0,
+        node_port: int = NODE_PORT,
+        use_agent: bool = True,
+        *,
+        own_agents: bool = False,
+    ):
         self._timeout = timeout
         self._node_port = node_port
         self.use_agent = use_agent
+        self._own_agents = own_agents
         self._manager = DockerClient(manager_host, timeout)
         self.host = self._manager.host
         self._nodes: dict[str, DockerRuntime] = {}  # node id -> its engine
@@ -135,7 +144,10 @@ class SwarmRuntime:
                 if not address:
                     raise RuntimeFailure(f"Swarm node {node_id} has no address")
                 self._nodes[node_id] = DockerRuntime(
-                    f"tcp://{address}:{self._node_port}", self._timeout, use_agent=self.use_agent
+                    f"tcp://{address}:{self._node_port}",
+                    self._timeout,
+                    use_agent=self.use_agent,
+                    own_agents=self._own_agents,
                 )
             return self._nodes[node_id]
 

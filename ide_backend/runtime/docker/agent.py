@@ -1,5 +1,7 @@
-"""The warm exec path: one attach stream per container to its ide-agent (images/workspace/ide-agent), carrying
-many commands at once. A command costs one frame each way instead of a Docker exec create, start and inspect.
+"""The warm exec path: one stream per container to its ide-agent (images/workspace/ide-agent), carrying many
+commands at once: the attach stream to the container's main process, or where several backend processes share the
+workspaces, an agent of each process's own started through a Docker exec. A command costs one frame each way
+instead of a Docker exec create, start and inspect.
 
 Frames are `type (1 byte) | id (u32) | length (u32) | payload`; towards the agent each goes hex-encoded on its own
 line, since Docker scans attach input for a detach key sequence and hex never contains one.
@@ -22,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+import aiohttp
+
 from ...errors import IDEError, NotFound, RuntimeFailure
 from ..base import STDERR, STDOUT, ContainerState
 from .client import DockerClient, DockerStream
@@ -31,6 +35,7 @@ from .exec import MAX_CHUNK
 log = logging.getLogger(__name__)
 
 AGENT_LABEL = "ide-backend.agent"  # on images whose main process is the agent
+AGENT = "ide-agent"  # the agent's program, on the image's PATH
 HEADER = struct.Struct(">cII")
 PING_TIMEOUT = 2.0
 RETRY_AFTER = 60.0  # seconds before a container whose agent did not answer is tried again
@@ -157,13 +162,19 @@ class AgentChannel:
         self.flow = False  # the agent paces each command's output by our acknowledgements (agent version >= 2)
 
     @classmethod
-    async def connect(cls, client: DockerClient, container_id: str) -> AgentChannel | None:
-        """Attach and ping; None when the container runs no agent (another image, or it is not up yet)."""
+    async def connect(cls, client: DockerClient, container_id: str, *, own: bool = False) -> AgentChannel | None:
+        """Attach to the container's agent (or, `own`, start an agent of this process's own through a Docker exec)
+        and ping; None when the container runs no agent (another image, or it is not up yet)."""
         container = client.api.containers.container(container_id)
         async with contextlib.AsyncExitStack() as stack:
-            with translate_errors("attaching to the workspace agent", client.host):
-                attach = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
-                stream = await DockerStream.open(stack, attach)
+            with translate_errors("connecting to the workspace agent", client.host):
+                if own:
+                    execution = await container.exec([AGENT, "--exec"], stdin=True, stdout=True, stderr=True)
+                    # Only the connect is timed: the channel lives as long as the container.
+                    opening = execution.start(detach=False, timeout=aiohttp.ClientTimeout(sock_connect=client.timeout))
+                else:
+                    opening = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
+                stream = await DockerStream.open(stack, opening)
             channel = cls(container_id, stream, stack.pop_all(), client.host)
         try:
             await channel.send(b"P", 0, b"flow")
@@ -243,11 +254,18 @@ class AgentChannel:
 
 class AgentChannels:
     """One channel per running container with the agent: connected on first use, again after the container
-    restarted; None for stopped containers and images without the agent (they use Docker exec)."""
+    restarted; None for stopped containers and images without the agent (they use Docker exec).
 
-    def __init__(self, client: DockerClient, inspect: Callable[[str], Awaitable[ContainerState | None]]) -> None:
+    A channel is the container's attach stream to its main process, the agent; or (`own`, when several backend
+    processes may use one workspace) an agent this process starts for itself through a Docker exec: the container's
+    stdin is one for every attached process, and two of them writing frames at once would mix them."""
+
+    def __init__(
+        self, client: DockerClient, inspect: Callable[[str], Awaitable[ContainerState | None]], own: bool = False
+    ) -> None:
         self._client = client
         self._inspect = inspect
+        self._own = own
         self._channels: dict[str, AgentChannel | None] = {}  # None: the container's image has no agent
         self._locks: dict[str, asyncio.Lock] = {}
         self._retry_at: dict[str, float] = {}
@@ -272,7 +290,7 @@ class AgentChannels:
             if AGENT_LABEL not in state.labels:
                 self._channels[container_id] = None
                 return None
-            channel = await AgentChannel.connect(self._client, container_id)
+            channel = await AgentChannel.connect(self._client, container_id, own=self._own)
             if channel is None:
                 log.warning("container %s should run the agent but does not answer; using Docker exec", container_id)
                 self._retry_at[container_id] = time.monotonic() + RETRY_AFTER

@@ -35,6 +35,7 @@ class DockerClient:
 
     def __init__(self, docker_host: str = "", timeout: float = 30.0) -> None:
         self.host = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.timeout = timeout
         # Every running exec and attach holds a connection: the pool must not be the limit (aiohttp's default is
         # 100), and waiting for a pooled connection is not the engine failing to answer, so only the socket
         # connect itself is timed, never the wait for the pool.

@@ -47,14 +47,21 @@ class DockerRuntime:
     """Implements ide_backend.runtime.base.Runtime against a Docker engine."""
 
     def __init__(
-        self, docker_host: str = "", timeout: float = 30.0, use_agent: bool = True, disk_root: str = DISK_ROOT
+        self,
+        docker_host: str = "",
+        timeout: float = 30.0,
+        use_agent: bool = True,
+        disk_root: str = DISK_ROOT,
+        *,
+        own_agents: bool = False,
     ) -> None:
         self._timeout = timeout
         self.use_agent = use_agent
         self._client = DockerClient(docker_host, timeout)
         self._docker = self._client.api
         self.host = self._client.host
-        self._agents = AgentChannels(self._client, self.inspect)
+        # own_agents: an agent per backend process in each workspace (several processes share the workspaces)
+        self._agents = AgentChannels(self._client, self.inspect, own=own_agents)
         self._files = ContainerFiles(self._client, self)
         self._networks = WorkspaceNetworks(self._client)
         self._disks = WorkspaceDisks(self._client, disk_root)
