@@ -7,6 +7,7 @@ one IDE_INSTANCE, as replicas behind a load balancer do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -356,19 +357,27 @@ def _own_agents(server: Server, ref: dict[str, str]) -> int:
 @pytest.mark.postgres
 @pytest.mark.docker
 def test_each_process_has_an_agent_of_its_own_that_ends_after_it(start_replica: StartReplica) -> None:
-    """Each process runs commands through an agent it started in the workspace (its own Docker exec, its own
-    streams). A process killed with a command running: the command runs to its end, then that agent ends."""
+    """Each process runs commands (/exec) through an agent it started in the workspace (its own Docker exec, its
+    own streams). A process killed with a command running: the command runs to its end, then that agent ends."""
     first, second = start_replica("a"), start_replica("b")
     ref = {"projectId": "own" + uuid.uuid4().hex[:6], "workspaceId": "w"}
     assert post(first, "start", ref).status_code == 200
     assert post(second, "exec", {**ref, "command": "true"}).json()["exitCode"] == 0
     assert _own_agents(first, ref) == 2  # the first's (running this) and the second's
-    channel = Channel(second)
-    pid = new_process_id()
-    channel.send(type="exec", id=pid, command="sleep 3; echo ran > /tmp/ran-to-its-end", **ref)
-    assert channel.wait_for(id=pid)["type"] == "started"
+    body = {**ref, "command": "touch /tmp/began; sleep 3; echo ran > /tmp/ran-to-its-end"}
+
+    def call() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # its answer never comes: the process is killed meanwhile
+            post(second, "exec", body, timeout=30)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 30
+    while post(first, "exec", {**ref, "command": "test -e /tmp/began"}).json()["exitCode"] != 0:
+        assert time.monotonic() < deadline, "the command never began"
+        time.sleep(0.1)
     os.kill(second.pid, signal.SIGKILL)
-    channel.close()
+    caller.join()
     assert _own_agents(first, ref) == 2  # the second's agent waits for its command
     deadline = time.monotonic() + 30
     while _own_agents(first, ref) != 1:
@@ -376,3 +385,39 @@ def test_each_process_has_an_agent_of_its_own_that_ends_after_it(start_replica: 
         time.sleep(0.5)
     ran = post(first, "exec", {**ref, "command": "cat /tmp/ran-to-its-end"}).json()
     assert ran["output"] == "ran\n", ran
+
+
+@pytest.mark.postgres
+@pytest.mark.docker
+def test_a_command_without_a_terminal_outlives_the_replica_relaying_it(start_replica: StartReplica) -> None:
+    """A command (no terminal) started through one process, which is SIGKILLed while the command prints to stdout
+    and stderr and reads its stdin: the client attaches through the other with its last seq, gets exactly what it
+    missed (each stream as itself), feeds the command's stdin, ends it, and gets its exit code."""
+    first, second = (start_replica(name, IDE_PROCESS_DETACHED_TTL="60") for name in ("a", "b"))
+    ref = {"projectId": "cmd" + uuid.uuid4().hex[:6], "workspaceId": "w"}
+    assert post(first, "start", ref).status_code == 200
+    pid = new_process_id()
+    command = "echo one; sleep 2; echo two-out; echo two-err >&2; read line; echo got-$line; exit 5"
+    channel = Channel(first)
+    channel.send(type="exec", id=pid, command=command, **ref)
+    assert channel.wait_for(id=pid)["type"] == "started"
+    seen = channel.wait_for(id=pid)
+    assert (seen["type"], seen["data"]) == ("stdout", "one\n"), seen
+    os.kill(first.pid, signal.SIGKILL)  # before two-out and two-err are written
+    channel.close()
+    time.sleep(3)
+
+    other = Channel(second)
+    other.send(type="attach", id=pid, since=seen["seq"])
+    attached = other.wait_for(type="attached", id=pid, timeout=30)
+    assert attached["running"] is True, attached
+    missed = [other.wait_for(id=pid) for _ in range(2)]
+    # Two pipes: which of the two lines the holder read first is the kernel's to say, not their seqs' order.
+    assert sorted((m["type"], m["data"]) for m in missed) == [("stderr", "two-err\n"), ("stdout", "two-out\n")]
+    assert [m["seq"] for m in missed] == [seen["seq"] + 1, seen["seq"] + 2]  # nothing missed, nothing twice
+    other.send(type="stdin", id=pid, data="fed-through-b\n")
+    other.send(type="close_stdin", id=pid)
+    rest = other.process(pid, timeout=30)
+    assert "".join(m.get("data", "") for m in rest if m["type"] == "stdout") == "got-fed-through-b\n", rest
+    assert rest[-1]["type"] == "exit" and rest[-1]["exitCode"] == 5, rest
+    other.close()

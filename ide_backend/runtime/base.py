@@ -117,7 +117,8 @@ class ExecSession(Protocol):
 
 @dataclass(frozen=True)
 class HeldTerminal:
-    """A terminal held in its workspace (it outlives the backend relaying it): how to start one."""
+    """A terminal, or a command on pipes (tty False), held in its workspace (it outlives the backend relaying it):
+    how to start one."""
 
     key: str  # [0-9a-f]{32}: names the holder in the container
     argv: Sequence[str]
@@ -125,6 +126,7 @@ class HeldTerminal:
     rows: int
     detached_ttl: float  # seconds with no backend attached before the holder kills the program
     finished_ttl: float  # seconds an ended one is kept for late attaches
+    tty: bool = True
 
 
 class HeldSession(ExecSession, Protocol):

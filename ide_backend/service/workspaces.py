@@ -516,6 +516,10 @@ class WorkspaceService:
         env = dict(spec.env)
         if spec.tty:
             env.setdefault("TERM", "xterm-256color")
+        # Terminals are held in the workspace, so they outlive this backend; so are commands when several backend
+        # processes share the workspaces (a client may come back through another). A command run by this process
+        # alone goes through the agent: it starts in a frame, not a Docker exec.
+        if spec.tty or self.store.shared:
             held = await self._open_held(ref, process_id, spec, state, workdir, env, outbox)
             if held is not None:
                 return held
@@ -537,8 +541,9 @@ class WorkspaceService:
         env: Mapping[str, str],
         outbox: Outbox,
     ) -> ProcessHandle | None:
-        """A terminal held in the workspace, which outlives this backend (None when the image cannot hold one).
-        Its id must not be running anywhere: another backend's terminal of that id is looked up first."""
+        """A terminal (or a command on pipes) held in the workspace, which outlives this backend (None when the
+        image cannot hold one). Its id must not be running anywhere: another backend's process of that id is looked
+        up first."""
         if await self.store.held_terminal(process_id) is not None:
             with contextlib.suppress(NotFound):
                 if (await self.process(process_id, lambda _: True)).running:
@@ -550,6 +555,7 @@ class WorkspaceService:
             rows=spec.rows,
             detached_ttl=self.settings.process_detached_ttl,
             finished_ttl=self.settings.process_finished_ttl,
+            tty=spec.tty,
         )
         session = await self.runtime.open_held(state.id, terminal, user=self._user, workdir=workdir, env=env)
         if session is None:

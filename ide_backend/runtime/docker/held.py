@@ -1,11 +1,12 @@
-"""Terminals held in their workspace (images/workspace/ide-hold): a holder process in the container owns the PTY, the
-program and a numbered replay buffer; this backend reaches it through a relay it starts with a Docker exec of its
-own (stdin and stdout private to this backend, unlike the agent's attach stream, which every backend shares). When
-this backend goes, the relay goes with it and the terminal runs on; any backend attaches again with a seq.
+"""Terminals (and, with several backend processes, commands) held in their workspace (images/workspace/ide-hold): a
+holder process in the container owns the PTY (or the program's pipes), the program and a numbered replay buffer;
+this backend reaches it through a relay it starts with a Docker exec of its own (stdin and stdout private to this
+backend). When this backend goes, the relay goes with it and the program runs on; any backend attaches again with
+a seq.
 
-Why an exec per relay and not the agent: the agent is reached through the container's attach stream, whose input
-all attached backends share; one relay per backend keeps every backend's frames its own. A terminal costs one exec
-when it starts or is attached, never one per keystroke."""
+Why an exec per relay and not the agent: a backend's agent (its own or the container's) ends its commands' output
+with the backend; the holder keeps the output, numbered, for whichever backend attaches next. A held process costs
+one exec when it starts or is attached, never one per keystroke."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ INPUT_CHUNK = 32 * 1024
 
 
 class HeldRelay:
-    """One relay to a holder; implements runtime.base.HeldSession."""
-
-    tty = True
+    """One relay to a holder; implements runtime.base.HeldSession. `tty`: the holder runs its program on a PTY
+    (else on pipes, its stderr apart), as it says when the relay attaches."""
 
     def __init__(self, session: DockerExecSession) -> None:
+        self.tty = True
         self._session = session
         self.container_id = session.container_id
         self._buffer = bytearray()
@@ -61,6 +62,7 @@ class HeldRelay:
             raise RuntimeFailure("The terminal's holder answered something unexpected")
         self.first_seq, self.next_seq, cols, rows = (int(f) for f in fields)
         self.size = (cols, rows)
+        self.tty = cols > 0
 
     async def _frame(self) -> tuple[bytes, bytes] | None:
         """The next whole frame from the holder; None when the relay's stream ended."""
@@ -88,9 +90,9 @@ class HeldRelay:
             if frame is None:
                 break
             kind, payload = frame
-            if kind == b"O" and len(payload) > 4:
+            if kind in (b"O", b"E") and len(payload) > 4:
                 self.seq = int.from_bytes(payload[:4], "big")
-                return STDOUT, payload[4:]
+                return (STDOUT if kind == b"O" else STDERR), payload[4:]
             if kind == b"X":
                 code, _, reason = payload.decode("ascii", "replace").partition(" ")
                 self.exit = int(code) if code.isdigit() else None
@@ -107,8 +109,12 @@ class HeldRelay:
             await self._send(b"I", data[start : start + INPUT_CHUNK])
 
     async def close_stdin(self) -> None:
-        """A terminal has no end of input of its own: Ctrl-D, as a person would type it."""
-        await self._send(b"I", b"\x04")
+        """End the program's input: on pipes, once what was sent is written; a terminal has no end of input of
+        its own, so there Ctrl-D, as a person would type it."""
+        if self.tty:
+            await self._send(b"I", b"\x04")
+        else:
+            await self._send(b"C")
 
     async def resize(self, cols: int, rows: int) -> None:
         await self._send(b"W", f"{cols} {rows}".encode())

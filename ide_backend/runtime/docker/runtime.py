@@ -251,12 +251,14 @@ class DockerRuntime:
     async def open_held(
         self, container_id: str, terminal: HeldTerminal, *, user: str, workdir: str, env: Mapping[str, str]
     ) -> HeldSession | None:
-        """Start a terminal held in the workspace (held.py); None when the container's image cannot hold one."""
+        """Start a terminal (or a command on pipes) held in the workspace (held.py); None when the container's
+        image cannot hold one."""
         state = await self.inspect(container_id)
         if state is None or HOLD_LABEL not in state.labels:
             return None
         ttls = (str(max(1, round(terminal.detached_ttl))), str(max(1, round(terminal.finished_ttl))))
-        argv = [HOLD, "open", terminal.key, *ttls, str(terminal.cols), str(terminal.rows), "--", *terminal.argv]
+        size = (str(terminal.cols), str(terminal.rows)) if terminal.tty else ("0", "0")  # 0 0: pipes, no PTY
+        argv = [HOLD, "open", terminal.key, *ttls, *size, "--", *terminal.argv]
         session = await self._docker_exec(container_id, argv, user=user, workdir=workdir, env=env, stdin=True)
         return await open_relay(session, 0)
 
