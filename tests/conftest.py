@@ -7,8 +7,13 @@ removed at the end, even when a test fails half-way. What test modules share bes
 by the browser, page_server, rest and tabs fixtures here); import it from there.
 
 Test tiers, by marker (pyproject.toml): `docker` needs a Docker engine, `browser` needs Chromium, `postgres` needs
-IDE_TEST_POSTGRES_URL. `pytest -m "not docker and not browser"` runs the rest in seconds. `engine_restart` stops
-every container on the engine, so the hook below runs it last.
+IDE_TEST_POSTGRES_URL, `swarm` the three-engine swarm of tests/swarm.py (the `swarm_cluster` fixture, brought up
+only for the tests that ask for it). `pytest -m "not docker and not browser"` runs the rest in seconds.
+`engine_restart` stops every container on the engine, so the hook below runs it last.
+
+The REST contract and live-channel modules run on each runtime: `exec_server` and `runtime_server` have a `swarm`
+param (marked `swarm`) whose server puts its workspaces on the swarm; tests that reach a container behind the
+server's back do it on the engine that really has it (swarm.docker_at).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import httpx
 import pytest
 
 from .harness import Server, docker, remove_instance
-from .helpers import Call, Channel, chromium_browser, start_server
+from .helpers import SWARM, Call, Channel, chromium_browser, post, serving, start_server, swarm_for
+from .swarm import on_swarm, swarm_cluster
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -29,7 +35,8 @@ if TYPE_CHECKING:
     from .pages import PageTab, Rest
 
 # test_proxy.py imports chromium_browser from here; its home is helpers.py, with everything else modules share.
-__all__ = ["chromium_browser"]
+# swarm_cluster is a fixture (tests/swarm.py), imported so every module may use it.
+__all__ = ["chromium_browser", "swarm_cluster"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -124,9 +131,16 @@ def client(server: Server) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def ref() -> dict[str, str]:
-    """A workspace no other test uses."""
-    return {"projectId": "proj-" + uuid.uuid4().hex[:6], "workspaceId": "ws-" + uuid.uuid4().hex[:6]}
+def ref(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """A workspace no other test uses. On a swarm it is stopped afterwards: a running one reserves an eighth of a
+    core there, and a module's worth of them would fill the test cluster (another session may share it). Stopped,
+    not deleted: a stop takes a fifth of the time, and the module's server sweeps everything away at its end."""
+    workspace = {"projectId": "proj-" + uuid.uuid4().hex[:6], "workspaceId": "ws-" + uuid.uuid4().hex[:6]}
+    yield workspace
+    if "server" in request.fixturenames:
+        srv: Server = request.getfixturevalue("server")
+        if on_swarm(srv):
+            post(srv, "stop", workspace)
 
 
 @pytest.fixture
@@ -156,15 +170,23 @@ def channel(server: Server) -> Iterator[Channel]:
     ch.close()
 
 
-@pytest.fixture(scope="module", params=["agent", "docker-exec"])
+@pytest.fixture(scope="module", params=["agent", "docker-exec", SWARM])
 def exec_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: None
 ) -> Iterator[Server]:
-    """A server per exec path: the in-container agent (the default) and plain Docker exec (the fallback).
-    Modules that must give identical results on both use it as their `server`."""
-    srv = start_server(tmp_path_factory.mktemp(request.param), IDE_EXEC_AGENT=str(request.param == "agent").lower())
-    try:
+    """A server per exec path: the in-container agent (the default) and plain Docker exec (the fallback), and one on
+    the swarm (through the agent, on the engine of each workspace's node). Modules that must give identical results
+    on all of them use it as their `server`."""
+    agent = str(request.param != "docker-exec").lower()
+    with serving(tmp_path_factory.mktemp(request.param), swarm_for(request), IDE_EXEC_AGENT=agent) as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_instance(srv.instance)
+
+
+@pytest.fixture(scope="module", params=["docker", SWARM])
+def runtime_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: None
+) -> Iterator[Server]:
+    """A server per runtime (one engine, the swarm), for modules whose results must not depend on it and that the
+    exec paths do not change."""
+    with serving(tmp_path_factory.mktemp(request.param), swarm_for(request)) as srv:
+        yield srv

@@ -17,7 +17,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from ide_backend.api.protocol import server_message
 
-from .harness import Server, launch
+from .harness import Server, launch, remove_instance
+from .swarm import SwarmCluster, remove_swarm_instance
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -59,6 +60,47 @@ def base_only(tmp: Path) -> str:
 def start_server(tmp: Path, *, instance: str | None = None, **settings: str) -> Server:
     """A server with the tests' token and settings (`settings` override them), its data and log under `tmp`."""
     return launch(tmp, token=TOKEN, instance=instance, env={**TEST_SETTINGS, **settings}, timeout=30)
+
+
+# A fixture param for a server on the swarm: marked, so `-m "not swarm"` leaves it (and the cluster) out.
+SWARM = pytest.param("swarm", marks=pytest.mark.swarm)
+
+
+def swarm_for(request: pytest.FixtureRequest) -> SwarmCluster | None:
+    """The swarm when the fixture's param is `swarm`, else None: no other param ever brings the cluster up."""
+    if request.param != "swarm":
+        return None
+    cluster: SwarmCluster = request.getfixturevalue("swarm_cluster")
+    return cluster
+
+
+def swarm_settings(cluster: SwarmCluster) -> dict[str, str]:
+    """What a server needs to run its workspaces on the swarm (IDE_RUNTIME=swarm refuses what it does not do yet)."""
+    return {
+        "IDE_RUNTIME": "swarm",
+        "IDE_DOCKER_HOST": cluster.manager,
+        "IDE_NETWORK": "shared",
+        "IDE_DISK_LIMIT_MB": "0",
+        "IDE_POOL_SIZE": "0",
+        "IDE_IDE_UPSTREAM": "container",
+        "IDE_MEMORY_LIMIT_MB": "256",
+        "IDE_CPU_LIMIT": "1",  # each reserves an eighth of its limits: 16 fit on a node of this 2-core machine
+    }
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, swarm: SwarmCluster | None = None, **settings: str) -> Iterator[Server]:
+    """A server (start_server) on the host's engine, or on `swarm` when given; stopped afterwards and everything it
+    made swept away, on whichever engines it made it."""
+    srv = start_server(tmp, **{**(swarm_settings(swarm) if swarm else {}), **settings})
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if swarm is None:
+            remove_instance(srv.instance)
+        else:
+            remove_swarm_instance(swarm.manager, swarm.nodes, srv.instance)
 
 
 def post(server: Server, endpoint: str, body: Mapping[str, Any], timeout: float = 120) -> httpx.Response:

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 
+from .harness import Server
 from .helpers import Call, run
 
 pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def server(runtime_server: Server) -> Server:
+    """The same answers on one engine and on a swarm."""
+    return runtime_server
 
 
 def test_list_read_delete(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:

@@ -1,35 +1,40 @@
 """start / stop / status against a real engine: idempotence, persistence, re-creation, one container per workspace.
 
-Every test runs twice: new workspaces created cold, and claimed from the warm pool (docs/pool.md).
+Every test runs three times: new workspaces created cold, claimed from the warm pool (docs/pool.md), and on the swarm
+(IDE_RUNTIME=swarm, no pool there), where the container is checked on the engine of the node that runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from .harness import Server, docker, docker_json, remove_instance
-from .helpers import TOKEN, Call, base_only, run, start_server, wait_for_pool
+from .harness import Server
+from .helpers import SWARM, TOKEN, Call, base_only, run, serving, swarm_for, wait_for_pool
+from .swarm import docker_at, engine_cli, engines, on_swarm, remove_behind_its_back
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module", params=["cold", "pool"])
+@pytest.fixture(scope="module", params=["cold", "pool", SWARM])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, docker_engine: None
 ) -> Iterator[Server]:
     pool = "4" if request.param == "pool" else "0"
     tmp = tmp_path_factory.mktemp(f"lifecycle-{request.param}")
-    srv = start_server(tmp, IDE_POOL_SIZE=pool, IDE_TEMPLATES=base_only(tmp))
-    try:
+    with serving(tmp, swarm_for(request), IDE_POOL_SIZE=pool, IDE_TEMPLATES=base_only(tmp)) as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_instance(srv.instance)
+
+
+def _inspect(server: Server, container: str) -> dict[str, Any]:
+    """`docker inspect` of the container, on the engine that has it."""
+    inspected: dict[str, Any] = json.loads(docker_at(server, container, "inspect", container).stdout)[0]
+    return inspected
 
 
 def _pooled(server: Server) -> bool:
@@ -59,9 +64,13 @@ def test_start_creates_a_running_container(
     assert data["workspaceDir"] == "/workspace"
     for key in ("id", "name", "image", "createdAt", "startedAt", "finishedAt", "exitCode", "ports", "volume"):
         assert key in data
-    inspected = docker_json("inspect", data["id"])[0]
+    inspected = _inspect(server, data["id"])
     assert inspected["State"]["Running"] is True
-    assert inspected["Name"] == "/" + data["name"]
+    if on_swarm(server):  # the container of the service `name`'s task in slot 1: `name.1.<task id>`
+        assert inspected["Config"]["Labels"]["com.docker.swarm.service.name"] == data["name"]
+        assert inspected["Name"].startswith(f"/{data['name']}.1.")
+    else:
+        assert inspected["Name"] == "/" + data["name"]
     assert ref["projectId"] in data["name"] and ref["workspaceId"] in data["name"]
     labels = inspected["Config"]["Labels"]
     assert labels["ide-backend.instance"] == server.instance
@@ -80,10 +89,22 @@ def test_start_is_idempotent_and_restarts_a_stopped_container(api: Call, ref: di
     assert first["id"] == second["id"]
     assert api("stop", ref).json()["data"]["running"] is False
     third = api("start", ref).json()["data"]
-    assert third["id"] == first["id"] and third["running"] is True
+    assert third["name"] == first["name"] and third["running"] is True
 
 
-def test_stop_then_stop_again(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+def test_a_stopped_or_killed_container_starts_again_as_itself(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
+) -> None:
+    """The same container, not a new one: its id stays."""
+    if on_swarm(server):
+        pytest.skip("on a swarm every start is a new task of the workspace's service: a new container, its id new")
+    api("stop", ref)
+    assert api("start", ref).json()["data"]["id"] == started["id"]
+    docker_at(server, started["id"], "kill", started["id"])
+    assert api("start", ref).json()["data"]["id"] == started["id"]
+
+
+def test_stop_then_stop_again(api: Call, ref: dict[str, str], started: dict[str, Any], server: Server) -> None:
     first = api("stop", ref)
     assert first.status_code == 200
     assert first.json()["message"] == "Container stopped successfully"
@@ -91,17 +112,19 @@ def test_stop_then_stop_again(api: Call, ref: dict[str, str], started: dict[str,
     second = api("stop", ref)
     assert second.status_code == 200
     assert second.json()["message"] == "Container was already stopped"
-    assert docker_json("inspect", started["id"])[0]["State"]["Running"] is False
+    assert _inspect(server, started["id"])["State"]["Running"] is False
 
 
-def test_status_merges_docker_state_with_the_record(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+def test_status_merges_docker_state_with_the_record(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
+) -> None:
     body = api("status", ref).json()
     assert body["message"] == "Container status retrieved successfully"
     data = body["data"]
     assert data["id"] == started["id"] and data["running"] is True
     assert isinstance(data["password"], str) and len(data["password"]) >= 16
     assert data["ideUrl"] is None and data["ideReady"] is False  # the plain workspace image has no VS Code
-    env = docker_json("inspect", started["id"])[0]["Config"]["Env"]
+    env = _inspect(server, started["id"])["Config"]["Env"]
     assert f"PASSWORD={data['password']}" in env
     api("stop", ref)
     stopped = api("status", ref).json()["data"]
@@ -129,11 +152,23 @@ def test_start_with_files_writes_them_before_answering(api: Call, ref: dict[str,
     assert run(api, ref, "cat a.txt dir/b.txt")["output"] == "AB"
 
 
+def test_start_with_files_on_a_stopped_workspace_writes_them(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server, request: pytest.FixtureRequest
+) -> None:
+    if on_swarm(server):  # strict: passing says the fix is in, and this mark is to go
+        reason = "a start on a swarm runs a new container, and the files are written through the stopped one's id"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    api("stop", ref)
+    response = api("start", ref, files={"late.txt": "L"})
+    assert response.status_code == 200, response.text
+    assert run(api, ref, "cat late.txt")["output"] == "L"
+
+
 def test_removed_container_is_reported_and_recreated_with_files_intact(
-    api: Call, ref: dict[str, str], started: dict[str, Any]
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
 ) -> None:
     api("sync", ref, files={"survivor.txt": "still here"})
-    docker("rm", "-f", started["id"])
+    remove_behind_its_back(server, started)
     status = api("status", ref).json()["data"]
     assert status["running"] is False and status["status"] == "removed" and status["id"] is None
     exec_answer = api("exec", ref, command="true")
@@ -143,12 +178,14 @@ def test_removed_container_is_reported_and_recreated_with_files_intact(
     assert run(api, ref, "cat survivor.txt")["output"] == "still here"
 
 
-def test_killed_container_shows_in_status(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
-    docker("kill", started["id"])
+def test_killed_container_shows_in_status(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
+) -> None:
+    docker_at(server, started["id"], "kill", started["id"])
     status = api("status", ref).json()["data"]
     assert status["running"] is False
     assert status["status"] == "exited"
-    assert api("start", ref).json()["data"]["id"] == started["id"]
+    assert api("start", ref).json()["data"]["running"] is True  # the same container: the test above
 
 
 def test_concurrent_starts_make_exactly_one_container(server: Server, ref: dict[str, str]) -> None:
@@ -161,9 +198,9 @@ def test_concurrent_starts_make_exactly_one_container(server: Server, ref: dict[
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     ids = {r.json()["data"]["id"] for r in responses}
     assert len(ids) == 1
-    workspace_containers = [
-        line.split()[0]
-        for line in docker(
+    listing = "".join(  # every engine's: on a swarm, one more anywhere would be one too many
+        engine_cli(
+            engine,
             "ps",
             "-a",
             "--no-trunc",
@@ -171,7 +208,10 @@ def test_concurrent_starts_make_exactly_one_container(server: Server, ref: dict[
             "{{.ID}} {{.Names}}",
             "--filter",
             f"label=ide-backend.instance={server.instance}",
-        ).stdout.splitlines()
-        if f"-{ref['projectId']}-{ref['workspaceId']}-" in line
+        ).stdout
+        for engine in engines(server)
+    )
+    workspace_containers = [
+        line.split()[0] for line in listing.splitlines() if f"-{ref['projectId']}-{ref['workspaceId']}-" in line
     ]
     assert workspace_containers == list(ids)

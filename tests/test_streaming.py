@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from .harness import Server, docker, remove_instance
+from .harness import Server, remove_instance
 from .helpers import TOKEN, Channel, new_process_id, start_server
+from .swarm import docker_at
 
 pytestmark = pytest.mark.docker
 
@@ -45,9 +46,9 @@ def paused(server: Server) -> Iterator[None]:
         os.kill(server.process.pid, signal.SIGCONT)
 
 
-def wait_for_file(container: str, path: str) -> None:
+def wait_for_file(server: Server, container: str, path: str) -> None:
     deadline = time.monotonic() + 60
-    while docker("exec", container, "test", "-f", path, check=False).returncode != 0:
+    while docker_at(server, container, "exec", container, "test", "-f", path, check=False).returncode != 0:
         assert time.monotonic() < deadline, f"{path} did not appear in the container"
         time.sleep(0.1)
 
@@ -62,8 +63,8 @@ def run_while_paused(server: Server, channel: Channel, ref: dict[str, str], cont
     )
     channel.wait_for(id=pid, type="started")
     with paused(server):
-        docker("exec", container, "touch", gate)
-        wait_for_file(container, done)
+        docker_at(server, container, "exec", container, "touch", gate)
+        wait_for_file(server, container, done)
     return channel.process(pid, timeout=60)
 
 
@@ -130,7 +131,7 @@ def test_a_connection_that_does_not_read_holds_the_command_until_another_is_held
         reader.send(type="exec", id=pid, command=f"head -c {size} /dev/zero | tr '\\0' a; touch {done}", **ref)
         reader.wait_for(id=pid, type="started")
         time.sleep(5)  # reading nothing meanwhile: the command must be waiting, not done
-        assert docker("exec", started["id"], "test", "-f", done, check=False).returncode != 0
+        assert docker_at(server, started["id"], "exec", started["id"], "test", "-f", done, check=False).returncode != 0
         follower.send(type="list", **ref)
         item = next(i for i in follower.wait_for(type="processes")["items"] if i["id"] == pid)
         # At most this much was taken from it (messages are up to MAX_CHUNK; what waits in the engine's and the

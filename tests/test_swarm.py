@@ -14,29 +14,16 @@ from typing import Any
 import pytest
 
 from .harness import Server
-from .helpers import Channel, post, start_server
-from .swarm import SwarmCluster, on, remove_swarm_instance, swarm_cluster  # noqa: F401 - the fixture
+from .helpers import Channel, post, serving
+from .swarm import SwarmCluster, on
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
 
 @pytest.fixture(scope="module")
-def swarm_server(tmp_path_factory: pytest.TempPathFactory, swarm_cluster: SwarmCluster) -> Iterator[Server]:  # noqa: F811
-    server = start_server(
-        tmp_path_factory.mktemp("swarm"),
-        IDE_RUNTIME="swarm",
-        IDE_DOCKER_HOST=swarm_cluster.manager,
-        IDE_NETWORK="shared",
-        IDE_DISK_LIMIT_MB="0",
-        IDE_POOL_SIZE="0",
-        IDE_MEMORY_LIMIT_MB="256",
-        IDE_CPU_LIMIT="1",  # each reserves an eighth of its limits: 16 fit on a node of this 2-core machine
-    )
-    try:
+def swarm_server(tmp_path_factory: pytest.TempPathFactory, swarm_cluster: SwarmCluster) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("swarm"), swarm_cluster) as server:
         yield server
-    finally:
-        server.stop()
-        remove_swarm_instance(swarm_cluster.manager, swarm_cluster.nodes, server.instance)
 
 
 def _ok(server: Server, endpoint: str, body: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
@@ -55,7 +42,7 @@ def _node_of(cluster: SwarmCluster, server: Server, ref: dict[str, str]) -> str:
     raise AssertionError(f"no node runs {name}")
 
 
-def test_a_workspace_lives_on_a_node_of_the_swarm(swarm_cluster: SwarmCluster, swarm_server: Server) -> None:  # noqa: F811
+def test_a_workspace_lives_on_a_node_of_the_swarm(swarm_cluster: SwarmCluster, swarm_server: Server) -> None:
     server = swarm_server
     ref = {"projectId": "sw-" + uuid.uuid4().hex[:6], "workspaceId": "w"}
     started = _ok(server, "start", {**ref, "files": {"notes.txt": "on the swarm"}})
@@ -90,7 +77,7 @@ def test_a_workspace_lives_on_a_node_of_the_swarm(swarm_cluster: SwarmCluster, s
 
 
 def test_thirty_workspaces_spread_and_a_node_goes_down_and_comes_back(
-    swarm_cluster: SwarmCluster,  # noqa: F811
+    swarm_cluster: SwarmCluster,
     swarm_server: Server,
 ) -> None:
     server = swarm_server

@@ -11,10 +11,9 @@ from typing import TypeVar
 
 import pytest
 
-from .swarm import SwarmCluster, on, run_on, swarm_cluster
+from .swarm import SwarmCluster, on, run_on
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
-__all__ = ["swarm_cluster"]  # the fixture, imported so pytest finds it here (until conftest.py imports it)
 
 IMAGE = "ide-backend/workspace:latest"
 TIMEOUT = 60.0

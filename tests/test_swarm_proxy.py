@@ -20,8 +20,8 @@ from playwright.sync_api import expect
 from websockets.sync.client import connect
 
 from .harness import Server, free_port
-from .helpers import TOKEN, chromium_browser, post, start_server
-from .swarm import SwarmCluster, remove_swarm_instance, swarm_cluster  # noqa: F401 - the fixture
+from .helpers import TOKEN, chromium_browser, post, serving
+from .swarm import SwarmCluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.browser]
 
@@ -67,24 +67,15 @@ server.listen(Number(port), host);
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, swarm_cluster: SwarmCluster) -> Iterator[Server]:  # noqa: F811
-    srv = start_server(
+def server(tmp_path_factory: pytest.TempPathFactory, swarm_cluster: SwarmCluster) -> Iterator[Server]:
+    with serving(
         tmp_path_factory.mktemp("swarm-proxy"),
-        IDE_RUNTIME="swarm",
-        IDE_DOCKER_HOST=swarm_cluster.manager,
-        IDE_NETWORK="shared",
-        IDE_DISK_LIMIT_MB="0",
-        IDE_POOL_SIZE="0",
+        swarm_cluster,
         IDE_WORKSPACE_IMAGE=IMAGE,
         IDE_MEMORY_LIMIT_MB="1024",
-        IDE_CPU_LIMIT="1",
         IDE_PREVIEW_PORT=str(free_port()),
-    )
-    try:
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_swarm_instance(swarm_cluster.manager, swarm_cluster.nodes, srv.instance)
 
 
 def _ok(server: Server, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:

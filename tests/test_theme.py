@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from .harness import Server, docker
+from .harness import Server
 from .helpers import Call, run
+from .swarm import on_swarm, remove_behind_its_back
 
 pytestmark = pytest.mark.docker
 
@@ -74,17 +75,22 @@ def test_settings_dir_symlinked_out_is_refused(api: Call, ref: dict[str, str], s
 
 
 def test_theme_is_remembered_and_reapplied_on_recreation(
-    api: Call, ref: dict[str, str], started: dict[str, Any]
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server
 ) -> None:
     api("vscode-theme", ref, theme="Monokai")
-    docker("rm", "-f", started["id"])
+    remove_behind_its_back(server, started)
     again = api("start", ref).json()["data"]
     assert again["id"] != started["id"]
     assert again["theme"] == "Monokai"
     assert _settings(api, ref) == {"workbench.colorTheme": "Monokai"}
 
 
-def test_theme_works_on_a_stopped_container(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+def test_theme_works_on_a_stopped_container(
+    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server, request: pytest.FixtureRequest
+) -> None:
+    if on_swarm(server):  # strict: passing says the fix is in, and this mark is to go
+        reason = "a start on a swarm runs a new container, and the theme is written into a new one only when created"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     api("stop", ref)
     assert api("vscode-theme", ref, theme="Red").status_code == 200
     api("start", ref)

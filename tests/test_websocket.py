@@ -10,8 +10,9 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from .harness import Server, docker
+from .harness import Server
 from .helpers import Call, Channel, new_process_id, run
+from .swarm import docker_at
 
 pytestmark = pytest.mark.docker
 
@@ -134,7 +135,7 @@ def test_reconnect_and_attach_replays_exactly_what_was_missed(
 
 
 def test_container_killed_ends_stream_and_emits_status(
-    channel: Channel, ref: dict[str, str], started: dict[str, Any]
+    server: Server, channel: Channel, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
     channel.send(type="subscribe", **ref)
     channel.wait_for(type="subscribed")
@@ -142,7 +143,7 @@ def test_container_killed_ends_stream_and_emits_status(
     pid = new_process_id()
     channel.send(type="exec", id=pid, command="sleep 100", **ref)
     channel.wait_for(id=pid, type="started")
-    docker("kill", started["id"])
+    docker_at(server, started["id"], "kill", started["id"])
     exit_message = channel.process(pid, timeout=10)[-1]
     assert exit_message.get("reason") == "container_stopped", exit_message
     died = channel.wait_for(type="status", status="died", timeout=10)

@@ -2,9 +2,12 @@
 
 Each workspace is a Swarm service of one replica, named as its container would be; its volume is created on the node
 its task first lands on, and from then on the service is pinned there (a placement constraint), since that is where
-its files are. Stopping a workspace scales its service to 0 (Swarm keeps the stopped container as task history, so
-its files stay reachable); starting it scales back to 1, on the same node. Restarts are ours to decide (restart
-condition `none`), as on a single engine.
+its files are. Stopping a workspace stops its task's container on its node, where it stays as a stopped container
+does on one engine (its files, exit code and finish time there to read), and marks the service stopped on purpose;
+it is not scaled to 0, since Swarm then removes the container of the slot it drops at once (measured). Starting it
+forces a new task (scaled to 1 the first time), on the same node: a new container each start, so what a workspace
+keeps outside its volume (its home folder) does not outlive a stop. Restarts are ours to decide (restart condition
+`none`), as on a single engine.
 
 Swarm schedules, but does not proxy exec, archives or attach streams across nodes: everything that touches a
 container goes to the engine of the node it runs on, reached directly (each node's engine listens on TCP,
@@ -29,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -62,11 +67,22 @@ NODE_PORT = 2375
 START_TIMEOUT = 120.0  # seconds for a scaled-up task to run (its image may be loading on a fresh node)
 NODE_POLL = 2.0  # seconds between two readings of the nodes' states
 RESERVE_FRACTION = 8  # a workspace reserves 1/8 of its limits: Swarm's scheduler spreads by reservations
+STOPPED_LABEL = "ide-backend.stopped"  # on a service whose workspace was stopped on purpose (its task ended)
 
 
 def _task_container(task: Mapping[str, Any]) -> str:
     """The id of a task's container ('' while it has none)."""
     return str(task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID") or "")
+
+
+def _created(task: Mapping[str, Any]) -> datetime.datetime:
+    """When the task was made. Not its version: every change of a task's state (an older one's shutdown after the
+    next started, say) bumps that, so the newest version may be an old task."""
+    stamp = str(task.get("CreatedAt") or "")
+    try:  # nanoseconds, which fromisoformat does not take: microseconds order them as well
+        return datetime.datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", stamp))
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
 
 
 def _service_name(container_name: str) -> str:
@@ -193,7 +209,7 @@ class SwarmRuntime:
         params = {"filters": json.dumps({"service": [service_id]})}
         with self._errors("listing a workspace's tasks"):
             tasks: list[dict[str, Any]] = await self._call("tasks", params=params)
-        tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0), reverse=True)
+        tasks.sort(key=_created, reverse=True)
         self._learn(tasks)
         return tasks
 
@@ -320,10 +336,17 @@ class SwarmRuntime:
             raise NotFound(f"No workspace service for container {container_id[:12]}")
         return service
 
-    async def _update(self, service: dict[str, Any], replicas: int, pin: str | None, force: bool = False) -> None:
-        """Set the replicas (and pin the service to a node, and force a new task, when asked) in one update."""
+    async def _update(
+        self, service: dict[str, Any], replicas: int, pin: str | None, force: bool = False, stopped: bool = False
+    ) -> None:
+        """Set the replicas and whether it is stopped on purpose (and pin the service to a node, and force a new
+        task, when asked) in one update."""
         spec = service["Spec"]
         spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+        labels = spec.get("Labels") or {}
+        spec["Labels"] = (
+            {**labels, STOPPED_LABEL: "true"} if stopped else {k: labels[k] for k in labels if k != STOPPED_LABEL}
+        )
         if pin is not None:
             spec["TaskTemplate"]["Placement"] = {"Constraints": [f"node.id=={pin}"]}
         if force:
@@ -344,26 +367,30 @@ class SwarmRuntime:
         return first, first
 
     async def start(self, container_id: str) -> None:
-        """Scale to one (or, already at one with its task ended, a new task) on its node, and wait until it runs."""
+        """Scale to one (or, already at one with its task ended, a new task) on its node, no longer stopped on
+        purpose, and wait until it runs."""
         service = await self._service_of(container_id)
         home, pin = await self._pin(service)
         if home is not None and not await self._node_ready(home):
             raise Conflict(f"The node this workspace's files are on ({home[:12]}) is down; start it once it is back")
         # Always a forced update: with restart condition `none`, Swarm makes no new task for a slot whose task
         # ended, even when scaled from 0 to 1 (measured), and a forced one it does make.
+        before = {task["ID"] for task in await self._tasks(service["ID"])}
         await self._update(service, 1, pin, force=True)
         try:
-            await self._running_task(service["ID"])
+            await self._running_task(service["ID"], before)
         except IDEError:
             with contextlib.suppress(IDEError):  # not left pending, to start by itself some time later
                 await self._update(await self._service_of(service["ID"]), 0, None)
             raise
 
-    async def _running_task(self, service_id: str) -> dict[str, Any]:
+    async def _running_task(self, service_id: str, before: set[str]) -> dict[str, Any]:
+        """The new task (none of `before`) once it runs. Not an older one: until the manager hears from its node,
+        the task of a container that just died still reads as meant to run and running."""
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             tasks = await self._tasks(service_id)
-            current = [t for t in tasks if t.get("DesiredState") == "running"]
+            current = [t for t in tasks if t.get("DesiredState") == "running" and t["ID"] not in before]
             if current:
                 status = current[0].get("Status", {})
                 if status.get("State") == "running":
@@ -379,16 +406,16 @@ class SwarmRuntime:
             await asyncio.sleep(0.2)
 
     async def stop(self, container_id: str, timeout: int) -> None:
-        """Scale to zero and wait until its container has stopped (kept as task history, files and all)."""
+        """Stop its container on its node (kept there, stopped, files and all) and mark the service stopped on
+        purpose. Not scaled to zero: Swarm would remove that container at once. A task not running yet is dropped."""
         service = await self._service_of(container_id)
         await self._close_forwards(service["ID"], container_id)
-        await self._update(service, 0, (await self._pin(service))[1])
-        deadline = time.monotonic() + timeout + 30
-        while time.monotonic() < deadline:
-            if not (await self._state(service)).running:  # its tasks are read anew each time
-                return
-            await asyncio.sleep(0.2)
-        raise RuntimeFailure(f"Service {service['Spec']['Name']} did not stop")
+        state = await self._state(service)
+        if state.running:
+            node, cid = await self._locate(state.id)
+            await node.stop(cid, timeout)  # its task ends; with restart condition `none`, Swarm makes no other
+            service = await self._service_of(service["ID"])  # read again: a start's rollout may have ended since
+        await self._update(service, 1 if state.running else 0, (await self._pin(service))[1], stopped=True)
 
     async def remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
@@ -596,7 +623,7 @@ class SwarmRuntime:
         newest: dict[str, dict[str, Any]] = {}
         for task in tasks:
             known = newest.get(task["ServiceID"])
-            if known is None or task.get("Version", {}).get("Index", 0) > known.get("Version", {}).get("Index", 0):
+            if known is None or _created(task) > _created(known):
                 newest[task["ServiceID"]] = task
         found = []
         for service_id, task in newest.items():
@@ -604,7 +631,11 @@ class SwarmRuntime:
             if any(spec_labels.get(k) != v for k, v in labels.items()):
                 continue
             service = await self._service(service_id)
-            if service is None or service["Spec"]["Mode"].get("Replicated", {}).get("Replicas") != 1:
+            if (
+                service is None
+                or service["Spec"]["Mode"].get("Replicated", {}).get("Replicas") != 1
+                or STOPPED_LABEL in (service["Spec"].get("Labels") or {})
+            ):
                 continue  # removed, or stopped on purpose
             found.append(
                 RuntimeEvent(
