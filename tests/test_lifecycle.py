@@ -153,11 +153,9 @@ def test_start_with_files_writes_them_before_answering(api: Call, ref: dict[str,
 
 
 def test_start_with_files_on_a_stopped_workspace_writes_them(
-    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server, request: pytest.FixtureRequest
+    api: Call, ref: dict[str, str], started: dict[str, Any]
 ) -> None:
-    if on_swarm(server):  # strict: passing says the fix is in, and this mark is to go
-        reason = "a start on a swarm runs a new container, and the files are written through the stopped one's id"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    """On a swarm a start runs a new container: the files go to it, not through the stopped one's id."""
     api("stop", ref)
     response = api("start", ref, files={"late.txt": "L"})
     assert response.status_code == 200, response.text

@@ -9,7 +9,7 @@ import pytest
 
 from .harness import Server
 from .helpers import Call, run
-from .swarm import on_swarm, remove_behind_its_back
+from .swarm import remove_behind_its_back
 
 pytestmark = pytest.mark.docker
 
@@ -85,12 +85,8 @@ def test_theme_is_remembered_and_reapplied_on_recreation(
     assert _settings(api, ref) == {"workbench.colorTheme": "Monokai"}
 
 
-def test_theme_works_on_a_stopped_container(
-    api: Call, ref: dict[str, str], started: dict[str, Any], server: Server, request: pytest.FixtureRequest
-) -> None:
-    if on_swarm(server):  # strict: passing says the fix is in, and this mark is to go
-        reason = "a start on a swarm runs a new container, and the theme is written into a new one only when created"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+def test_theme_works_on_a_stopped_container(api: Call, ref: dict[str, str], started: dict[str, Any]) -> None:
+    """On a swarm a start runs a new container with a new home folder: the theme is written into it again."""
     api("stop", ref)
     assert api("vscode-theme", ref, theme="Red").status_code == 200
     api("start", ref)

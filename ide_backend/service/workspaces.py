@@ -271,7 +271,7 @@ class WorkspaceService:
                         await self.status_events.settled(ref)
             self._seen(ref, record)
             state, created, record = await self._ensure_container(ref, record, claim=True, theme=False)
-            changed = created
+            changed = fresh_home = created
             if not state.running:
                 self.status_events.publish(ref, "starting")
                 if record.stop_reason is not None:  # a reason is the last stop's; this start ends it
@@ -279,10 +279,14 @@ class WorkspaceService:
                     record = dataclasses.replace(record, stop_reason=None)
                 with self.states.changing(record.container_name):
                     await self.runtime.start(state.id)
-                state = dataclasses.replace(state, running=True)
+                # Read again: a runtime may start a new container (a swarm's new task), whose id the files go to and
+                # whose home folder is new (the theme is written again).
+                started = await self.runtime.inspect(state.id)
+                fresh_home = created or (started is not None and started.id != state.id)
+                state = started if started is not None else dataclasses.replace(state, running=True)
                 changed = True
                 log.info("started %s", ref)
-            if created and record.theme:
+            if fresh_home and record.theme:
                 await self.files.write(state, self.settings.workspace_home, _settings_file(None, record.theme))
             if fileset is not None:
                 with self._writing(ref, fileset, clean=False):
