@@ -272,6 +272,7 @@ class WorkspaceService:
             self._seen(ref, record)
             state, created, record = await self._ensure_container(ref, record, claim=True, theme=False)
             changed = fresh_home = created
+            started: ContainerState | None = None
             if not state.running:
                 self.status_events.publish(ref, "starting")
                 if record.stop_reason is not None:  # a reason is the last stop's; this start ends it
@@ -291,8 +292,11 @@ class WorkspaceService:
             if fileset is not None:
                 with self._writing(ref, fileset, clean=False):
                     await self.files.write(state, self.settings.workspace_dir, fileset)
-            # Already running and nothing written: the state read above (the view's, states.py) is the answer.
-            after = await self.runtime.inspect(state.id) if changed or fileset is not None else state
+            after: ContainerState | None
+            if started is not None:  # read once it started: the theme and files written since change no state of it
+                after = started
+            else:  # already running and nothing written: the state read above (the view's, states.py) is the answer
+                after = await self.runtime.inspect(state.id) if fileset is not None else state
         self.status_events.publish_state(ref, after)
         return Outcome(self.containers.info(ref, record, after), changed)
 
