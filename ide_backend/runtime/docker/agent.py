@@ -24,13 +24,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-import aiohttp
-
 from ...errors import IDEError, NotFound, RuntimeFailure
 from ..base import STDERR, STDOUT, ContainerState
 from .client import DockerClient, DockerStream
 from .errors import translate_errors
-from .exec import MAX_CHUNK
+from .exec import MAX_CHUNK, start_exec_stream
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +163,16 @@ class AgentChannel:
     async def connect(cls, client: DockerClient, container_id: str, *, own: bool = False) -> AgentChannel | None:
         """Attach to the container's agent (or, `own`, start an agent of this process's own through a Docker exec)
         and ping; None when the container runs no agent (another image, or it is not up yet)."""
-        container = client.api.containers.container(container_id)
         async with contextlib.AsyncExitStack() as stack:
-            with translate_errors("connecting to the workspace agent", client.host):
-                if own:
-                    execution = await container.exec([AGENT, "--exec"], stdin=True, stdout=True, stderr=True)
-                    # Only the connect is timed: the channel lives as long as the container.
-                    opening = execution.start(detach=False, timeout=aiohttp.ClientTimeout(sock_connect=client.timeout))
-                else:
-                    opening = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
-                stream = await DockerStream.open(stack, opening)
+            if own:
+                _, stream = await start_exec_stream(
+                    stack, client, container_id, [AGENT, "--exec"], stdin=True, connect_timeout=client.timeout
+                )
+            else:
+                container = client.api.containers.container(container_id)
+                with translate_errors("attaching to the workspace agent", client.host):
+                    attach = container.attach(stdin=True, stdout=True, stderr=True, detach_keys="ctrl-^")
+                    stream = await DockerStream.open(stack, attach)
             channel = cls(container_id, stream, stack.pop_all(), client.host)
         try:
             await channel.send(b"P", 0, b"flow")

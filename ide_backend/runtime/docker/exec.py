@@ -174,24 +174,46 @@ async def open_docker_exec(
 ) -> DockerExecSession:
     """Create and start a Docker exec of argv, its output stream connected. `marker` goes into its environment
     as IDE_EXEC_ID: signals find every process the command starts by it."""
-    container = client.api.containers.container(container_id)
-    with translate_errors("creating the exec", client.host):
-        execution = await container.exec(
-            list(argv),
-            stdout=True,
-            stderr=True,
+    async with contextlib.AsyncExitStack() as stack:
+        execution, stream = await start_exec_stream(
+            stack,
+            client,
+            container_id,
+            argv,
             stdin=stdin,
             tty=tty,
             user=user,
             workdir=workdir,
-            environment={**env, "IDE_EXEC_ID": marker},
+            env={**env, "IDE_EXEC_ID": marker},
+            connect_timeout=connect_timeout,
         )
-    async with contextlib.AsyncExitStack() as stack:
-        with translate_errors("starting the exec", client.host):
-            # Only the connect is timed: the output of a long command may be minutes apart.
-            start = execution.start(detach=False, timeout=aiohttp.ClientTimeout(sock_connect=connect_timeout))
-            stream = await DockerStream.open(stack, start)
         return DockerExecSession(client, container_id, execution, stream, stack.pop_all(), marker, user, tty)
+
+
+async def start_exec_stream(
+    stack: contextlib.AsyncExitStack,
+    client: DockerClient,
+    container_id: str,
+    argv: Sequence[str],
+    *,
+    stdin: bool,
+    connect_timeout: float,
+    tty: bool = False,
+    user: str = "",
+    workdir: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Exec, DockerStream]:
+    """Create and start a Docker exec of argv (as the container's user and in its folder unless told), its stream
+    held open by `stack`. Only the connect is timed: a long command's output (or a channel's) may be minutes apart."""
+    container = client.api.containers.container(container_id)
+    with translate_errors("creating the exec", client.host):
+        execution = await container.exec(
+            list(argv), stdout=True, stderr=True, stdin=stdin, tty=tty, user=user, workdir=workdir, environment=env
+        )
+    with translate_errors("starting the exec", client.host):
+        start = execution.start(detach=False, timeout=aiohttp.ClientTimeout(sock_connect=connect_timeout))
+        stream = await DockerStream.open(stack, start)
+    return execution, stream
 
 
 async def run_to_end(session: ExecSession, *, timeout: float, output_cap: int) -> ExecOutput | None:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from ..base import STDOUT, ExecSession
 
-logger = logging.getLogger("ide_backend.runtime")
+log = logging.getLogger(__name__)
 
 # Connects to ARGV[0]:ARGV[1] and relays bytes: stdin to the socket (half-closing it at stdin's end), the socket to
 # stdout, until the socket's end. Exit 2 when the connection is refused (nothing listens there).
@@ -101,7 +101,7 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ope
     try:
         session = await open_relay()
     except Exception as exc:  # the container went, or its node: the client sees the connection close
-        logger.info("port forward: no relay into the container (%s)", exc)
+        log.info("port forward: no relay into the container (%s)", exc)
         writer.close()
         return
 
@@ -117,13 +117,13 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ope
                 writer.write(data)
                 await writer.drain()
             else:
-                logger.info("port forward: %s", data.decode("utf-8", "replace").strip())
+                log.info("port forward: %s", data.decode("utf-8", "replace").strip())
 
     sending = asyncio.create_task(inbound())
     try:
         await outbound()
     except Exception as exc:
-        logger.debug("port forward ended: %s", exc)
+        log.debug("port forward ended: %s", exc)
     finally:
         sending.cancel()
         with contextlib.suppress(BaseException):
